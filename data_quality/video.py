@@ -1,0 +1,212 @@
+"""Video integrity and frame sampling in one decode pass (PyAV).
+
+``scan_video`` opens a file, checksums it, probes the container, decodes *every* frame to prove
+the file is intact (truncation, undecodable packets, timestamp gaps) and hands the frames worth
+keeping to a ``sink`` while it goes, so a video is decoded exactly once per ingestion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "VideoReport",
+    "sample_stride",
+    "scan_video",
+    "sha256_file",
+    "video_id_for",
+]
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm")
+
+#: A frame is kept when ``sink`` gets it: ``sink(frame_index, timestamp_s, bgr_image)``.
+FrameSink = Callable[[int, float, np.ndarray], None]
+
+
+def video_id_for(camera_id: str, file_name: str) -> str:
+    """Stable partition key for a video: ``cam1`` + ``line_0001.mp4`` -> ``cam1__line_0001``."""
+    stem = Path(file_name).stem
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{camera_id}__{stem}")
+
+
+def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sample_stride(fps: float, *, sample_fps: float | None, stride: int | None) -> int:
+    """Frames between kept frames: an explicit ``stride`` wins, else ``fps / sample_fps``."""
+    if stride is not None:
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        return stride
+    if not sample_fps or sample_fps <= 0 or not fps:
+        return 1
+    return max(1, round(fps / sample_fps))
+
+
+@dataclass
+class VideoReport:
+    """What one scan found; ``status`` is ``ok``, ``empty``, ``unreadable``, ``unsupported`` or ``corrupt``."""
+
+    file: str
+    sha256: str
+    size_bytes: int
+    status: str = "ok"
+    error: str | None = None
+    container: str | None = None
+    codec: str | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    frame_count: int = 0
+    declared_frame_count: int | None = None
+    duration_s: float | None = None
+    has_audio: bool = False
+    timestamp_gaps: int = 0
+    max_gap_s: float = 0.0
+    kept_frames: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def fail(self, status: str, message: str) -> VideoReport:
+        self.status = status
+        self.problems.append(message)
+        self.error = f"{self.file}: " + "; ".join(self.problems)
+        return self
+
+    def as_row(self) -> dict:
+        row = asdict(self)
+        row.pop("problems")
+        return row
+
+
+def scan_video(
+    path: Path,
+    *,
+    name: str | None = None,
+    sample_fps: float | None = 2.0,
+    stride: int | None = None,
+    keep_frames: Collection[int] = (),
+    sink: FrameSink | None = None,
+    threads: bool = True,
+) -> VideoReport:
+    """Checksum, probe and fully decode ``path``; pass sampled frames to ``sink``.
+
+    Parameters
+    ----------
+    path
+        Local video file.
+    name
+        How errors name the file (defaults to ``path``); use the landing-zone URI.
+    sample_fps, stride
+        Keep every ``stride``-th frame, or about ``sample_fps`` frames per second.
+    keep_frames
+        Frame indices always kept whatever the stride (frames that labels refer to).
+    sink
+        Called as ``sink(frame_index, timestamp_s, image)`` with ``image`` of shape (H, W, 3),
+        uint8, BGR, for every kept frame, in order.
+    threads
+        Let FFmpeg decode with frame and slice threads.
+
+    Returns
+    -------
+    VideoReport
+        Never raises for bad input: problems go to ``status`` and ``error``.
+    """
+    import av
+
+    path = Path(path)
+    label = name or str(path)
+    size = path.stat().st_size if path.exists() else 0
+    report = VideoReport(file=label, sha256="", size_bytes=size)
+    if not path.exists():
+        return report.fail("unreadable", "file does not exist")
+    report.sha256 = sha256_file(path)
+    if size == 0:
+        return report.fail("empty", "zero-byte file")
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        return report.fail("unreadable", f"not a readable video container ({_ffmpeg_reason(exc)})")
+
+    with container:
+        report.container = container.format.name
+        report.has_audio = bool(container.streams.audio)
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            return report.fail("unsupported", f"no video stream (streams found: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        report.codec = ctx.name if ctx else None
+        if ctx is None:
+            return report.fail("unsupported", "video stream has a codec FFmpeg cannot decode")
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        report.fps = float(rate) if rate else None
+        report.width, report.height = ctx.width or None, ctx.height or None
+        report.declared_frame_count = int(stream.frames) or None
+        if stream.duration is not None and stream.time_base is not None:
+            report.duration_s = float(stream.duration * stream.time_base)
+        elif container.duration:
+            report.duration_s = container.duration / 1_000_000
+        if threads:
+            stream.thread_type = "AUTO"
+
+        step = sample_stride(report.fps or 0.0, sample_fps=sample_fps, stride=stride)
+        wanted = set(keep_frames)
+        expected_dt = 1.0 / report.fps if report.fps else None
+        last_ts: float | None = None
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                ts = float(frame.time) if frame.time is not None else index * (expected_dt or 0.0)
+                if last_ts is not None and expected_dt and ts - last_ts > 1.5 * expected_dt:
+                    report.timestamp_gaps += 1
+                    report.max_gap_s = max(report.max_gap_s, ts - last_ts)
+                last_ts = ts
+                if sink is not None and (index % step == 0 or index in wanted):
+                    sink(index, ts, frame.to_ndarray(format="bgr24"))
+                    report.kept_frames += 1
+                index += 1
+        except av.FFmpegError as exc:
+            report.frame_count = index
+            return report.fail(
+                "corrupt", f"undecodable data after frame {index} ({_ffmpeg_reason(exc)})"
+            )
+        report.frame_count = index
+
+    if report.frame_count == 0:
+        return report.fail("corrupt", "no decodable frames")
+    declared = report.declared_frame_count
+    if declared and report.frame_count < declared:
+        return report.fail(
+            "corrupt",
+            f"truncated: decoded {report.frame_count} of {declared} frames the container declares",
+        )
+    if report.duration_s is None and report.fps:
+        report.duration_s = report.frame_count / report.fps
+    missing = sorted(f for f in wanted if f >= report.frame_count)
+    if missing:
+        report.problems.append(
+            f"labels refer to frames {missing[:5]} beyond the last frame {report.frame_count - 1}"
+        )
+    return report
+
+
+def _ffmpeg_reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return re.sub(r"\s+", " ", str(text)).strip()

@@ -1,0 +1,15 @@
+"""The single Dagster entry point: ``workspace.yaml`` and ``dagster dev`` load ``defs`` from here."""
+
+import dagster as dg
+
+from assets.ingest import ingest_video
+from orchestration.jobs import ingest_job
+from orchestration.sensors import new_video_sensor
+from orchestration.storage import LensStorage
+
+defs = dg.Definitions(
+    assets=[ingest_video],
+    jobs=[ingest_job],
+    sensors=[new_video_sensor],
+    resources={"storage": LensStorage()},
+)

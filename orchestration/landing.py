@@ -1,0 +1,32 @@
+"""The landing zone: which videos and label files are waiting, and under which ids."""
+
+from __future__ import annotations
+
+from data_quality.video import VIDEO_SUFFIXES, video_id_for
+from orchestration.storage import LensStorage, StoredFile
+
+LABEL_SUFFIXES = (".csv", ".json")
+
+
+def discover_videos(storage: LensStorage) -> dict[str, StoredFile]:
+    """``video_id -> file`` for every ``landing/videos/<camera_id>/<file>`` with a video suffix.
+
+    Files directly under ``videos/`` (no camera folder) are ignored. When two files map to one
+    id (``a.mp4`` and ``a.mov``), the first by name wins and the other is reported by the sensor.
+    """
+    found: dict[str, StoredFile] = {}
+    for f in storage.list_files("landing", "videos", suffixes=VIDEO_SUFFIXES):
+        parts = f.key.split("/")
+        if len(parts) != 2:
+            continue
+        found.setdefault(video_id_for(parts[0], parts[1]), f)
+    return found
+
+
+def camera_of(file: StoredFile) -> str:
+    return file.key.split("/")[0]
+
+
+def label_files(storage: LensStorage) -> list[StoredFile]:
+    """Label files waiting in ``landing/labels/`` (CSV, COCO or FiftyOne JSON)."""
+    return storage.list_files("landing", "labels", suffixes=LABEL_SUFFIXES)

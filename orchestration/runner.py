@@ -1,0 +1,139 @@
+"""Headless runs for cron/CI: register new videos, ingest what is new or changed, then refresh
+the unpartitioned part of the graph. Every run goes through the Dagster instance, so it shows in
+the UI exactly like a sensor-launched run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from orchestration.landing import discover_videos, label_files
+from orchestration.partitions import videos_partitions
+from orchestration.storage import LensStorage, lensline_home
+
+INGEST_KEYS = {dg.AssetKey("raw_video"), dg.AssetKey("frames")}
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def prepare_instance_home(home: Path | None = None) -> Path:
+    """Point ``DAGSTER_HOME`` at ``<LENSLINE_HOME>/dagster`` (SQLite) unless already set."""
+    if os.environ.get("DAGSTER_HOME"):
+        path = Path(os.environ["DAGSTER_HOME"])
+    else:
+        path = (home or lensline_home()) / "dagster"
+        os.environ["DAGSTER_HOME"] = str(path)
+    path.mkdir(parents=True, exist_ok=True)
+    yaml = path / "dagster.yaml"
+    if not yaml.exists():
+        yaml.write_text("telemetry:\n  enabled: false\n")
+    return path
+
+
+@dataclass
+class VideoOutcome:
+    video_id: str
+    status: str
+    error: str | None = None
+
+
+@dataclass
+class RunSummary:
+    registered: list[str] = field(default_factory=list)
+    ingested: list[VideoOutcome] = field(default_factory=list)
+    up_to_date: int = 0
+    downstream: list[str] = field(default_factory=list)
+    downstream_ok: bool = True
+    stopped_reason: str | None = None
+
+    @property
+    def rejected(self) -> list[VideoOutcome]:
+        return [o for o in self.ingested if o.status != "ok"]
+
+
+def stale_videos(storage: LensStorage, videos: dict) -> list[str]:
+    """Video ids whose file was never ingested, or changed (size or mtime) since it was."""
+    table = storage.read_table("videos")
+    done: dict[str, tuple[int, float]] = {}
+    if table is not None:
+        for row in table.select("video_id", "size_bytes", "source_mtime").iter_rows():
+            done[row[0]] = (row[1], row[2])
+    return [
+        vid for vid, f in sorted(videos.items())
+        if vid not in done or done[vid][0] != f.size or abs((done[vid][1] or 0) - f.mtime) > 1e-3
+    ]
+
+
+def run_pending(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    *,
+    select: str | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    tags: dict[str, str] | None = None,
+) -> RunSummary:
+    """Materialise what is missing or stale, optionally limited to a Dagster ``select`` string."""
+    storage: LensStorage = defs.resources["storage"]  # type: ignore[assignment]
+    graph = defs.resolve_asset_graph()
+    selected = (
+        dg.AssetSelection.from_string(select).resolve(graph) if select else set(graph.get_all_asset_keys())
+    )
+    summary = RunSummary()
+    run_tags = {"lensline/trigger": "lensline run", **(tags or {})}
+
+    videos = discover_videos(storage)
+    known = set(instance.get_dynamic_partitions(videos_partitions.name))
+    summary.registered = sorted(set(videos) - known)
+    if summary.registered:
+        instance.add_dynamic_partitions(videos_partitions.name, summary.registered)
+
+    if selected & INGEST_KEYS:
+        todo = stale_videos(storage, videos)
+        summary.up_to_date = len(videos) - len(todo)
+        job = defs.resolve_job_def("ingest_video")
+        for i, vid in enumerate(todo):
+            if on_progress:
+                on_progress(f"ingest {vid}", i, len(todo))
+            job.execute_in_process(
+                partition_key=vid, instance=instance, raise_on_error=False, run_config=QUIET,
+                tags={**run_tags, "lensline/reason": "new or changed video"},
+            )
+            summary.ingested.append(_outcome(storage, vid))
+        if on_progress:
+            on_progress("ingest", len(todo), len(todo))
+
+    downstream = sorted(
+        (k for k in selected - INGEST_KEYS if not graph.get(k).is_partitioned and graph.get(k).is_materializable),
+        key=lambda k: k.to_user_string(),
+    )
+    if not downstream:
+        return summary
+    if not label_files(storage):
+        summary.stopped_reason = (
+            f"no label files in {storage.uri('landing', 'labels')}: videos are ingested; add labels "
+            "(CSV: video, frame_index, label[, annotator]) and run again"
+        )
+        return summary
+    if on_progress:
+        on_progress("train & evaluate: " + ", ".join(k.to_user_string() for k in downstream), 0, 1)
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        asset_selection=downstream, instance=instance, raise_on_error=False,
+        tags={**run_tags, "lensline/reason": "refresh after ingestion"},
+    )
+    summary.downstream = [k.to_user_string() for k in downstream]
+    summary.downstream_ok = result.success
+    if on_progress:
+        on_progress("done", 1, 1)
+    return summary
+
+
+def _outcome(storage: LensStorage, video_id: str) -> VideoOutcome:
+    table = storage.read_table("videos")
+    row = table.filter(pl.col("video_id") == video_id) if table is not None else None
+    if row is None or row.is_empty():
+        return VideoOutcome(video_id, "failed", "ingestion run failed before recording the video")
+    return VideoOutcome(video_id, row["status"][0], row["error"][0])

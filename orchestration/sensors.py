@@ -1,0 +1,51 @@
+"""Sensors: new or changed videos in the landing zone become partitions and ingestion runs."""
+
+
+import json
+
+import dagster as dg
+
+from orchestration.jobs import ingest_job
+from orchestration.landing import discover_videos
+from orchestration.partitions import videos_partitions
+from orchestration.storage import LensStorage
+
+
+def plan_video_runs(storage: LensStorage, cursor: str | None, known: set[str]):
+    """New partitions, run requests and the next cursor for the videos in the landing zone.
+
+    The cursor maps ``video_id -> "size:mtime"``; a file whose size or mtime changed is
+    ingested again (tagged ``lensline/reason=changed``).
+    """
+    seen: dict[str, str] = json.loads(cursor) if cursor else {}
+    videos = discover_videos(storage)
+    new_keys = sorted(set(videos) - known)
+    requests = []
+    for video_id, f in sorted(videos.items()):
+        stamp = f"{f.size}:{f.mtime:.0f}"
+        if seen.get(video_id) == stamp and video_id in known:
+            continue
+        reason = "new" if video_id not in seen else "changed"
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{video_id}:{stamp}",
+                partition_key=video_id,
+                tags={"lensline/reason": f"{reason} video", "lensline/source": f.key},
+            )
+        )
+        seen[video_id] = stamp
+    return new_keys, requests, json.dumps(seen, sort_keys=True)
+
+
+@dg.sensor(job=ingest_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def new_video_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
+    """Register each new landing/videos/<camera>/<file> as a partition and ingest it."""
+    known = set(context.instance.get_dynamic_partitions(videos_partitions.name))
+    new_keys, requests, cursor = plan_video_runs(storage, context.cursor, known)
+    if not requests and not new_keys:
+        return dg.SkipReason(f"no new videos under {storage.uri('landing', 'videos')}")
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[videos_partitions.build_add_request(new_keys)] if new_keys else [],
+        cursor=cursor,
+    )

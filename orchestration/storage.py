@@ -1,0 +1,233 @@
+"""Where Lensline keeps its landing zone, Delta lake and artifacts: a local folder or S3.
+
+One resource decides. Assets call ``storage.table_uri("frames")``, ``storage.read_bytes(uri)``
+and never branch on the backend themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+DEFAULT_HOME = ".lensline"
+
+
+def lensline_home() -> Path:
+    """The local home of the embedded default (``LENSLINE_HOME``, default ``./.lensline``)."""
+    return Path(os.environ.get("LENSLINE_HOME", DEFAULT_HOME)).resolve()
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One object in the store: its full URI, its key relative to the root, size and mtime."""
+
+    uri: str
+    key: str
+    size: int
+    mtime: float
+
+
+def _join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts if p]])
+
+
+class LensStorage(dg.ConfigurableResource):
+    """Lensline's storage: landing zone, Delta lake and artifacts under one root.
+
+    ``root`` may be a local folder or ``s3://bucket/prefix``. Left empty, it is read when a run
+    starts (never at import) from ``LENSLINE_STORAGE``, else ``$LENSLINE_HOME``. S3 credentials,
+    region and endpoint come only from the standard AWS environment variables
+    (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``, ``AWS_ENDPOINT_URL``);
+    nothing secret is stored in config or metadata.
+
+    Example::
+
+        Definitions(assets=[...], resources={"storage": LensStorage()})
+        Definitions(assets=[...], resources={"storage": LensStorage(root="s3://lake/lensline")})
+    """
+
+    root: str = Field(
+        default="",
+        description="Local folder or s3://bucket/prefix. Empty: $LENSLINE_STORAGE, else $LENSLINE_HOME.",
+    )
+    s3_allow_unsafe_rename: bool = Field(
+        default=True,
+        description="Let deltalake commit on S3 without a lock provider (single writer per table).",
+    )
+
+    # ---- where things are -------------------------------------------------------------
+    def resolved_root(self) -> str:
+        root = self.root or os.environ.get("LENSLINE_STORAGE", "") or str(lensline_home())
+        return root.rstrip("/") if self.is_s3_uri(root) else str(Path(root).resolve())
+
+    @staticmethod
+    def is_s3_uri(uri: str) -> bool:
+        return uri.startswith("s3://")
+
+    @property
+    def is_s3(self) -> bool:
+        return self.is_s3_uri(self.resolved_root())
+
+    def uri(self, *parts: str) -> str:
+        """The URI of ``parts`` under the root, e.g. ``uri("landing", "videos")``."""
+        return _join(self.resolved_root(), *parts)
+
+    def table_uri(self, name: str) -> str:
+        """The URI of Delta table ``name`` under ``lake/``."""
+        return self.uri("lake", name)
+
+    def storage_options(self) -> dict[str, str] | None:
+        """Options for deltalake's object store; credentials stay in the environment."""
+        if not self.is_s3:
+            return None
+        opts: dict[str, str] = {}
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            opts["AWS_ENDPOINT_URL"] = endpoint
+            if endpoint.startswith("http://"):
+                opts["AWS_ALLOW_HTTP"] = "true"
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region:
+            opts["AWS_REGION"] = region
+        if self.s3_allow_unsafe_rename:
+            opts["AWS_S3_ALLOW_UNSAFE_RENAME"] = "true"
+        return opts
+
+    def _s3(self):
+        from dagster_aws.s3 import S3Resource
+
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        return S3Resource(endpoint_url=endpoint).get_client()
+
+    @staticmethod
+    def _split(uri: str) -> tuple[str, str]:
+        parsed = urlparse(uri)
+        return parsed.netloc, parsed.path.lstrip("/")
+
+    # ---- files ------------------------------------------------------------------------
+    def list_files(self, *parts: str, suffixes: tuple[str, ...] = ()) -> list[StoredFile]:
+        """Every file under ``parts`` (recursive), sorted by key; empty if the folder is missing."""
+        base = self.uri(*parts)
+        out: list[StoredFile] = []
+        if self.is_s3:
+            bucket, prefix = self._split(base)
+            paginator = self._s3().get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/"):
+                for obj in page.get("Contents", []):
+                    key = obj["Key"][len(prefix.rstrip("/")) + 1 :]
+                    out.append(
+                        StoredFile(
+                            f"s3://{bucket}/{obj['Key']}", key, obj["Size"], obj["LastModified"].timestamp()
+                        )
+                    )
+        else:
+            root = Path(base)
+            if root.is_dir():
+                for p in root.rglob("*"):
+                    if p.is_file() and not p.name.startswith("."):
+                        st = p.stat()
+                        out.append(StoredFile(str(p), p.relative_to(root).as_posix(), st.st_size, st.st_mtime))
+        if suffixes:
+            out = [f for f in out if f.key.lower().endswith(suffixes)]
+        return sorted(out, key=lambda f: f.key)
+
+    def read_bytes(self, uri: str) -> bytes:
+        if self.is_s3_uri(uri):
+            bucket, key = self._split(uri)
+            return self._s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return Path(uri).read_bytes()
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        """Write atomically: readers see the old object or the new one, never half of it."""
+        if self.is_s3_uri(uri):
+            bucket, key = self._split(uri)
+            self._s3().put_object(Bucket=bucket, Key=key, Body=data)
+            return
+        path = Path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+
+    def delete(self, uris: list[str]) -> None:
+        if not uris:
+            return
+        if self.is_s3:
+            client = self._s3()
+            for i in range(0, len(uris), 1000):
+                chunk = [self._split(u) for u in uris[i : i + 1000]]
+                client.delete_objects(
+                    Bucket=chunk[0][0], Delete={"Objects": [{"Key": k} for _, k in chunk]}
+                )
+        else:
+            for u in uris:
+                Path(u).unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def local_path(self, uri: str) -> Iterator[Path]:
+        """A local file with the object's bytes (the file itself when local, a temp copy on S3)."""
+        if not self.is_s3_uri(uri):
+            yield Path(uri)
+            return
+        tmpdir = tempfile.mkdtemp(prefix="lensline-")
+        try:
+            local = Path(tmpdir) / Path(self._split(uri)[1]).name
+            bucket, key = self._split(uri)
+            self._s3().download_file(bucket, key, str(local))
+            yield local
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+    # ---- Delta tables -----------------------------------------------------------------
+    def read_table(self, name: str, *, version: int | None = None) -> pl.DataFrame | None:
+        """The table as a polars frame, or None if it was never written."""
+        from deltalake import DeltaTable
+
+        uri = self.table_uri(name)
+        if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options()):
+            return None
+        return pl.read_delta(uri, version=version, storage_options=self.storage_options())
+
+    def table_version(self, name: str) -> int | None:
+        from deltalake import DeltaTable
+
+        uri = self.table_uri(name)
+        if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options()):
+            return None
+        return DeltaTable(uri, storage_options=self.storage_options()).version()
+
+    def write_table(
+        self, df: pl.DataFrame, name: str, *, replace_where: str | None = None, mode: str = "overwrite"
+    ) -> int:
+        """Write ``df`` as one Delta commit and return the new table version.
+
+        ``replace_where`` (a SQL predicate such as ``video_id = 'cam1__a'``) replaces only the
+        matching rows, atomically; without it ``mode`` is ``overwrite`` or ``append``.
+        """
+        from deltalake import DeltaTable
+
+        uri = self.table_uri(name)
+        exists = DeltaTable.is_deltatable(uri, storage_options=self.storage_options())
+        options: dict = {"schema_mode": "merge"} if exists and mode == "append" else {}
+        if replace_where and exists:
+            options = {"predicate": replace_where}
+        elif mode == "overwrite" and exists:
+            options = {"schema_mode": "overwrite"}
+        df.write_delta(
+            uri,
+            mode="append" if (mode == "append" or (not exists and mode != "overwrite")) else "overwrite",
+            storage_options=self.storage_options(),
+            delta_write_options=options or None,
+        )
+        return DeltaTable(uri, storage_options=self.storage_options()).version()
