@@ -1,6 +1,5 @@
 """raw_video and frames: one decode pass per video proves integrity and samples frames."""
 
-
 import time
 from datetime import UTC, datetime
 
@@ -25,8 +24,12 @@ class IngestConfig(dg.Config):
     """How frames are sampled from each video."""
 
     sample_fps: float = Field(default=2.0, description="Frames kept per second of video.")
-    stride: int | None = Field(default=None, description="Keep every Nth frame (overrides sample_fps).")
-    jpeg_quality: int = Field(default=90, ge=30, le=100, description="JPEG quality of frame images.")
+    stride: int | None = Field(
+        default=None, description="Keep every Nth frame (overrides sample_fps)."
+    )
+    jpeg_quality: int = Field(
+        default=90, ge=30, le=100, description="JPEG quality of frame images."
+    )
 
 
 @dg.multi_asset(
@@ -50,28 +53,38 @@ class IngestConfig(dg.Config):
     ],
     check_specs=[
         dg.AssetCheckSpec(
-            "decodable", asset="raw_video", blocking=True,
+            "decodable",
+            asset="raw_video",
+            blocking=True,
             description="Every frame decodes; a corrupt video never flows downstream.",
         ),
         dg.AssetCheckSpec(
-            "no_timestamp_gaps", asset="raw_video",
+            "no_timestamp_gaps",
+            asset="raw_video",
             description="Frame timestamps advance by about 1/fps (WARN on dropped frames).",
         ),
         dg.AssetCheckSpec(
-            "frame_quality", asset="frames",
+            "frame_quality",
+            asset="frames",
             description="At most 20% of sampled frames are dark or blurry (WARN).",
         ),
     ],
     partitions_def=videos_partitions,
     code_version="ingest-v1",
 )
-def ingest_video(context: dg.AssetExecutionContext, config: IngestConfig, storage: LensStorage):
+def raw_video_and_frames(
+    context: dg.AssetExecutionContext, config: IngestConfig, storage: LensStorage
+):
     video_id = context.partition_key
     source = discover_videos(storage).get(video_id)
     if source is None:
-        raise dg.Failure(f"video {video_id!r} is registered but no longer in {storage.uri('landing', 'videos')}")
+        raise dg.Failure(
+            f"video {video_id!r} is registered but no longer in {storage.uri('landing', 'videos')}"
+        )
     names = {video_id, source.key.split("/")[-1], source.key.split("/")[-1].rsplit(".", 1)[0]}
-    keep = referenced_frames((storage.read_bytes(f.uri) for f in label_files(storage) if f.key.endswith(".csv")), names)
+    keep = referenced_frames(
+        (storage.read_bytes(f.uri) for f in label_files(storage) if f.key.endswith(".csv")), names
+    )
 
     rows, images = [], []
 
@@ -79,55 +92,109 @@ def ingest_video(context: dg.AssetExecutionContext, config: IngestConfig, storag
         jpeg, stats = encode_frame(image, quality=config.jpeg_quality)
         uri = storage.uri("artifacts", "frames", video_id, f"{index:06d}.jpg")
         images.append((uri, jpeg))
-        rows.append({"video_id": video_id, "camera_id": camera_of(source), "frame_index": index,
-                     "timestamp_s": ts, "uri": uri, "width": image.shape[1], "height": image.shape[0],
-                     "labeled": index in keep, **stats})
+        rows.append(
+            {
+                "video_id": video_id,
+                "camera_id": camera_of(source),
+                "frame_index": index,
+                "timestamp_s": ts,
+                "uri": uri,
+                "width": image.shape[1],
+                "height": image.shape[0],
+                "labeled": index in keep,
+                **stats,
+            }
+        )
 
     started = time.perf_counter()
     with storage.local_path(source.uri) as local:
-        report = scan_video(local, name=source.uri, sample_fps=config.sample_fps, stride=config.stride,
-                            keep_frames=keep, sink=sink)
+        report = scan_video(
+            local,
+            name=source.uri,
+            sample_fps=config.sample_fps,
+            stride=config.stride,
+            keep_frames=keep,
+            sink=sink,
+        )
     decode_s = time.perf_counter() - started
-    video_row = {"video_id": video_id, "camera_id": camera_of(source), "uri": source.uri,
-                 "source_mtime": source.mtime, "ingested_at": datetime.now(UTC), **report.as_row()}
+    video_row = {
+        "video_id": video_id,
+        "camera_id": camera_of(source),
+        "uri": source.uri,
+        "source_mtime": source.mtime,
+        "ingested_at": datetime.now(UTC),
+        **report.as_row(),
+    }
     video_row.pop("file")
-    version = storage.write_table(contract.conform([video_row], contract.VIDEOS), "videos", replace_where=f"video_id = '{video_id}'")
+    version = storage.write_table(
+        contract.conform([video_row], contract.VIDEOS),
+        "videos",
+        replace_where=f"video_id = '{video_id}'",
+    )
 
     yield dg.MaterializeResult(
         asset_key="raw_video",
-        metadata={"status": report.status, "error": report.error or "", "sha256": report.sha256,
-                  "codec": report.codec or "", "fps": report.fps or 0.0, "frame_count": report.frame_count,
-                  "resolution": f"{report.width}x{report.height}", "decode_s": round(decode_s, 3),
-                  "videos_table_version": version},
+        metadata={
+            "status": report.status,
+            "error": report.error or "",
+            "sha256": report.sha256,
+            "codec": report.codec or "",
+            "fps": report.fps or 0.0,
+            "frame_count": report.frame_count,
+            "resolution": f"{report.width}x{report.height}",
+            "decode_s": round(decode_s, 3),
+            "videos_table_version": version,
+        },
     )
-    yield dg.AssetCheckResult(asset_key="raw_video", check_name="decodable", passed=report.ok,
-                              metadata={"status": report.status, "error": report.error or ""})
-    yield dg.AssetCheckResult(asset_key="raw_video", check_name="no_timestamp_gaps",
-                              passed=report.timestamp_gaps == 0, severity=dg.AssetCheckSeverity.WARN,
-                              metadata={"gaps": report.timestamp_gaps, "max_gap_s": report.max_gap_s})
+    yield dg.AssetCheckResult(
+        asset_key="raw_video",
+        check_name="decodable",
+        passed=report.ok,
+        metadata={"status": report.status, "error": report.error or ""},
+    )
+    yield dg.AssetCheckResult(
+        asset_key="raw_video",
+        check_name="no_timestamp_gaps",
+        passed=report.timestamp_gaps == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"gaps": report.timestamp_gaps, "max_gap_s": report.max_gap_s},
+    )
     if not report.ok:
         context.log.error(report.error)
         return
 
     for uri, jpeg in images:
         storage.write_bytes(uri, jpeg)
-    frames = contract.conform([{**r, "sha256": _sha(j)} for r, (_, j) in zip(rows, images, strict=True)], contract.FRAMES)
+    frames = contract.conform(
+        [{**r, "sha256": _sha(j)} for r, (_, j) in zip(rows, images, strict=True)], contract.FRAMES
+    )
     frames_version = storage.write_table(frames, "frames", replace_where=f"video_id = '{video_id}'")
-    stale = {f.uri for f in storage.list_files("artifacts", "frames", video_id)} - {u for u, _ in images}
+    stale = {f.uri for f in storage.list_files("artifacts", "frames", video_id)} - {
+        u for u, _ in images
+    }
     storage.delete(sorted(stale))
 
-    bad = frames.filter((pl.col("brightness") < DARK_BRIGHTNESS) | (pl.col("sharpness") < BLURRY_SHARPNESS))
+    bad = frames.filter(
+        (pl.col("brightness") < DARK_BRIGHTNESS) | (pl.col("sharpness") < BLURRY_SHARPNESS)
+    )
     yield dg.MaterializeResult(
         asset_key="frames",
-        metadata={"frames": len(frames), "labeled_frames": int(frames["labeled"].sum()),
-                  "mean_brightness": round(float(frames["brightness"].mean()), 2),
-                  "mean_sharpness": round(float(frames["sharpness"].mean()), 2),
-                  "frames_table_version": frames_version,
-                  "preview": dg.MetadataValue.md(thumbnail_strip_md([j for _, j in images]))},
+        metadata={
+            "frames": len(frames),
+            "labeled_frames": int(frames["labeled"].sum()),
+            "mean_brightness": round(float(frames["brightness"].mean()), 2),
+            "mean_sharpness": round(float(frames["sharpness"].mean()), 2),
+            "frames_table_version": frames_version,
+            "preview": dg.MetadataValue.md(thumbnail_strip_md([j for _, j in images])),
+        },
     )
-    yield dg.AssetCheckResult(asset_key="frames", check_name="frame_quality",
-                              passed=len(bad) <= 0.2 * len(frames), severity=dg.AssetCheckSeverity.WARN,
-                              metadata={"dark_or_blurry": len(bad), "frames": len(frames)})
+    yield dg.AssetCheckResult(
+        asset_key="frames",
+        check_name="frame_quality",
+        passed=len(bad) <= 0.2 * len(frames),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"dark_or_blurry": len(bad), "frames": len(frames)},
+    )
 
 
 def _sha(data: bytes) -> str:

@@ -7,20 +7,42 @@ import polars as pl
 __all__ = ["FRAMES", "VIDEOS", "conform"]
 
 VIDEOS: dict[str, pl.DataType] = {
-    "video_id": pl.String(), "camera_id": pl.String(), "uri": pl.String(), "sha256": pl.String(),
-    "size_bytes": pl.Int64(), "source_mtime": pl.Float64(), "container": pl.String(),
-    "codec": pl.String(), "fps": pl.Float64(), "width": pl.Int64(), "height": pl.Int64(),
-    "frame_count": pl.Int64(), "declared_frame_count": pl.Int64(), "duration_s": pl.Float64(),
-    "has_audio": pl.Boolean(), "timestamp_gaps": pl.Int64(), "max_gap_s": pl.Float64(),
-    "kept_frames": pl.Int64(), "status": pl.String(), "error": pl.String(),
+    "video_id": pl.String(),
+    "camera_id": pl.String(),
+    "uri": pl.String(),
+    "sha256": pl.String(),
+    "size_bytes": pl.Int64(),
+    "source_mtime": pl.Float64(),
+    "container": pl.String(),
+    "codec": pl.String(),
+    "fps": pl.Float64(),
+    "width": pl.Int64(),
+    "height": pl.Int64(),
+    "frame_count": pl.Int64(),
+    "declared_frame_count": pl.Int64(),
+    "duration_s": pl.Float64(),
+    "has_audio": pl.Boolean(),
+    "timestamp_gaps": pl.Int64(),
+    "max_gap_s": pl.Float64(),
+    "kept_frames": pl.Int64(),
+    "status": pl.String(),
+    "error": pl.String(),
     "ingested_at": pl.Datetime("us", "UTC"),
 }
 
 FRAMES: dict[str, pl.DataType] = {
-    "video_id": pl.String(), "camera_id": pl.String(), "frame_index": pl.Int64(),
-    "timestamp_s": pl.Float64(), "uri": pl.String(), "sha256": pl.String(), "width": pl.Int64(),
-    "height": pl.Int64(), "brightness": pl.Float64(), "contrast": pl.Float64(),
-    "sharpness": pl.Float64(), "labeled": pl.Boolean(),
+    "video_id": pl.String(),
+    "camera_id": pl.String(),
+    "frame_index": pl.Int64(),
+    "timestamp_s": pl.Float64(),
+    "uri": pl.String(),
+    "sha256": pl.String(),
+    "width": pl.Int64(),
+    "height": pl.Int64(),
+    "brightness": pl.Float64(),
+    "contrast": pl.Float64(),
+    "sharpness": pl.Float64(),
+    "labeled": pl.Boolean(),
 }
 
 
@@ -30,6 +52,13 @@ def conform(rows: list[dict] | pl.DataFrame, schema: dict[str, pl.DataType]) -> 
     unknown = set(df.columns) - set(schema)
     if unknown:
         raise ValueError(f"columns not in the table contract: {sorted(unknown)}")
-    return pl.DataFrame(
-        [df[c].cast(t) if c in df.columns else pl.Series(c, [None] * len(df), dtype=t) for c, t in schema.items()]
-    ) if len(df) else pl.DataFrame(schema=schema)
+    return (
+        pl.DataFrame(
+            [
+                df[c].cast(t) if c in df.columns else pl.Series(c, [None] * len(df), dtype=t)
+                for c, t in schema.items()
+            ]
+        )
+        if len(df)
+        else pl.DataFrame(schema=schema)
+    )

@@ -149,7 +149,9 @@ def scan_video(
         report.has_audio = bool(container.streams.audio)
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
-            return report.fail("unsupported", f"no video stream (streams found: {', '.join(kinds)})")
+            return report.fail(
+                "unsupported", f"no video stream (streams found: {', '.join(kinds)})"
+            )
         stream = container.streams.video[0]
         ctx = stream.codec_context
         report.codec = ctx.name if ctx else None

@@ -20,8 +20,11 @@ def _write_dotenv(home: Path) -> None:
     if not Path("workspace.yaml").exists():
         return
     env = Path(".env")
-    lines = [ln for ln in (env.read_text().splitlines() if env.exists() else [])
-             if not ln.startswith(("LENSLINE_HOME=", "DAGSTER_HOME="))]
+    lines = [
+        ln
+        for ln in (env.read_text().splitlines() if env.exists() else [])
+        if not ln.startswith(("LENSLINE_HOME=", "DAGSTER_HOME="))
+    ]
     lines += [f"LENSLINE_HOME={home}", f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}"]
     env.write_text("\n".join(lines) + "\n")
 
@@ -43,10 +46,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     console = _console()
     started = time.perf_counter()
-    with dg.DagsterInstance.get() as instance, Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
-    ) as progress:
+    with (
+        dg.DagsterInstance.get() as instance,
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress,
+    ):
         task = progress.add_task("lensline run", total=None)
 
         def on_progress(what: str, done: int, total: int) -> None:
@@ -66,9 +76,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.stopped_reason:
         console.print(f"[yellow]stopped:[/] {summary.stopped_reason}")
     if summary.downstream:
-        state = "[green]ok[/]" if summary.downstream_ok else "[red]FAILED (see the run in the UI)[/]"
+        state = (
+            "[green]ok[/]" if summary.downstream_ok else "[red]FAILED (see the run in the UI)[/]"
+        )
         console.print(f"materialised {', '.join(summary.downstream)}: {state}")
-    console.print(f"took {time.perf_counter() - started:.1f}s; instance {os.environ['DAGSTER_HOME']}")
+    console.print(
+        f"took {time.perf_counter() - started:.1f}s; instance {os.environ['DAGSTER_HOME']}"
+    )
     return 0 if summary.downstream_ok else 1
 
 
@@ -81,9 +95,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with console.status("rendering the demo conveyor-belt videos..."):
         demo = make_demo_set(
-            home / "landing", seed=args.seed, cameras=args.cameras,
-            videos_per_camera=args.videos_per_camera, seconds=args.seconds,
-            conditions=args.conditions, truth_path=home / "demo" / "truth.csv",
+            home / "landing",
+            seed=args.seed,
+            cameras=args.cameras,
+            videos_per_camera=args.videos_per_camera,
+            seconds=args.seconds,
+            conditions=args.conditions,
+            truth_path=home / "demo" / "truth.csv",
         )
     console.print(
         f"demo set: {len(demo.videos)} videos, labels in {demo.labels_csv} "
@@ -104,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="process everything new in the landing zone now")
-    run.add_argument("--select", help="Dagster asset selection, e.g. 'key:raw_video+' or 'group:ingest'")
+    run.add_argument(
+        "--select", help="Dagster asset selection, e.g. 'key:raw_video+' or 'group:ingest'"
+    )
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="generate the demo set and run the whole graph on it")
@@ -112,7 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--cameras", type=int, default=3)
     demo.add_argument("--videos-per-camera", type=int, default=2)
     demo.add_argument("--seconds", type=float, default=20.0)
-    demo.add_argument("--conditions", default="nominal", help="nominal, dark, gray_gloves, moved_camera, dirty_lens")
+    demo.add_argument(
+        "--conditions",
+        default="nominal",
+        help="nominal, dark, gray_gloves, moved_camera, dirty_lens",
+    )
     demo.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)

@@ -2,13 +2,13 @@
 
 import dagster as dg
 
-from assets.ingest import ingest_video
+from assets.ingest import raw_video_and_frames
 from orchestration.jobs import ingest_job
 from orchestration.sensors import new_video_sensor
 from orchestration.storage import LensStorage
 
 defs = dg.Definitions(
-    assets=[ingest_video],
+    assets=[raw_video_and_frames],
     jobs=[ingest_job],
     sensors=[new_video_sensor],
     resources={"storage": LensStorage()},

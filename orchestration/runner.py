@@ -63,7 +63,8 @@ def stale_videos(storage: LensStorage, videos: dict) -> list[str]:
         for row in table.select("video_id", "size_bytes", "source_mtime").iter_rows():
             done[row[0]] = (row[1], row[2])
     return [
-        vid for vid, f in sorted(videos.items())
+        vid
+        for vid, f in sorted(videos.items())
         if vid not in done or done[vid][0] != f.size or abs((done[vid][1] or 0) - f.mtime) > 1e-3
     ]
 
@@ -80,7 +81,9 @@ def run_pending(
     storage: LensStorage = defs.resources["storage"]  # type: ignore[assignment]
     graph = defs.resolve_asset_graph()
     selected = (
-        dg.AssetSelection.from_string(select).resolve(graph) if select else set(graph.get_all_asset_keys())
+        dg.AssetSelection.from_string(select).resolve(graph)
+        if select
+        else set(graph.get_all_asset_keys())
     )
     summary = RunSummary()
     run_tags = {"lensline/trigger": "lensline run", **(tags or {})}
@@ -99,7 +102,10 @@ def run_pending(
             if on_progress:
                 on_progress(f"ingest {vid}", i, len(todo))
             job.execute_in_process(
-                partition_key=vid, instance=instance, raise_on_error=False, run_config=QUIET,
+                partition_key=vid,
+                instance=instance,
+                raise_on_error=False,
+                run_config=QUIET,
                 tags={**run_tags, "lensline/reason": "new or changed video"},
             )
             summary.ingested.append(_outcome(storage, vid))
@@ -107,7 +113,11 @@ def run_pending(
             on_progress("ingest", len(todo), len(todo))
 
     downstream = sorted(
-        (k for k in selected - INGEST_KEYS if not graph.get(k).is_partitioned and graph.get(k).is_materializable),
+        (
+            k
+            for k in selected - INGEST_KEYS
+            if not graph.get(k).is_partitioned and graph.get(k).is_materializable
+        ),
         key=lambda k: k.to_user_string(),
     )
     if not downstream:
@@ -121,7 +131,9 @@ def run_pending(
     if on_progress:
         on_progress("train & evaluate: " + ", ".join(k.to_user_string() for k in downstream), 0, 1)
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        asset_selection=downstream, instance=instance, raise_on_error=False,
+        asset_selection=downstream,
+        instance=instance,
+        raise_on_error=False,
         tags={**run_tags, "lensline/reason": "refresh after ingestion"},
     )
     summary.downstream = [k.to_user_string() for k in downstream]

@@ -1,6 +1,5 @@
 """Sensors: new or changed videos in the landing zone become partitions and ingestion runs."""
 
-
 import json
 
 import dagster as dg
@@ -37,7 +36,9 @@ def plan_video_runs(storage: LensStorage, cursor: str | None, known: set[str]):
     return new_keys, requests, json.dumps(seen, sort_keys=True)
 
 
-@dg.sensor(job=ingest_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job=ingest_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING
+)
 def new_video_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
     """Register each new landing/videos/<camera>/<file> as a partition and ingest it."""
     known = set(context.instance.get_dynamic_partitions(videos_partitions.name))
@@ -46,6 +47,8 @@ def new_video_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
         return dg.SkipReason(f"no new videos under {storage.uri('landing', 'videos')}")
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[videos_partitions.build_add_request(new_keys)] if new_keys else [],
+        dynamic_partitions_requests=[videos_partitions.build_add_request(new_keys)]
+        if new_keys
+        else [],
         cursor=cursor,
     )

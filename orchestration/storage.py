@@ -127,7 +127,10 @@ class LensStorage(dg.ConfigurableResource):
                     key = obj["Key"][len(prefix.rstrip("/")) + 1 :]
                     out.append(
                         StoredFile(
-                            f"s3://{bucket}/{obj['Key']}", key, obj["Size"], obj["LastModified"].timestamp()
+                            f"s3://{bucket}/{obj['Key']}",
+                            key,
+                            obj["Size"],
+                            obj["LastModified"].timestamp(),
                         )
                     )
         else:
@@ -136,7 +139,11 @@ class LensStorage(dg.ConfigurableResource):
                 for p in root.rglob("*"):
                     if p.is_file() and not p.name.startswith("."):
                         st = p.stat()
-                        out.append(StoredFile(str(p), p.relative_to(root).as_posix(), st.st_size, st.st_mtime))
+                        out.append(
+                            StoredFile(
+                                str(p), p.relative_to(root).as_posix(), st.st_size, st.st_mtime
+                            )
+                        )
         if suffixes:
             out = [f for f in out if f.key.lower().endswith(suffixes)]
         return sorted(out, key=lambda f: f.key)
@@ -208,7 +215,12 @@ class LensStorage(dg.ConfigurableResource):
         return DeltaTable(uri, storage_options=self.storage_options()).version()
 
     def write_table(
-        self, df: pl.DataFrame, name: str, *, replace_where: str | None = None, mode: str = "overwrite"
+        self,
+        df: pl.DataFrame,
+        name: str,
+        *,
+        replace_where: str | None = None,
+        mode: str = "overwrite",
     ) -> int:
         """Write ``df`` as one Delta commit and return the new table version.
 
@@ -226,7 +238,9 @@ class LensStorage(dg.ConfigurableResource):
             options = {"schema_mode": "overwrite"}
         df.write_delta(
             uri,
-            mode="append" if (mode == "append" or (not exists and mode != "overwrite")) else "overwrite",
+            mode="append"
+            if (mode == "append" or (not exists and mode != "overwrite"))
+            else "overwrite",
             storage_options=self.storage_options(),
             delta_write_options=options or None,
         )
