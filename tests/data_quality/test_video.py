@@ -1,0 +1,77 @@
+"""scan_video on good and bad inputs: every bad file gets a status and an error naming it."""
+
+from __future__ import annotations
+
+import av
+import pytest
+
+from data_quality.synthetic import render_video, write_bad_videos
+from data_quality.video import sample_stride, scan_video, video_id_for
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory):
+    return write_bad_videos(tmp_path_factory.mktemp("bad"), seed=3)
+
+
+def pyav_count(path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def test_good_video_counts_and_sampling(tmp_path):
+    path = tmp_path / "v.mp4"
+    truth = render_video(path, seed=1, camera_id="cam1", seconds=2.0, fps=15, size=(160, 120))
+    kept: list[int] = []
+    report = scan_video(path, sample_fps=5.0, keep_frames={4}, sink=lambda i, ts, img: kept.append(i))
+    assert report.ok, report.error
+    assert report.frame_count == pyav_count(path) == truth.height
+    assert (report.width, report.height, round(report.fps)) == (160, 120, 15)
+    assert report.codec == "h264" and len(report.sha256) == 64 and report.timestamp_gaps == 0
+    assert kept == sorted({*range(0, truth.height, 3), 4})
+
+
+@pytest.mark.parametrize(
+    "case, status, words",
+    [
+        ("zero_byte", "empty", "zero-byte"),
+        ("random", "unreadable", "not a readable video container"),
+        ("text", "unreadable", "not a readable video container"),
+        ("truncated", "corrupt", ""),
+    ],
+)
+def test_bad_inputs_are_named_and_explained(bad, case, status, words):
+    path = bad[case]
+    report = scan_video(path, name=f"s3://landing/{path.name}")
+    assert report.status == status, report.error
+    assert report.error.startswith(f"s3://landing/{path.name}: ")
+    assert words in report.error
+
+
+def test_unsupported_stream(bad):
+    report = scan_video(bad["unsupported"])
+    assert report.status in {"unsupported", "unreadable"} and str(bad["unsupported"]) in report.error
+
+
+@pytest.mark.parametrize("case", ["one_frame", "odd_res", "with_audio"])
+def test_valid_edge_cases_ingest(bad, case):
+    path = bad[case]
+    frames = []
+    report = scan_video(path, sink=lambda i, ts, img: frames.append(img.shape))
+    assert report.ok, report.error
+    assert report.frame_count == pyav_count(path)
+    assert frames and frames[0][:2] == (report.height, report.width)
+    if case == "one_frame":
+        assert report.frame_count == 1
+    if case == "with_audio":
+        assert report.has_audio
+
+
+def test_missing_file_and_ids(tmp_path):
+    report = scan_video(tmp_path / "nope.mp4")
+    assert report.status == "unreadable" and "does not exist" in report.error
+    assert video_id_for("cam 1", "line #1.mp4") == "cam_1__line__1"
+    assert sample_stride(30, sample_fps=2, stride=None) == 15
+    assert sample_stride(30, sample_fps=None, stride=7) == 7
+    with pytest.raises(ValueError, match="stride"):
+        sample_stride(30, sample_fps=None, stride=0)
