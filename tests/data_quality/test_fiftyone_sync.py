@@ -1,0 +1,211 @@
+"""FiftyOne sync against a real mongod under a temp LENSLINE_HOME (no mocks)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from PIL import Image
+
+from data_quality import fiftyone_sync as fos
+
+CLASSES = ["good", "defect"]
+
+
+@pytest.fixture(scope="module")
+def fo_home(tmp_path_factory):
+    """A temp home whose mongod this module starts and stops by PID."""
+    import psutil
+
+    home = tmp_path_factory.mktemp("fo_home")
+    try:
+        fos.configure(home)
+    except fos.DatabaseStartError as e:
+        pytest.skip(f"mongod cannot start on this machine: {e}")
+    pid = int((home / "fiftyone" / "mongod.pid").read_text())
+    yield home
+    fos.shutdown()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    shutil.rmtree(home / "fiftyone" / "db")  # ~300 MB of preallocated journal
+
+
+def _images(root: Path, n: int) -> list[str]:
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        p = root / f"f{i:03d}.jpg"
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(p, quality=70)
+        paths.append(str(p))
+    return paths
+
+
+def _frame(paths: list[str], *, videos: int = 2) -> pl.DataFrame:
+    n = len(paths)
+    i = np.arange(n)
+    gt = np.where(i % 3 == 0, "defect", "good")
+    return pl.DataFrame(
+        {
+            "filepath": paths,
+            "video_id": [f"v{k % videos}" for k in range(n)],
+            "frame_index": (i // videos).tolist(),
+            "camera_id": ["cam-a"] * n,
+            "ground_truth": [None if k == 1 else g for k, g in enumerate(gt)],
+            "consensus": gt.tolist(),
+            "annotator_alice": gt.tolist(),
+            "annotator_bob": np.where(i % 7 == 0, "good", gt).tolist(),
+            "label_quality": np.linspace(0, 1, n).tolist(),
+            "is_label_issue": (i % 10 == 0).tolist(),
+            "suggested_label": np.where(i % 10 == 0, "good", gt).tolist(),
+            "is_outlier": (i == 5).tolist(),
+            "is_near_duplicate": np.isin(i, [6, 7, 8]).tolist(),
+            "near_duplicate_set": [1 if k in (6, 7, 8) else None for k in range(n)],
+            "is_dark": (i == 11).tolist(),
+            "is_blurry": np.isin(i, [11, 12]).tolist(),
+            "brightness": np.linspace(10, 200, n).tolist(),
+            "sharpness": np.linspace(1, 50, n).tolist(),
+            "split": np.where(i % 5 == 0, "val", "train").tolist(),
+            "prediction": gt.tolist(),
+            "prediction_confidence": np.full(n, 0.9).tolist(),
+            "is_drifted": (i == 20).tolist(),
+        }
+    )
+
+
+def test_sync_views_corrections(fo_home, tmp_path):
+    import fiftyone as fo
+
+    df = _frame(_images(tmp_path / "img", 50))
+    counts = fos.sync_samples("qc", df, classes=CLASSES, info={"dataset_version": 3})
+    assert counts == {"added": 50, "updated": 0, "removed": 0, "unchanged": 0}
+
+    ds = fo.load_dataset("qc")
+    assert ds.persistent and ds.default_classes == CLASSES and len(ds) == 50
+    assert ds.info["lensline"]["dataset_version"] == 3
+    s = ds.one((fo.ViewField("video_id") == "v0") & (fo.ViewField("frame_index") == 0))
+    assert s.ground_truth.label == "defect" and s.predictions.confidence == pytest.approx(0.9)
+    assert s.annotator_bob.label == "good" and s.is_label_issue is True
+    assert set(s.tags) == {"label_issue"}
+    assert ds.count_sample_tags() == {
+        "label_issue": 5,
+        "outlier": 1,
+        "near_duplicate": 3,
+        "dark": 1,
+        "blurry": 2,
+        "drifted": 1,
+    }
+    assert ds.match(fo.ViewField("ground_truth") == None).count() == 1  # noqa: E711
+
+    assert fos.sync_samples("qc", df, classes=CLASSES)["unchanged"] == 50  # idempotent
+
+    # one row relabelled + flag cleared, two rows gone, one new frame
+    changed = df.with_columns(
+        pl.when(pl.col("frame_index").eq(0) & pl.col("video_id").eq("v0"))
+        .then(pl.lit("good"))
+        .otherwise(pl.col("ground_truth"))
+        .alias("ground_truth"),
+        pl.when(pl.col("frame_index").eq(0) & pl.col("video_id").eq("v0"))
+        .then(False)
+        .otherwise(pl.col("is_label_issue"))
+        .alias("is_label_issue"),
+    ).filter(pl.col("frame_index") != 24)
+    extra = changed.head(1).with_columns(pl.lit(99, pl.Int64).alias("frame_index"))
+    counts = fos.sync_samples("qc", pl.concat([changed, extra]), classes=CLASSES)
+    assert counts == {"added": 1, "updated": 1, "removed": 2, "unchanged": 47}
+    s.reload()
+    assert s.ground_truth.label == "good" and s.tags == [] and s.is_label_issue is False
+    assert len(ds) == 49 and not ds.match(fo.ViewField("frame_index") == 24).count()
+
+    assert fos.ensure_saved_views("qc") == ["label_issues", "near_duplicates", "low_quality"]
+    assert fos.ensure_saved_views("qc") == list(fos.SAVED_VIEWS)  # replace, not duplicate
+    assert sorted(ds.list_saved_views()) == sorted(fos.SAVED_VIEWS)
+    assert len(ds.load_saved_view("label_issues")) == 4
+    assert len(ds.load_saved_view("near_duplicates")) == 3
+    assert len(ds.load_saved_view("low_quality")) == 3  # outlier 5, dark+blurry 11, blurry 12
+
+    # reviewers: edit a label through the Python API, tag another "relabel", a third "ok"
+    assert fos.pull_corrections("qc").is_empty()
+    before = datetime.now(UTC)
+    edited = ds.one((fo.ViewField("video_id") == "v1") & (fo.ViewField("frame_index") == 0))
+    edited.ground_truth = fo.Classification(label="defect")
+    edited.save()
+    relabel = ds.one((fo.ViewField("video_id") == "v0") & (fo.ViewField("frame_index") == 2))
+    relabel.tags.append("relabel")
+    relabel.ground_truth.label = "defect"
+    relabel.save()
+    ok = ds.one((fo.ViewField("video_id") == "v0") & (fo.ViewField("frame_index") == 5))
+    ok.tags.append("ok")
+    ok.save()
+
+    got = fos.pull_corrections("qc")
+    assert got.schema == pl.Schema(fos.CORRECTION_COLUMNS)
+    assert got.select("video_id", "frame_index", "label").rows() == [
+        ("v0", 2, "defect"),
+        ("v0", 5, "good"),
+        ("v1", 0, "defect"),
+    ]
+    assert set(got["annotator"]) == {"review"} and set(got["source"]) == {"fiftyone:qc"}
+    assert got["reviewed_at"].min() >= before - timedelta(seconds=1)
+    assert fos.pull_corrections("qc", since=datetime.now(UTC)).is_empty()
+
+    # a re-sync that updates every row keeps the pending corrections
+    bumped = pl.concat([changed, extra]).with_columns(pl.col("brightness") + 1)
+    assert fos.sync_samples("qc", bumped, classes=CLASSES)["updated"] == 49
+    assert fos.pull_corrections("qc").drop("reviewed_at").equals(got.drop("reviewed_at"))
+
+    fos.mark_corrections_imported("qc", got)
+    assert fos.pull_corrections("qc").is_empty()
+    relabel.reload()
+    assert "relabel" not in relabel.tags and "imported" in relabel.tags
+
+
+def test_rejects_bad_input(fo_home, tmp_path):
+    df = _frame(_images(tmp_path / "img", 4))
+    with pytest.raises(ValueError, match="not in classes"):
+        fos.sync_samples("bad", df, classes=["good"])
+    with pytest.raises(ValueError, match="unique"):
+        fos.sync_samples("bad", pl.concat([df, df]), classes=CLASSES)
+    with pytest.raises(ValueError, match="annotator columns"):
+        fos.sync_samples("bad", df, classes=CLASSES, annotators=["carol"])
+    fos.sync_samples("bad", df, classes=CLASSES, persistent=False)
+    with pytest.raises(ValueError, match="field 'brightness'"):
+        fos.sync_samples(
+            "bad", df.with_columns(pl.col("brightness").cast(pl.String)), classes=CLASSES
+        )
+
+
+def test_configure_is_idempotent_and_guards_the_connection(fo_home, tmp_path):
+    import fiftyone as fo
+
+    pidfile = fo_home / "fiftyone" / "mongod.pid"
+    pid = pidfile.read_text()
+    assert fos.configure(fo_home) == fos.configure(fo_home)
+    assert pidfile.read_text() == pid  # reused, not restarted
+    fo.list_datasets()  # connected now: another home must be refused, not silently mixed in
+    with pytest.raises(fos.FiftyOneSetupError, match="already connected"):
+        fos.configure(tmp_path / "other_home")
+    assert not (tmp_path / "other_home" / "fiftyone" / "db").exists()
+
+
+@pytest.mark.slow
+def test_sync_10k_timing(fo_home, tmp_path):
+    """Bulk path: 10k samples (images need not exist to be registered)."""
+    n = 10_000
+    paths = [str(tmp_path / f"x{i}.jpg") for i in range(n)]
+    df = _frame(paths, videos=20)
+    t0 = time.perf_counter()
+    assert fos.sync_samples("big", df, classes=CLASSES, persistent=False)["added"] == n
+    t1 = time.perf_counter()
+    assert fos.sync_samples("big", df, classes=CLASSES, persistent=False)["unchanged"] == n
+    t2 = time.perf_counter()
+    df2 = df.with_columns((pl.col("brightness") + 1).alias("brightness"))
+    assert fos.sync_samples("big", df2, classes=CLASSES, persistent=False)["updated"] == n
+    t3 = time.perf_counter()
+    print(
+        f"\n10k samples: add {t1 - t0:.1f}s, no-op re-sync {t2 - t1:.1f}s, update all {t3 - t2:.1f}s"
+    )
