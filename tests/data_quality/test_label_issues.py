@@ -1,0 +1,157 @@
+"""Out-of-sample probabilities, the label_issues table and its issue types."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from data_quality.label_issues import (
+    REGISTRY,
+    cosine_knn_graph,
+    find_label_issues,
+    issue_counts,
+    out_of_sample_pred_probs,
+    worst_examples_grid,
+)
+
+
+def _clusters(n=300, k=3, d=16, noise=0.1, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d)) * 3
+    truth = rng.integers(0, k, n)
+    x = centers[truth] + rng.normal(size=(n, d))
+    given = truth.copy()
+    flip = rng.random(n) < noise
+    given[flip] = (truth[flip] + rng.integers(1, k, flip.sum())) % k
+    keys = pl.DataFrame({"video_id": [f"v{i % 10}" for i in range(n)], "frame_index": np.arange(n)})
+    return x, truth, given, flip, keys
+
+
+def test_pred_probs_shape_and_never_in_sample():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 60))
+    y = rng.integers(0, 2, 200)  # labels carry no signal
+    probs = out_of_sample_pred_probs(x, y, n_classes=2)
+    assert probs.shape == (200, 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    # in-sample a linear model on 60 dims would fit these random labels; out of sample it cannot
+    assert np.mean(probs.argmax(axis=1) == y) < 0.65
+
+
+def test_groups_stop_frames_of_one_video_leaking():
+    rng = np.random.default_rng(2)
+    n_videos, per = 30, 16
+    centers = rng.normal(size=(n_videos, 8))
+    groups = np.repeat(np.arange(n_videos), per)
+    x = centers[groups] + 0.01 * rng.normal(size=(n_videos * per, 8))  # near-identical frames
+    y = rng.integers(0, 2, n_videos)[groups]  # label is a property of the video only
+    leaky = out_of_sample_pred_probs(x, y, n_classes=2, method="knn", n_rounds=1)
+    safe = out_of_sample_pred_probs(x, y, n_classes=2, method="knn", n_rounds=1, groups=groups)
+    assert np.mean(leaky.argmax(1) == y) > 0.95  # memorised through sibling frames
+    assert np.mean(safe.argmax(1) == y) < 0.75
+
+
+def test_finds_flipped_labels_deterministically():
+    x, truth, given, flip, keys = _clusters()
+    probs = out_of_sample_pred_probs(x, given, n_classes=3, groups=keys["video_id"].to_numpy())
+    assert np.array_equal(
+        probs, out_of_sample_pred_probs(x, given, n_classes=3, groups=keys["video_id"].to_numpy())
+    )
+    df = find_label_issues(given, probs, keys=keys, features=x, classes=["a", "b", "c"])
+    found = df["is_label_issue"].to_numpy()
+    precision = (found & flip).sum() / found.sum()
+    recall = (found & flip).sum() / flip.sum()
+    assert precision > 0.85 and recall > 0.85
+    assert df["suggested_label"].to_list() == [["a", "b", "c"][i] for i in probs.argmax(1)]
+    assert df["label_quality"].filter(df["is_label_issue"]).mean() < df["label_quality"].mean()
+    assert set(df["given_label"].unique()) <= {"a", "b", "c"}
+
+
+def test_table_schema_is_stable_and_missing_inputs_give_nulls():
+    x, _, given, _, keys = _clusters(n=60)
+    probs = out_of_sample_pred_probs(x, given, n_classes=3, n_rounds=1)
+    bare = find_label_issues(given, probs, keys=keys)
+    full_cols = [
+        "video_id",
+        "frame_index",
+        "given_label",
+        "suggested_label",
+        "label_quality",
+        "is_label_issue",
+        "suggested_confidence",
+        "is_outlier",
+        "outlier_score",
+        "is_near_duplicate",
+        "near_duplicate_score",
+        "near_duplicate_set",
+        "is_dark",
+        "dark_score",
+        "is_overexposed",
+        "overexposed_score",
+        "is_blurry",
+        "blurry_score",
+    ]
+    assert bare.columns == full_cols
+    assert bare["is_outlier"].null_count() == 60 and bare["is_dark"].null_count() == 60
+    assert bare["given_label"][0] in {"0", "1", "2"}
+    only = find_label_issues(given, probs, keys=keys, features=x, issue_types=["outlier"])
+    assert only.columns == full_cols and only["is_near_duplicate"].null_count() == 60
+    assert only["is_outlier"].null_count() == 0
+    with pytest.raises(ValueError, match="unknown issue types"):
+        find_label_issues(given, probs, keys=keys, issue_types=["nope"])
+    with pytest.raises(ValueError, match="differ in length"):
+        find_label_issues(given[:-1], probs, keys=keys)
+
+
+def test_outliers_near_duplicates_and_frame_quality():
+    x, _, given, _, keys = _clusters(n=120, seed=3)
+    x[7] = 40.0 * np.sign(np.arange(x.shape[1]) % 2 - 0.5)  # far off every cluster direction
+    x[20] = x[30] + 1e-6  # near-identical pair
+    quality = pl.DataFrame(
+        {
+            "video_id": keys["video_id"],
+            "frame_index": keys["frame_index"],
+            "brightness": np.r_[10.0, 250.0, np.full(118, 120.0)],
+            "sharpness": np.r_[np.full(2, 300.0), 5.0, np.full(117, 300.0)],
+        }
+    ).filter(pl.col("frame_index") != 50)  # one frame without quality stats
+    probs = out_of_sample_pred_probs(x, given, n_classes=3, n_rounds=1)
+    df = find_label_issues(
+        given,
+        probs,
+        keys=keys,
+        features=x,
+        quality=quality,
+        issue_params={"dark": {"threshold": 30}},
+    )
+    assert df["is_outlier"][7] and df["outlier_score"][7] == df["outlier_score"].min()
+    assert df["is_near_duplicate"][20] and df["is_near_duplicate"][30]
+    assert df["near_duplicate_set"][20] == df["near_duplicate_set"][30] == 20
+    assert df["is_dark"].to_list()[:3] == [True, False, False] and df["dark_score"][0] < 0.5
+    assert df["is_overexposed"][1] and df["is_blurry"][2]
+    assert df["is_dark"][50] is None and df["blurry_score"][50] is None
+    counts = issue_counts(df)
+    assert set(counts) == set(REGISTRY)
+    assert counts["dark"] == 1 and counts["overexposed"] == 1 and counts["blurry"] == 1
+    assert counts["near_duplicate"] >= 2
+
+
+def test_knn_graph_matches_cleanlab():
+    from cleanlab.internal.neighbor.knn_graph import create_knn_graph_and_index
+
+    x = np.random.default_rng(4).normal(size=(150, 12)).astype(np.float32)
+    ours = cosine_knn_graph(x, k=5)
+    theirs, _ = create_knn_graph_and_index(x, n_neighbors=5, metric="cosine")
+    np.testing.assert_array_equal(ours.indices, theirs.indices)
+    np.testing.assert_allclose(ours.data, theirs.data, atol=1e-5)
+
+
+def test_worst_examples_grid_png():
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) for _ in range(7)]
+    png = worst_examples_grid(images, [f"frame {i}" for i in range(7)], ncols=3)
+    assert png.startswith(b"\x89PNG")
+    assert worst_examples_grid([], []).startswith(b"\x89PNG")
+    with pytest.raises(ValueError):
+        worst_examples_grid(images, ["only one"])
