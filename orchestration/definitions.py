@@ -2,14 +2,29 @@
 
 import dagster as dg
 
+from assets.curation import curated_dataset, fiftyone_dataset, label_issues
+from assets.features import frame_embeddings
 from assets.ingest import raw_video_and_frames
+from assets.labels import label_consensus, labels
+from assets.models import model_evaluation, trained_model
 from orchestration.jobs import ingest_job
+from orchestration.resources import FiftyOneResource
 from orchestration.sensors import new_video_sensor
 from orchestration.storage import LensStorage
 
 defs = dg.Definitions(
-    assets=[raw_video_and_frames],
+    assets=[
+        raw_video_and_frames,
+        labels,
+        frame_embeddings,
+        label_consensus,
+        label_issues,
+        curated_dataset,
+        fiftyone_dataset,
+        trained_model,
+        model_evaluation,
+    ],  # fmt: skip
     jobs=[ingest_job],
     sensors=[new_video_sensor],
-    resources={"storage": LensStorage()},
+    resources={"storage": LensStorage(), "fiftyone": FiftyOneResource()},
 )

@@ -49,6 +49,8 @@ class RunSummary:
     downstream: list[str] = field(default_factory=list)
     downstream_ok: bool = True
     stopped_reason: str | None = None
+    failed_checks: list[str] = field(default_factory=list)
+    step_failures: list[str] = field(default_factory=list)
 
     @property
     def rejected(self) -> list[VideoOutcome]:
@@ -141,6 +143,14 @@ def run_pending(
     if on_progress:
         on_progress("done", 1, 1)
     return summary
+
+
+def _check_text(evaluation) -> str:
+    meta = evaluation.metadata or {}
+    for key in ("reasons", "error", "rejected"):
+        if key in meta:
+            return str(meta[key].value)
+    return "failed"
 
 
 def _outcome(storage: LensStorage, video_id: str) -> VideoOutcome:

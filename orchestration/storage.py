@@ -196,6 +196,23 @@ class LensStorage(dg.ConfigurableResource):
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
+    def fetch_local(self, uris: list[str]) -> list[Path]:
+        """Local files for ``uris``: themselves when local, a cache under ``$LENSLINE_HOME/cache`` on S3."""
+        if not self.is_s3:
+            return [Path(u) for u in uris]
+        cache = lensline_home() / "cache"
+        out = []
+        client = self._s3()
+        for uri in uris:
+            bucket, key = self._split(uri)
+            local = cache / bucket / key
+            if not local.exists():
+                local.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, key, str(local) + ".part")
+                os.replace(str(local) + ".part", local)
+            out.append(local)
+        return out
+
     # ---- Delta tables -----------------------------------------------------------------
     def read_table(self, name: str, *, version: int | None = None) -> pl.DataFrame | None:
         """The table as a polars frame, or None if it was never written."""

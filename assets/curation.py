@@ -1,0 +1,148 @@
+"""label_issues, curated_dataset, fiftyone_dataset: from consensus labels to a versioned, cleaned dataset."""
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from assets.features import KEYS, embeddings_for, load_frame_images, ok_frames
+from assets.previews import png_md
+from assets.tables import md_table
+from orchestration.resources import FiftyOneResource
+from orchestration.storage import LensStorage
+
+
+@dg.asset(
+    deps=["label_consensus", "frame_embeddings"], group_name="labels", kinds={"delta", "cleanlab"}
+)
+def label_issues(context: dg.AssetExecutionContext, storage: LensStorage):
+    """Label, outlier, near-duplicate and frame-quality issues from out-of-sample (K-fold) probabilities."""
+    from data_quality.label_issues import (
+        find_label_issues,
+        issue_counts,
+        out_of_sample_pred_probs,
+        worst_examples_grid,
+    )
+
+    consensus = (
+        storage.read_table("label_consensus")
+        .join(ok_frames(storage).select(KEYS), on=KEYS)
+        .sort(KEYS)
+    )
+    classes = sorted(consensus["consensus_label"].unique().to_list())
+    y = consensus["consensus_label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
+    features = embeddings_for(storage, consensus)
+    probs = out_of_sample_pred_probs(
+        features, y, n_classes=len(classes), groups=consensus["video_id"].to_numpy()
+    )
+    issues = find_label_issues(y, probs, keys=consensus.select(KEYS), features=features,
+                               quality=storage.read_table("frames"), classes=classes)  # fmt: skip
+    version = storage.write_table(issues, "label_issues")
+    worst = issues.filter("is_label_issue").sort("label_quality").head(12).join(
+        storage.read_table("frames").select(*KEYS, "uri"), on=KEYS, maintain_order="left")  # fmt: skip
+    grid = worst_examples_grid(
+        list(load_frame_images(storage, worst, size=128)) if worst.height else [],
+        [f"{r['video_id']}#{r['frame_index']} {r['given_label']}->{r['suggested_label']} q={r['label_quality']:.2f}"
+         for r in worst.iter_rows(named=True)],
+    )  # fmt: skip
+    counts = issue_counts(issues)
+    return dg.MaterializeResult(
+        metadata={"frames": issues.height, "table_version": version, **{f"issues/{k}": v for k, v in counts.items()},
+                  "worst_label_issues": dg.MetadataValue.md(png_md(grid, alt="worst label issues"))},
+    )  # fmt: skip
+
+
+class CurationConfig(dg.Config):
+    """How issues are handled and how videos are split (see data_quality.curate.CurationPolicy)."""
+
+    relabel_max_quality: float = Field(
+        default=0.3, description="Relabel a label issue whose label quality is below this..."
+    )
+    relabel_min_confidence: float = Field(
+        default=0.7, description="...when the model's suggestion has at least this probability."
+    )
+    drop_unresolved_label_issues: bool = Field(
+        default=True, description="Drop label issues that are not relabelled."
+    )
+    min_consensus_quality: float = Field(
+        default=0.0, description="Drop frames whose consensus quality is below this."
+    )
+    drop_outliers: bool = Field(
+        default=False, description="Outliers are often the rare defects: review, don't drop."
+    )
+    dedupe_near_duplicates: bool = Field(
+        default=False, description="Keep one frame per near-duplicate set."
+    )
+    drop_frame_quality: list[str] = Field(
+        default=["dark", "overexposed", "blurry"], description="Frame issues to drop."
+    )
+    seed: int = Field(default=0, description="Seed of the by-video split.")
+
+
+@dg.asset(deps=["label_issues"], group_name="labels", kinds={"delta"})
+def curated_dataset(
+    context: dg.AssetExecutionContext, config: CurationConfig, storage: LensStorage
+):
+    """The cleaned dataset, split train/val/test by video; its Delta version is the dataset version."""
+    from data_quality.curate import CurationPolicy, curate
+
+    consensus = storage.read_table("label_consensus").join(ok_frames(storage).select(KEYS), on=KEYS)
+    options = config.model_dump(exclude={"seed"})
+    policy = CurationPolicy(**{**options, "drop_frame_quality": tuple(config.drop_frame_quality)})
+    result = curate(consensus, storage.read_table("label_issues"), policy=policy, seed=config.seed)
+    kept = result.filter(pl.col("split").is_not_null())
+    version = storage.write_table(
+        kept.select(*KEYS, "label", "split", "action", "original_label"), "dataset"
+    )
+    storage.write_table(result, "curation_log")
+    summary = kept.group_by("split", "label").len().sort("split", "label")
+    actions = result.group_by("action").len().sort("action")
+    return dg.MaterializeResult(
+        metadata={"dataset_version": version, "frames": kept.height,
+                  "videos_per_split": dg.MetadataValue.json(
+                      {s: sorted(kept.filter(pl.col("split") == s)["video_id"].unique().to_list()) for s in ("train", "val", "test")}),
+                  "class_balance": dg.MetadataValue.md(md_table(summary)), "actions": dg.MetadataValue.md(md_table(actions))},
+    )  # fmt: skip
+
+
+@dg.asset(deps=["curated_dataset", "label_issues"], group_name="labels", kinds={"fiftyone"})
+def fiftyone_dataset(
+    context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: FiftyOneResource
+):
+    """The labeled frames in FiftyOne: labels per annotator, consensus, issues, quality, predictions, saved views."""
+    if storage.is_s3:
+        context.log.warning("FiftyOne sync needs local frame files; skipped for S3 storage")
+        return dg.MaterializeResult(metadata={"skipped": "S3 storage"})
+    fiftyone.connect()
+    from data_quality.fiftyone_sync import ensure_saved_views, sync_samples
+
+    samples, classes, annotators = _samples(storage)
+    counts = sync_samples(fiftyone.dataset_name, samples, classes=classes, annotators=annotators,
+                          info={"dataset_version": storage.table_version("dataset")})  # fmt: skip
+    views = ensure_saved_views(fiftyone.dataset_name)
+    return dg.MaterializeResult(
+        metadata={"dataset": fiftyone.dataset_name, **counts, "saved_views": ", ".join(views)}
+    )
+
+
+def _samples(storage: LensStorage) -> tuple[pl.DataFrame, list[str], list[str]]:
+    """One row per labeled frame with everything FiftyOne shows."""
+    labels = storage.read_table("labels")
+    annotators = sorted(labels["annotator"].unique().to_list())
+    wide = labels.unique(subset=[*KEYS, "annotator"], keep="last").pivot(
+        on="annotator", index=KEYS, values="label").rename({a: f"annotator_{a}" for a in annotators})  # fmt: skip
+    frames = storage.read_table("frames").select(*KEYS, "camera_id", filepath="uri", brightness="brightness",
+                                                 sharpness="sharpness")  # fmt: skip
+    issues = storage.read_table("label_issues").drop("given_label")
+    consensus = storage.read_table("label_consensus").select(*KEYS, consensus="consensus_label")
+    dataset = storage.read_table("dataset").select(*KEYS, ground_truth="label", split="split")
+    out = (consensus.join(frames, on=KEYS).join(wide, on=KEYS, how="left").join(issues, on=KEYS, how="left")
+           .join(dataset, on=KEYS, how="left").with_columns(pl.col("ground_truth").fill_null(pl.col("consensus"))))  # fmt: skip
+    preds = storage.read_table("predictions")
+    if preds is not None:
+        out = out.join(
+            preds.select(*KEYS, "prediction", prediction_confidence="confidence"),
+            on=KEYS,
+            how="left",
+        )
+    classes = sorted(set(labels["label"].unique().to_list()))
+    return out.sort(KEYS), classes, annotators

@@ -1,0 +1,110 @@
+"""labels and label_consensus: validated label imports and multi-annotator consensus."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from assets.tables import md_table
+from orchestration.landing import label_files
+from orchestration.storage import LensStorage
+
+LABELS_SCHEMA = {
+    "video_id": pl.String, "frame_index": pl.Int64, "label": pl.String, "annotator": pl.String,
+    "source": pl.String, "imported_at": pl.Datetime("us", "UTC"),
+}  # fmt: skip
+
+
+class LabelsConfig(dg.Config):
+    """Which classes labels may use."""
+
+    classes: list[str] = Field(
+        default=[], description="Allowed classes; empty: every non-empty name seen."
+    )
+    empty_label: str | None = Field(
+        default=None, description="COCO: label for images without boxes."
+    )
+
+
+@dg.asset(
+    deps=["frames"], group_name="labels", kinds={"delta"},
+    check_specs=[dg.AssetCheckSpec("label_files_valid", asset="labels",
+                                   description="Every label file in the landing zone imports cleanly.")],
+)  # fmt: skip
+def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: LensStorage):
+    """Validated labels from landing/labels (CSV, COCO, FiftyOne) plus reviewers' corrections."""
+    from data_quality.labels import LabelFileError, class_list, read_label_file
+
+    videos = storage.read_table("videos")
+    if videos is None:
+        raise dg.Failure("no videos ingested yet: labels need the videos table")
+    videos = videos.filter(pl.col("status") == "ok").select(
+        "video_id", "camera_id", "frame_count", file=pl.col("uri").str.split("/").list.last()
+    )
+    previous = storage.read_table("labels")
+    parts, rejected = [], {}
+    for f in label_files(storage):
+        with storage.local_path(f.uri) as local:
+            root = Path(local).parent if storage.is_s3 else Path(storage.uri("landing"))
+            try:
+                df = read_label_file(
+                    local,
+                    videos=videos,
+                    classes=config.classes or None,
+                    landing_root=root,
+                    empty_label=config.empty_label,
+                )
+                parts.append(df.with_columns(source=pl.lit(f.key), imported_at=_ts(f.mtime)))
+            except LabelFileError as exc:
+                rejected[f.key] = str(exc).replace(str(local), f.uri)
+                context.log.error(rejected[f.key])
+                if previous is not None:  # keep what this file gave last time
+                    parts.append(previous.filter(pl.col("source") == f.key))
+    reviews = storage.read_table("label_reviews")
+    if reviews is not None:
+        parts.append(reviews.select(list(LABELS_SCHEMA)))
+    table = (
+        pl.concat([p.select(list(LABELS_SCHEMA)).cast(LABELS_SCHEMA) for p in parts])
+        if parts
+        else pl.DataFrame(schema=LABELS_SCHEMA)
+    )
+    table = table.sort("video_id", "frame_index", "annotator", "imported_at")
+    changed = previous is None or not previous.sort(table.columns[:5]).equals(
+        table.sort(table.columns[:5])
+    )
+    version = storage.write_table(table, "labels") if changed else storage.table_version("labels")
+    classes = class_list(table)
+    per_annotator = table.group_by("annotator").len().sort("annotator")
+    return dg.MaterializeResult(
+        metadata={"label_version": version, "rows": table.height, "new_version": changed,
+                  "classes": ", ".join(classes), "frames": table.select("video_id", "frame_index").n_unique(),
+                  "per_annotator": dg.MetadataValue.md(md_table(per_annotator)),
+                  "rejected_files": dg.MetadataValue.md(md_table(pl.DataFrame({"file": list(rejected), "error": list(rejected.values())}))) if rejected else "none"},
+        check_results=[dg.AssetCheckResult(check_name="label_files_valid", passed=not rejected,
+                                           metadata={"rejected": len(rejected)})],
+    )  # fmt: skip
+
+
+@dg.asset(deps=["labels", "frame_embeddings"], group_name="labels", kinds={"delta", "cleanlab"})
+def label_consensus(context: dg.AssetExecutionContext, storage: LensStorage):
+    """One consensus label per frame and a quality score per frame and annotator (CROWDLAB)."""
+    from assets.features import consensus_inputs
+    from data_quality.consensus import compute_consensus
+
+    labels_df = storage.read_table("labels")
+    classes, probs, keys = consensus_inputs(storage, labels_df)
+    result = compute_consensus(labels_df, classes=classes, pred_probs=probs, frame_keys=keys)
+    storage.write_table(result.frames, "label_consensus")
+    storage.write_table(result.annotators, "annotator_quality")
+    return dg.MaterializeResult(
+        metadata={"method": result.method, "frames": result.frames.height,
+                  "label_version": storage.table_version("labels"),
+                  "annotators": dg.MetadataValue.md(md_table(result.annotators)),
+                  "worst_annotator": result.annotators["annotator"][0] if result.annotators.height else ""},
+    )  # fmt: skip
+
+
+def _ts(mtime: float) -> pl.Expr:
+    return pl.lit(datetime.fromtimestamp(mtime, UTC)).cast(pl.Datetime("us", "UTC"))

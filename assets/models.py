@@ -1,0 +1,206 @@
+"""trained_model and model_evaluation: train on the curated dataset, gate promotion on the test split."""
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from assets.features import KEYS, load_frame_images
+from assets.previews import png_md
+from assets.tables import md_table
+from orchestration.storage import LensStorage
+
+CODE_VERSION = "train-v1"
+
+
+class TrainingConfig(dg.Config):
+    """Hyper-parameters of one training run (defaults suit the demo on 2 CPU cores)."""
+
+    epochs: int = Field(default=12, description="Passes over the training split.")
+    lr: float = Field(default=3e-3, description="Peak AdamW learning rate (warmup, then cosine).")
+    batch_size: int = Field(default=32)
+    image_size: int = Field(default=96, description="Frames are resized to this square.")
+    width: int = Field(default=16, description="Channel width of the edge CNN.")
+    augment: bool = Field(
+        default=True, description="Brightness/contrast jitter, shifts, blur, flips."
+    )
+    seed: int = Field(default=0, description="Same seed, same data -> identical weights.")
+    init_checkpoint: str | None = Field(
+        default=None, description="Local or s3:// safetensors to fine-tune from."
+    )
+
+
+class PromotionConfig(dg.Config):
+    """When a challenger replaces the champion."""
+
+    margin: float = Field(default=0.0, description="Accuracy gain over the champion required.")
+    recall_tolerance: float = Field(default=0.02, description="Max per-class recall drop allowed.")
+    ensemble_top_k: int = Field(default=3, description="Also score the mean of the top-k models.")
+
+
+def split_images(storage: LensStorage, split: str, classes: list[str], size: int):
+    """(images, label indices, keys) of one split of the curated dataset."""
+    dataset = storage.read_table("dataset").filter(pl.col("split") == split).sort(KEYS)
+    frames = storage.read_table("frames").select(*KEYS, "uri")
+    rows = dataset.join(frames, on=KEYS, maintain_order="left")
+    labels = rows["label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
+    return load_frame_images(storage, rows, size=size), labels, rows.select(KEYS)
+
+
+@dg.asset(
+    deps=["curated_dataset"],
+    group_name="training",
+    kinds={"pytorch", "safetensors"},
+    code_version=CODE_VERSION,
+)
+def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, storage: LensStorage):
+    """A compact depthwise-separable CNN trained on the curated train split (weights as safetensors)."""
+    from training.checkpoint import save_checkpoint
+    from training.train import TrainConfig, plot_history, train_model
+
+    classes = sorted(storage.read_table("dataset")["label"].unique().to_list())
+    x_tr, y_tr, _ = split_images(storage, "train", classes, config.image_size)
+    x_va, y_va, _ = split_images(storage, "val", classes, config.image_size)
+    init = None
+    if config.init_checkpoint:
+        init = str(storage.fetch_local([config.init_checkpoint])[0])
+    cfg = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, image_size=config.image_size,
+                      width=config.width, augment=config.augment, seed=config.seed, init_checkpoint=init)  # fmt: skip
+
+    def progress(row: dict) -> None:
+        context.log.info(f"epoch {row['epoch']}/{cfg.epochs}: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)))  # fmt: skip
+
+    result = train_model(x_tr, y_tr, classes=classes, config=cfg, val_images=x_va if len(x_va) else None,
+                         val_labels=y_va if len(y_va) else None, progress=progress)  # fmt: skip
+    versions = {"dataset_version": str(storage.table_version("dataset")),
+                "label_version": str(storage.table_version("labels")), "code_version": CODE_VERSION}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "model.safetensors"
+        sha = save_checkpoint(result.model, local, metadata=result.checkpoint_metadata(**versions))
+        uri = storage.uri("artifacts", "models", f"m-{sha[:12]}", "model.safetensors")
+        storage.write_bytes(uri, local.read_bytes())
+    return dg.MaterializeResult(
+        metadata={"model_version": f"m-{sha[:12]}", "checkpoint_uri": uri, "checkpoint_sha256": sha, **versions,
+                  "config": dg.MetadataValue.json(json.loads(cfg.to_json())), "train_images": len(x_tr),
+                  "val_images": len(x_va), "best_epoch": result.best_epoch, "wall_s": round(result.wall_s, 1),
+                  "images_per_s": round(result.images_per_s, 1),
+                  "curves": dg.MetadataValue.md(png_md(plot_history(result.history), alt="training curves"))},
+    )  # fmt: skip
+
+
+@dg.asset(
+    deps=["trained_model"], group_name="training", kinds={"pytorch"},
+    check_specs=[dg.AssetCheckSpec("promotion_gate", asset="model_evaluation", blocking=True,
+                                   description="The challenger beats the champion on the same test set.")],
+)  # fmt: skip
+def model_evaluation(
+    context: dg.AssetExecutionContext, config: PromotionConfig, storage: LensStorage
+):
+    """Test-split metrics of the new model, its predictions, and champion/challenger promotion."""
+    from training.checkpoint import load_checkpoint
+    from training.evaluate import (
+        confusion_png,
+        ensemble_proba,
+        evaluate,
+        predict_proba,
+        reliability_png,
+    )
+    from training.registry import ModelRegistry, PromotionDecision
+
+    meta = context.instance.get_latest_materialization_event(
+        dg.AssetKey("trained_model")
+    ).asset_materialization.metadata
+    uri, sha = meta["checkpoint_uri"].value, meta["checkpoint_sha256"].value
+    model, ckpt = load_checkpoint(storage.fetch_local([uri])[0], expected_sha256=sha)
+    classes = json.loads(ckpt["classes"])
+    size = json.loads(ckpt["config"])["image_size"]
+    x_te, y_te, keys = split_images(storage, "test", classes, size)
+    probs = predict_proba(model, x_te)
+    metrics = evaluate(probs, y_te, classes=classes)
+    metrics["test_set"] = hashlib.sha256(keys.write_csv().encode()).hexdigest()[:16]
+
+    registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
+    champion = registry.champion()
+    version = registry.register_challenger(
+        checkpoint_uri=uri, checkpoint_sha256=sha, metrics=metrics, config=ckpt["config"],
+        dataset_version=int(meta["dataset_version"].value), label_version=int(meta["label_version"].value),
+        code_version=meta["code_version"].value, parent_version=champion.model_version if champion else None,
+    )  # fmt: skip
+    if champion is not None and champion.model_version == version:
+        decision = PromotionDecision(True, ["this model is already the champion"])
+    else:
+        # the gate compares both models on *this* test split, whatever the champion was scored on before
+        champion_now = None
+        if champion is not None:
+            champ_model, champ_meta = load_checkpoint(
+                storage.fetch_local([champion.checkpoint_uri])[0], expected_sha256=champion.checkpoint_sha256)  # fmt: skip
+            champ_x = x_te if json.loads(champ_meta["config"])["image_size"] == size else split_images(
+                storage, "test", classes, json.loads(champ_meta["config"])["image_size"])[0]  # fmt: skip
+            champion_now = {
+                **evaluate(predict_proba(champ_model, champ_x), y_te, classes=classes),
+                "test_set": metrics["test_set"],
+            }
+        decision = registry.decide_promotion(metrics, champion_now, margin=config.margin,
+                                             recall_tolerance=config.recall_tolerance)  # fmt: skip
+        if decision.promote:
+            registry.promote(version, reason="; ".join(decision.reasons))
+        else:
+            registry.archive(version, reason="; ".join(decision.reasons))
+    ensemble = _ensemble_accuracy(
+        registry, storage, x_te, y_te, classes, config.ensemble_top_k, ensemble_proba, evaluate
+    )
+    preds = keys.with_columns(model_version=pl.lit(version), prediction=pl.Series([classes[i] for i in probs.argmax(1)]),
+                              confidence=pl.Series(probs.max(1)))  # fmt: skip
+    storage.write_table(preds, "predictions")
+    per_class = pl.DataFrame([{"class": c, **v} for c, v in metrics["per_class"].items()])
+    return dg.MaterializeResult(
+        metadata={"model_version": version, "accuracy": metrics["accuracy"], "test_images": metrics["n"],
+                  "false_reject_rate_good": metrics["false_reject_rate"], "escape_rate": metrics["escape_rate"],
+                  "ece": metrics["ece"], "promoted": decision.promote, "decision": "\n".join(decision.reasons),
+                  "ensemble": dg.MetadataValue.json(ensemble), "per_class": dg.MetadataValue.md(md_table(per_class)),
+                  "confusion": dg.MetadataValue.md(png_md(confusion_png(metrics["confusion"], classes=classes))),
+                  "calibration": dg.MetadataValue.md(png_md(reliability_png(probs, y_te)))},
+        check_results=[dg.AssetCheckResult(check_name="promotion_gate", passed=decision.promote,
+                                           metadata={"reasons": "\n".join(decision.reasons)})],
+    )  # fmt: skip
+
+
+def _ensemble_accuracy(registry, storage, x, y, classes, k, ensemble_proba, evaluate) -> dict:
+    """Accuracy of the mean of the top-k registered models' probabilities on the same test images."""
+    from training.checkpoint import load_checkpoint
+    from training.evaluate import predict_proba
+
+    rows = registry.list().with_columns(
+        acc=pl.col("metrics").str.json_path_match("$.accuracy").cast(pl.Float64)
+    )
+    top = rows.sort("acc", descending=True, nulls_last=True).head(k)
+    if top.height < 2:
+        return {
+            "models": top["model_version"].to_list(),
+            "accuracy": None,
+            "note": "needs two or more models",
+        }
+    probs = []
+    for r in top.iter_rows(named=True):
+        m, meta = load_checkpoint(
+            storage.fetch_local([r["checkpoint_uri"]])[0], expected_sha256=r["checkpoint_sha256"]
+        )
+        if (
+            json.loads(meta["classes"]) != classes
+            or json.loads(meta["config"])["image_size"] != x.shape[1]
+        ):
+            continue
+        probs.append(predict_proba(m, x))
+    if len(probs) < 2:
+        return {
+            "models": top["model_version"].to_list(),
+            "accuracy": None,
+            "note": "models not comparable",
+        }
+    return {"models": top["model_version"].to_list()[: len(probs)],
+            "accuracy": evaluate(ensemble_proba(probs), y, classes=classes)["accuracy"]}  # fmt: skip
