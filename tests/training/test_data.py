@@ -1,0 +1,89 @@
+"""Decoding, normalisation, seeded augmentation and the batch loader."""
+
+import numpy as np
+import pytest
+import torch
+
+from training.data import (
+    MEAN,
+    STD,
+    ArrayLoader,
+    AugmentConfig,
+    augment_batch,
+    load_images,
+    preprocess,
+)
+
+
+def _write_frame(path, bgr):
+    import cv2
+
+    frame = np.zeros((240, 320, 3), np.uint8)
+    frame[:] = bgr
+    frame[:, :40] = 0  # black margins that a center crop removes
+    frame[:, -40:] = 0
+    assert cv2.imwrite(str(path), frame)
+
+
+def test_load_images_rgb_square(tmp_path):
+    _write_frame(tmp_path / "red.jpg", (0, 0, 255))  # BGR red
+    raw = (tmp_path / "red.jpg").read_bytes()
+    images = load_images([tmp_path / "red.jpg", str(tmp_path / "red.jpg"), raw], 32)
+    assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
+    centre = images[0, 16, 16]
+    assert centre[0] > 200 and centre[2] < 50  # RGB order: red first
+    np.testing.assert_array_equal(images[0], images[2])
+    squashed, cropped = load_images([raw], 32)[0], load_images([raw], 32, crop=1.0)[0]
+    assert squashed[16, 1].max() < 30 and cropped[16, 1, 0] > 200
+
+
+def test_load_images_names_a_bad_file(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        load_images([bad], 32)
+    with pytest.raises(ValueError, match="crop"):
+        load_images([bad], 32, crop=1.5)
+
+
+def test_preprocess_normalises_per_channel():
+    images = np.full((2, 8, 8, 3), 255, np.uint8)
+    x = preprocess(images)
+    assert x.shape == (2, 3, 8, 8)
+    for c in range(3):
+        assert torch.allclose(x[:, c], torch.tensor((1 - MEAN[c]) / STD[c]))
+
+
+def test_augment_is_seeded_bounded_and_switchable():
+    x = torch.rand(6, 3, 24, 24)
+    a = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    b = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    c = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    off = AugmentConfig(brightness=0, contrast=0, translate=0, blur_p=0, noise=0, hflip=False)
+    assert torch.equal(augment_batch(x, off, torch.Generator()), x)
+    blur_all = AugmentConfig(
+        brightness=0, contrast=0, translate=0, blur_p=1.0, noise=0, hflip=False
+    )
+    assert augment_batch(x, blur_all, torch.Generator()).std() < x.std()  # blur smooths
+
+
+def test_loader_is_seeded_and_covers_every_image_once():
+    images = np.random.default_rng(0).integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)
+    labels = np.arange(10)
+
+    def epoch(loader):
+        return [(x.clone(), y.clone()) for x, y in loader]
+
+    one = ArrayLoader(images, labels, batch_size=4, shuffle=True, augment=AugmentConfig(), seed=3)
+    two = ArrayLoader(images, labels, batch_size=4, shuffle=True, augment=AugmentConfig(), seed=3)
+    e1, e2 = epoch(one), epoch(two)
+    assert len(one) == 3 and [len(y) for _, y in e1] == [4, 4, 2]
+    assert all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(e1, e2, strict=True)
+    )
+    assert sorted(torch.cat([y for _, y in e1]).tolist()) == list(range(10))
+    assert torch.cat([y for _, y in epoch(one)]).tolist() != torch.cat([y for _, y in e1]).tolist()
+    with pytest.raises(ValueError):
+        ArrayLoader(images.astype(np.float32), labels, batch_size=4)

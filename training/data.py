@@ -1,0 +1,267 @@
+"""Images in memory: decoding, normalisation, camera-suited augmentation, a seeded batch loader.
+
+Everything after :func:`load_images` is torch on whole batches (no per-image Python),
+driven by a ``torch.Generator`` so a seed fixes every shuffle and every augmentation.
+
+Preprocessing contract (the edge runner must do the same):
+RGB uint8 (N, S, S, 3) -> float (N, 3, S, S) in [0, 1] -> ``(x - MEAN) / STD`` per channel.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "MEAN",
+    "STD",
+    "AugmentConfig",
+    "ArrayLoader",
+    "load_images",
+    "to_float",
+    "normalize",
+    "preprocess",
+    "augment_batch",
+    "preprocess_spec",
+]
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Photometric and geometric jitter a fixed conveyor camera actually sees."""
+
+    brightness: float = 0.0  # gain drawn from [1 - b, 1 + b] (lighting drift, exposure)
+    contrast: float = 0.0  # contrast factor from [1 - c, 1 + c] around each image's mean
+    translate: float = 0.04  # max shift, fraction of the side (item not perfectly centred)
+    blur_p: float = 0.1  # probability of a gaussian blur (focus, motion, dirty lens)
+    # blur strength in pixels at the training resolution; much more erases thin scratches
+    blur_sigma: tuple[float, float] = (0.3, 0.8)
+    noise: float = 0.0  # std of additive gaussian sensor noise, in [0, 1] units
+    hflip: bool = True  # mirror left-right (off if defects are handed)
+
+
+def load_images(
+    paths: Sequence[str | os.PathLike | bytes], image_size: int, *, crop: float | None = None
+) -> np.ndarray:
+    """Decode images (JPEG/PNG files or raw encoded bytes) to RGB uint8 squares.
+
+    Parameters
+    ----------
+    paths
+        N local file paths, or N ``bytes`` objects holding an encoded image.
+    image_size
+        Side S of the square output.
+    crop
+        None (default): squash the whole frame to S x S (a 320x240 frame keeps all its
+        content). A fraction in (0, 1]: first cut the centred square whose side is that
+        fraction of the frame's short side (1.0 = largest centred square; 0.7 of a 240-high
+        frame = 168 px around a centred item), then resize. Training and the edge runner
+        must use the same value.
+
+    Returns
+    -------
+    np.ndarray
+        Shape (N, S, S, 3), dtype uint8, RGB.
+    """
+    import cv2
+
+    if crop is not None and not 0 < crop <= 1:
+        raise ValueError(f"crop must be None or in (0, 1], got {crop!r}")
+    out = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
+    for i, item in enumerate(paths):
+        raw = item if isinstance(item, bytes) else np.fromfile(os.fspath(item), dtype=np.uint8)
+        bgr = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            name = f"<bytes #{i}>" if isinstance(item, bytes) else os.fspath(item)
+            raise ValueError(f"cannot decode image {name}")
+        if crop is not None:
+            h, w = bgr.shape[:2]
+            side = max(1, round(crop * min(h, w)))
+            top, left = (h - side) // 2, (w - side) // 2
+            bgr = bgr[top : top + side, left : left + side]
+        interp = cv2.INTER_AREA if min(bgr.shape[:2]) >= image_size else cv2.INTER_LINEAR
+        small = cv2.resize(bgr, (image_size, image_size), interpolation=interp)
+        out[i] = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+    return out
+
+
+def preprocess_spec(image_size: int, *, crop: float | None = None) -> dict:
+    """What an edge runner must do to a frame before the model (stored in checkpoints).
+
+    Decode to RGB; if ``crop``, cut the centred square of side ``crop * min(h, w)``; resize to
+    ``image_size`` square (cv2 INTER_AREA when shrinking); scale, normalise, NCHW.
+    """
+    return {
+        "image_size": image_size,
+        "crop": crop,
+        "channel_order": "RGB",
+        "layout": "NCHW",
+        "scale": 1 / 255,
+        "mean": list(MEAN),
+        "std": list(STD),
+    }
+
+
+def to_float(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 1]."""
+    return batch.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """float (N, 3, H, W) in [0, 1] -> ``(x - MEAN) / STD`` per channel."""
+    mean = torch.tensor(MEAN, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def preprocess(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Model input from RGB uint8 (N, H, W, 3): float32 (N, 3, H, W), normalised."""
+    batch = (
+        torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    )
+    if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
+        raise ValueError(f"expected uint8 (N, H, W, 3), got {batch.dtype} {tuple(batch.shape)}")
+    return normalize(to_float(batch))
+
+
+def augment_batch(
+    x: torch.Tensor, config: AugmentConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """Randomly jitter a batch; deterministic for a given generator state.
+
+    Parameters
+    ----------
+    x
+        float32 (N, 3, H, W) in [0, 1] (before :func:`normalize`).
+    config
+        Augmentation strengths; a zero strength skips that step (and its random draws).
+    generator
+        Source of all randomness.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 (N, 3, H, W) in [0, 1].
+    """
+    n = x.shape[0]
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(n, generator=generator)
+
+    if config.hflip:
+        flip = (torch.rand(n, generator=generator) < 0.5).view(n, 1, 1, 1)
+        x = torch.where(flip, x.flip(3), x)
+    if config.translate > 0:
+        # whole-pixel shifts (nearest, no interpolation smear of thin scratches), edges repeated;
+        # affine_grid works in [-1, 1] coordinates, where one pixel is 2 / side.
+        h, w = x.shape[-2:]
+        max_px = config.translate * min(h, w)
+        theta = torch.zeros(n, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+        theta[:, 0, 2] = uniform(-max_px, max_px).round() * 2 / w
+        theta[:, 1, 2] = uniform(-max_px, max_px).round() * 2 / h
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
+    if config.brightness > 0 or config.contrast > 0:
+        gain = uniform(1 - config.brightness, 1 + config.brightness).view(n, 1, 1, 1)
+        contrast = uniform(1 - config.contrast, 1 + config.contrast).view(n, 1, 1, 1)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (((x - mean) * contrast + mean) * gain).clamp_(0.0, 1.0)
+    if config.blur_p > 0:
+        x = _random_blur(x, config, generator)
+    if config.noise > 0:
+        noise = torch.randn(x.shape, generator=generator) * config.noise
+        x = (x + noise).clamp_(0.0, 1.0)
+    return x
+
+
+def _random_blur(
+    x: torch.Tensor, config: AugmentConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """Separable 5-tap gaussian blur on a random subset; the rest get an identity kernel."""
+    n, c, h, w = x.shape
+    chosen = torch.rand(n, generator=generator) < config.blur_p
+    lo, hi = config.blur_sigma
+    sigma = lo + (hi - lo) * torch.rand(n, generator=generator)
+    taps = torch.arange(-2, 3, dtype=x.dtype)
+    kernel = torch.exp(-(taps.view(1, 5) ** 2) / (2 * sigma.view(n, 1) ** 2))
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    identity = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0], dtype=x.dtype)
+    kernel = torch.where(chosen.view(n, 1), kernel, identity)  # (n, 5)
+    weight = kernel.repeat_interleave(c, dim=0)  # (n * c, 5): one kernel per image channel
+    flat = x.reshape(1, n * c, h, w)
+    flat = F.conv2d(
+        F.pad(flat, (2, 2, 0, 0), mode="replicate"), weight.view(n * c, 1, 1, 5), groups=n * c
+    )
+    flat = F.conv2d(
+        F.pad(flat, (0, 0, 2, 2), mode="replicate"), weight.view(n * c, 1, 5, 1), groups=n * c
+    )
+    return flat.view(n, c, h, w)
+
+
+class ArrayLoader:
+    """Seeded mini-batches over in-memory uint8 images.
+
+    Iterating yields ``(x, y)``: x float32 (B, 3, S, S) normalised (augmented if ``augment``),
+    y int64 (B,). The generator lives as long as the loader, so epoch k's order and jitter
+    depend only on ``seed`` and k.
+
+    Parameters
+    ----------
+    images
+        uint8 (N, S, S, 3) RGB.
+    labels
+        int (N,) class indices.
+    batch_size
+        Images per batch; the last batch may be smaller.
+    shuffle
+        Reshuffle every epoch.
+    augment
+        Jitter settings, or None for clean batches (validation, inference).
+    seed
+        Seeds the loader's own ``torch.Generator``.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        batch_size: int,
+        shuffle: bool = False,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+    ):
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(
+                f"images must be uint8 (N, S, S, 3), got {images.dtype} {images.shape}"
+            )
+        if len(labels) != len(images):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.augment = augment
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def __len__(self) -> int:
+        return (len(self.images) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.images)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            x = to_float(self.images[idx])
+            if self.augment is not None:
+                x = augment_batch(x, self.augment, self.generator)
+            yield normalize(x), self.labels[idx]

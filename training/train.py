@@ -1,0 +1,365 @@
+"""Train the inspection classifier on in-memory frames. Deterministic for a seed.
+
+    result = train_model(images, labels, classes=classes, config=TrainConfig(epochs=10))
+    sha = save_checkpoint(result.model, "model.safetensors", metadata=result.checkpoint_metadata())
+
+Same seed, same data, same ``num_threads`` and same torch build -> bit-identical weights
+and history. Global torch state (RNG, thread count, deterministic-algorithms flag) is
+restored when training returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training.data import ArrayLoader, AugmentConfig
+from training.model import LenslineNet, build_model, count_parameters
+
+__all__ = ["TrainConfig", "TrainResult", "train_model", "plot_history", "describe"]
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run; stored as JSON with the model."""
+
+    epochs: int = 20
+    lr: float = 5e-3  # peak AdamW learning rate (linear warmup, then cosine to zero)
+    warmup_frac: float = 0.1  # fraction of all steps spent warming up
+    batch_size: int = 32
+    image_size: int = 64  # images must already be (N, image_size, image_size, 3)
+    # centred square crop that load_images(..., crop=) applied (fraction of the short side);
+    # train_model does not crop, it records this so checkpoints tell the edge runner
+    crop: float | None = None
+    weight_decay: float = 5e-4  # on conv/linear weights only, not BN or biases
+    width: int = 16  # model width (see training.model)
+    dropout: float = 0.2
+    activation: str = "relu6"
+    pool: str = "avgmax"
+    label_smoothing: float = 0.05
+    # augmentation (training batches only). Brightness/contrast jitter is off by default: on
+    # whole 320x240 frames with a small item it stalled learning in our tests (the network
+    # leans on global colour first); with a crop around the item it is harmless, turn it on
+    # for robustness to lighting drift.
+    augment: bool = True
+    hflip: bool = True
+    brightness: float = 0.0
+    contrast: float = 0.0
+    translate: float = 0.04
+    blur_p: float = 0.1
+    noise: float = 0.0
+    # reproducibility and run control
+    seed: int = 0
+    num_threads: int = 1  # torch intra-op threads; part of determinism. >1 collapses on a busy box
+    patience: int = 0  # stop after this many epochs without a better val_acc; 0 = never
+    init_checkpoint: str | None = None  # local safetensors path to fine-tune from
+
+    def augment_config(self) -> AugmentConfig | None:
+        if not self.augment:
+            return None
+        return AugmentConfig(
+            brightness=self.brightness, contrast=self.contrast, translate=self.translate,
+            blur_p=self.blur_p, noise=self.noise, hflip=self.hflip,
+        )  # fmt: skip
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Build from a dict (e.g. ``json.loads(metadata["config"])``); unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        if unknown := sorted(set(values) - known):
+            raise ValueError(f"unknown TrainConfig fields {unknown}")
+        return cls(**values)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_model` returns. ``model`` holds the best epoch's weights, in eval mode."""
+
+    model: LenslineNet
+    history: list[dict]  # one row per epoch: epoch, loss, acc, val_loss, val_acc, lr, seconds
+    wall_s: float  # whole call, setup and validation included
+    images_per_s: float  # training images per second of the training passes only
+    best_epoch: int  # 1-based; by val_acc (then val_loss), or the last epoch without validation
+    classes: list[str] = field(default_factory=list)
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+    def checkpoint_metadata(self, **extra: str) -> dict[str, str]:
+        """Metadata for :func:`training.checkpoint.save_checkpoint`: classes, config, best epoch."""
+        return {
+            "classes": json.dumps(self.classes),
+            "config": self.config.to_json(),
+            "best_epoch": str(self.best_epoch),
+            **extra,
+        }
+
+
+def train_model(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    classes: list[str],
+    config: TrainConfig | None = None,
+    val_images: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train a :class:`LenslineNet` from scratch or from ``config.init_checkpoint``.
+
+    Parameters
+    ----------
+    images
+        uint8 (N, S, S, 3) RGB, S = ``config.image_size`` (see :func:`training.data.load_images`).
+    labels
+        int (N,) indices into ``classes``.
+    classes
+        K class names, index order.
+    config
+        Hyper-parameters; defaults to ``TrainConfig()``.
+    val_images, val_labels
+        Optional held-out set (M, S, S, 3) / (M,): scored every epoch, picks the best epoch,
+        drives early stopping.
+    progress
+        Called after every epoch with that epoch's history row (plus ``epochs``).
+    """
+    config = config or TrainConfig()
+    _check_inputs(images, labels, classes, config, "train")
+    val = None if val_images is None or val_labels is None else (val_images, val_labels)
+    if val is not None:
+        _check_inputs(*val, classes, config, "val")
+    t_start = time.perf_counter()
+
+    with _reproducible(config.seed, config.num_threads):
+        model = _init_model(classes, config)
+        loader = ArrayLoader(
+            images, labels, batch_size=config.batch_size, shuffle=True,
+            augment=config.augment_config(), seed=config.seed,
+        )  # fmt: skip
+        optimizer = torch.optim.AdamW(
+            _param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.99)
+        )
+        total_steps = config.epochs * len(loader)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _warmup_cosine(total_steps, config.warmup_frac)
+        )
+
+        history: list[dict] = []
+        best_key, best_state, best_epoch, stale = None, None, 0, 0
+        train_s, seen = 0.0, 0
+        for epoch in range(1, config.epochs + 1):
+            # --- one pass over the (augmented) training set
+            model.train()
+            t0 = time.perf_counter()
+            loss_sum, correct = 0.0, 0
+            for x, y in loader:
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.item() * len(y)
+                correct += int((logits.argmax(1) == y).sum())
+            epoch_s = time.perf_counter() - t0
+            train_s += epoch_s
+            seen += len(labels)
+            row = {
+                "epoch": epoch,
+                "loss": loss_sum / len(labels),
+                "acc": correct / len(labels),
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": epoch_s,
+            }
+            # --- validation, best-epoch bookkeeping, early stopping
+            if val is not None:
+                row["val_loss"], row["val_acc"] = _score(model, *val, config.batch_size)
+                key = (row["val_acc"], -row["val_loss"])
+                if best_key is None or key > best_key:
+                    best_key, best_epoch, stale = key, epoch, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    stale += 1
+            history.append(row)
+            if progress is not None:
+                progress({**row, "epochs": config.epochs})
+            if val is not None and config.patience and stale >= config.patience:
+                break
+
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        else:
+            best_epoch = len(history)
+        model.eval()
+
+    return TrainResult(
+        model=model,
+        history=history,
+        wall_s=time.perf_counter() - t_start,
+        images_per_s=seen / train_s if train_s > 0 else float("nan"),
+        best_epoch=best_epoch,
+        classes=list(classes),
+        config=copy.deepcopy(config),
+    )
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _reproducible(seed: int, num_threads: int) -> Iterator[None]:
+    """Seed torch, fix threads, demand deterministic kernels; restore all of it afterwards.
+
+    ``fill_uninitialized_memory`` (NaN-filling every fresh tensor, on by default in
+    deterministic mode) is switched off: it cost ~7 % of step time and is not needed, every
+    kernel here writes its whole output.
+    """
+    import torch.utils.deterministic as td
+
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    fill = td.fill_uninitialized_memory  # type: ignore[attr-defined]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.set_num_threads(max(1, num_threads))
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        td.fill_uninitialized_memory = False  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(deterministic)
+            td.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
+
+
+def _init_model(classes: list[str], config: TrainConfig) -> LenslineNet:
+    """Fresh model, or backbone (and head rows of classes both know) from ``init_checkpoint``."""
+    model = build_model(
+        len(classes), width=config.width, image_size=config.image_size,
+        dropout=config.dropout, activation=config.activation, pool=config.pool,
+    )  # fmt: skip
+    if config.init_checkpoint is None:
+        return model
+    from training.checkpoint import load_checkpoint
+
+    parent, meta = load_checkpoint(config.init_checkpoint)
+    if (parent.config.width, parent.config.activation) != (config.width, config.activation):
+        raise ValueError(
+            f"init_checkpoint {config.init_checkpoint} has width={parent.config.width}, "
+            f"activation={parent.config.activation}; config asks for width={config.width}, "
+            f"activation={config.activation}"
+        )
+    state = {k: v for k, v in parent.state_dict().items() if not k.startswith("head.")}
+    model.load_state_dict(state, strict=False)
+    old = json.loads(meta["classes"])
+    with torch.no_grad():
+        for i, name in enumerate(classes):
+            if name in old:
+                j = old.index(name)
+                model.head.weight[i] = parent.head.weight[j]
+                model.head.bias[i] = parent.head.bias[j]
+    return model
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on conv/linear weights (ndim >= 2) only."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _warmup_cosine(total_steps: int, warmup_frac: float) -> Callable[[int], float]:
+    warmup = max(1, int(total_steps * warmup_frac))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+@torch.no_grad()
+def _score(
+    model: LenslineNet, images: np.ndarray, labels: np.ndarray, batch_size: int
+) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on clean images; leaves the model in eval mode."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for x, y in ArrayLoader(images, labels, batch_size=max(batch_size, 256)):
+        logits = model(x)
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    return loss_sum / len(labels), correct / len(labels)
+
+
+def _check_inputs(images, labels, classes, config: TrainConfig, what: str) -> None:
+    s = config.image_size
+    if (
+        not isinstance(images, np.ndarray)
+        or images.dtype != np.uint8
+        or images.shape[1:] != (s, s, 3)
+    ):
+        got = (
+            f"{images.dtype} {images.shape}"
+            if isinstance(images, np.ndarray)
+            else type(images).__name__
+        )
+        raise ValueError(
+            f"{what} images must be uint8 (N, {s}, {s}, 3) for image_size={s}, got {got}"
+        )
+    labels = np.asarray(labels)
+    if len(labels) != len(images) or len(images) == 0:
+        raise ValueError(f"{what}: {len(images)} images but {len(labels)} labels")
+    if len(set(classes)) != len(classes) or len(classes) < 2:
+        raise ValueError(f"classes must be >= 2 distinct names, got {classes}")
+    if labels.min() < 0 or labels.max() >= len(classes):
+        raise ValueError(
+            f"{what} labels must lie in [0, {len(classes)}), got [{labels.min()}, {labels.max()}]"
+        )
+
+
+def describe(model: LenslineNet) -> str:
+    """One line: architecture and parameter count (for logs and asset metadata)."""
+    c = model.config
+    return (
+        f"LenslineNet(width={c.width}, classes={c.num_classes}, params={count_parameters(model):,})"
+    )
+
+
+def plot_history(history: list[dict]) -> bytes:
+    """PNG of loss and accuracy per epoch (train, and validation when present)."""
+    from matplotlib.figure import Figure
+
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(8, 3), dpi=100)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss.plot(epochs, [r["loss"] for r in history], label="train")
+    ax_acc.plot(epochs, [r["acc"] for r in history], label="train")
+    if history and "val_acc" in history[0]:
+        ax_loss.plot(epochs, [r["val_loss"] for r in history], label="val")
+        ax_acc.plot(epochs, [r["val_acc"] for r in history], label="val")
+    ax_loss.set(title="loss", xlabel="epoch")
+    ax_acc.set(title="accuracy", xlabel="epoch", ylim=(0, 1.02))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
