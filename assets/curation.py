@@ -4,7 +4,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from assets.features import KEYS, embeddings_for, load_frame_images, ok_frames
+from assets.features import KEYS, held_out, load_frame_images, ok_frames
 from assets.previews import png_md
 from assets.tables import md_table
 from orchestration.resources import FiftyOneResource
@@ -15,25 +15,16 @@ from orchestration.storage import LensStorage
     deps=["label_consensus", "frame_embeddings"], group_name="labels", kinds={"delta", "cleanlab"}
 )
 def label_issues(context: dg.AssetExecutionContext, storage: LensStorage):
-    """Label, outlier, near-duplicate and frame-quality issues from out-of-sample (K-fold) probabilities."""
-    from data_quality.label_issues import (
-        find_label_issues,
-        issue_counts,
-        out_of_sample_pred_probs,
-        worst_examples_grid,
-    )
+    """Label, outlier, near-duplicate and frame-quality issues from held-out (K-fold CNN) probabilities."""
+    from data_quality.label_issues import find_label_issues, issue_counts, worst_examples_grid
 
     consensus = (
         storage.read_table("label_consensus")
         .join(ok_frames(storage).select(KEYS), on=KEYS)
         .sort(KEYS)
     )
-    classes = sorted(consensus["consensus_label"].unique().to_list())
+    classes, probs, features = held_out(storage, consensus)
     y = consensus["consensus_label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
-    features = embeddings_for(storage, consensus)
-    probs = out_of_sample_pred_probs(
-        features, y, n_classes=len(classes), groups=consensus["video_id"].to_numpy()
-    )
     issues = find_label_issues(y, probs, keys=consensus.select(KEYS), features=features,
                                quality=storage.read_table("frames"), classes=classes)  # fmt: skip
     version = storage.write_table(issues, "label_issues")
@@ -74,6 +65,9 @@ class CurationConfig(dg.Config):
     )
     drop_frame_quality: list[str] = Field(
         default=["dark", "overexposed", "blurry"], description="Frame issues to drop."
+    )
+    trust_unanimous: bool = Field(
+        default=True, description="Never relabel or drop a frame all its annotators agree on."
     )
     seed: int = Field(default=0, description="Seed of the by-video split.")
 

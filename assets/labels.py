@@ -90,11 +90,12 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: Len
 @dg.asset(deps=["labels", "frame_embeddings"], group_name="labels", kinds={"delta", "cleanlab"})
 def label_consensus(context: dg.AssetExecutionContext, storage: LensStorage):
     """One consensus label per frame and a quality score per frame and annotator (CROWDLAB)."""
-    from assets.features import consensus_inputs
+    from assets.features import KEYS, held_out
     from data_quality.consensus import compute_consensus
 
-    labels_df = storage.read_table("labels")
-    classes, probs, keys = consensus_inputs(storage, labels_df)
+    keys = storage.read_table("frame_embeddings").select(KEYS)
+    labels_df = storage.read_table("labels").join(keys, on=KEYS)
+    classes, probs, _ = held_out(storage, keys)
     result = compute_consensus(labels_df, classes=classes, pred_probs=probs, frame_keys=keys)
     storage.write_table(result.frames, "label_consensus")
     storage.write_table(result.annotators, "annotator_quality")

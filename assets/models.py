@@ -20,13 +20,13 @@ CODE_VERSION = "train-v1"
 class TrainingConfig(dg.Config):
     """Hyper-parameters of one training run (defaults suit the demo on 2 CPU cores)."""
 
-    epochs: int = Field(default=12, description="Passes over the training split.")
-    lr: float = Field(default=3e-3, description="Peak AdamW learning rate (warmup, then cosine).")
+    epochs: int = Field(default=30, description="Passes over the training split.")
+    lr: float = Field(default=5e-3, description="Peak AdamW learning rate (warmup, then cosine).")
     batch_size: int = Field(default=32)
-    image_size: int = Field(default=96, description="Frames are resized to this square.")
+    image_size: int = Field(default=64, description="Item crops are resized to this square.")
     width: int = Field(default=16, description="Channel width of the edge CNN.")
     augment: bool = Field(
-        default=True, description="Brightness/contrast jitter, shifts, blur, flips."
+        default=True, description="Random shifts, blur and flips of the training crops."
     )
     seed: int = Field(default=0, description="Same seed, same data -> identical weights.")
     init_checkpoint: str | None = Field(

@@ -58,6 +58,10 @@ class CurationPolicy:
     drop_frame_quality : tuple of str
         Frame-quality issue names whose flagged frames are dropped
         (``"dark"``, ``"overexposed"``, ``"blurry"``).
+    trust_unanimous : bool
+        A frame on which two or more annotators all agree is neither relabelled nor dropped
+        for a label issue (it stays flagged for review): independent annotators agreeing on the
+        same wrong class is far rarer than a held-out model being wrong (default ``True``).
     """
 
     relabel_max_quality: float = 0.3
@@ -68,6 +72,7 @@ class CurationPolicy:
     drop_outliers: bool = False
     dedupe_near_duplicates: bool = False
     drop_frame_quality: tuple[str, ...] = ("dark", "overexposed", "blurry")
+    trust_unanimous: bool = True
 
 
 def _flag(df: pl.DataFrame, col: str) -> pl.Expr:
@@ -109,15 +114,24 @@ def decide_actions(
             if "consensus_quality" in consensus_frames.columns
             else pl.lit(None, pl.Float64)
         ).alias("_cq"),
+        (
+            (pl.col("annotator_agreement") >= 1.0) & (pl.col("num_annotations") >= 2)
+            if {"annotator_agreement", "num_annotations"} <= set(consensus_frames.columns)
+            and policy.trust_unanimous
+            else pl.lit(False)
+        )
+        .fill_null(False)
+        .alias("_unanimous"),
     )
     wanted = [c for c in issues.columns if c not in _KEYS and c != "given_label"]
     df = base.join(issues.select(*_KEYS, *wanted), on=_KEYS, how="left").sort(_KEYS)
     if "near_duplicate_set" not in df.columns:
         df = df.with_columns(near_duplicate_set=pl.lit(None, pl.Int64))
-    label_issue = _flag(df, "is_label_issue")
+    label_issue = _flag(df, "is_label_issue") & ~pl.col("_unanimous")
     relabel = (
         (
-            (label_issue if policy.relabel_only_flagged else pl.lit(True))
+            ~pl.col("_unanimous")
+            & (label_issue if policy.relabel_only_flagged else pl.lit(True))
             & (pl.col("label_quality") < policy.relabel_max_quality)
             & (pl.col("suggested_confidence") >= policy.relabel_min_confidence)
             & (pl.col("suggested_label") != pl.col("original_label"))

@@ -34,7 +34,13 @@ def bootstrap_features(images: np.ndarray, *, size: tuple[int, int] = (128, 96))
     for img in images:
         small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-        h = hog(gray, orientations=9, pixels_per_cell=(12, 12), cells_per_block=(2, 2), feature_vector=True)
+        h = hog(
+            gray,
+            orientations=9,
+            pixels_per_cell=(12, 12),
+            cells_per_block=(2, 2),
+            feature_vector=True,
+        )
         hh, ww = small.shape[:2]
         center = small[hh // 6 : hh - hh // 6, ww // 4 : ww - ww // 4]
         hsv = cv2.cvtColor(center, cv2.COLOR_RGB2HSV)

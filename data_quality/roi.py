@@ -75,5 +75,7 @@ def load_item_crops(paths: list, size: int, *, side: int = 112) -> np.ndarray:
         if bgr is None:
             raise ValueError(f"cannot decode image {path}")
         crop = crop_item(bgr, side=side)
-        out[i] = cv2.cvtColor(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        out[i] = cv2.cvtColor(
+            cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB
+        )
     return out

@@ -76,10 +76,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.stopped_reason:
         console.print(f"[yellow]stopped:[/] {summary.stopped_reason}")
     if summary.downstream:
-        state = (
-            "[green]ok[/]" if summary.downstream_ok else "[red]FAILED (see the run in the UI)[/]"
-        )
+        state = "[green]ok[/]" if summary.downstream_ok else "[red]FAILED[/]"
         console.print(f"materialised {', '.join(summary.downstream)}: {state}")
+    for check in summary.failed_checks:
+        console.print(f"[yellow]check did not pass[/] {check}")
+    for failure in summary.step_failures:
+        console.print(f"[red]step failed[/] {failure}")
     console.print(
         f"took {time.perf_counter() - started:.1f}s; instance {os.environ['DAGSTER_HOME']}"
     )
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--cameras", type=int, default=3)
     demo.add_argument("--videos-per-camera", type=int, default=2)
-    demo.add_argument("--seconds", type=float, default=20.0)
+    demo.add_argument("--seconds", type=float, default=60.0)
     demo.add_argument(
         "--conditions",
         default="nominal",

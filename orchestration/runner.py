@@ -136,10 +136,23 @@ def run_pending(
         asset_selection=downstream,
         instance=instance,
         raise_on_error=False,
+        run_config=QUIET,
         tags={**run_tags, "lensline/reason": "refresh after ingestion"},
     )
     summary.downstream = [k.to_user_string() for k in downstream]
-    summary.downstream_ok = result.success
+    summary.failed_checks = [
+        f"{e.asset_key.to_user_string()}/{e.check_name}: {_check_text(e)}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    ]
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        if error is not None and "DagsterAssetCheckFailedError" in (error.cls_name or ""):
+            continue  # a blocking check said no: reported above, not a crash
+        summary.step_failures.append(
+            f"{event.step_key}: {error.message.strip() if error else 'failed'}"
+        )
+    summary.downstream_ok = not summary.step_failures
     if on_progress:
         on_progress("done", 1, 1)
     return summary

@@ -73,7 +73,9 @@ def cross_val_predict(
     for fold, (train, test) in enumerate(splitter.split(images, labels, groups)):
         if progress:
             progress(f"fold {fold + 1}/{k}: train {len(train)}, predict {len(test)}")
-        result = train_model(images[train], labels[train], classes=list(classes), config=replace(config))
+        result = train_model(
+            images[train], labels[train], classes=list(classes), config=replace(config)
+        )
         probs[test] = predict_proba(result.model, images[test])
         emb = embed(result.model, images[test])
         if embeddings is None:
