@@ -85,7 +85,9 @@ def curated_dataset(
     result = curate(consensus, storage.read_table("label_issues"), policy=policy, seed=config.seed)
     kept = result.filter(pl.col("split").is_not_null())
     version = storage.write_table(
-        kept.select(*KEYS, "label", "split", "action", "original_label"), "dataset"
+        kept.select(*KEYS, "label", "split", "action", "original_label"),
+        "dataset",
+        skip_unchanged=True,
     )
     storage.write_table(result, "curation_log")
     summary = kept.group_by("split", "label").len().sort("split", "label")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -41,8 +40,16 @@ def timed(fn, repeat: int) -> float:
 def step_seconds(instance, run_id: str) -> float:
     """Wall time of the ingest step itself (asset body + Delta commits), from the run's events."""
     logs = instance.all_logs(run_id)
-    start = next(e.timestamp for e in logs if e.dagster_event and e.dagster_event.event_type_value == "STEP_START")
-    end = next(e.timestamp for e in logs if e.dagster_event and e.dagster_event.event_type_value == "STEP_SUCCESS")
+    start = next(
+        e.timestamp
+        for e in logs
+        if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"
+    )
+    end = next(
+        e.timestamp
+        for e in logs
+        if e.dagster_event and e.dagster_event.event_type_value == "STEP_SUCCESS"
+    )
     return end - start
 
 
@@ -82,7 +89,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the throughput video")
     ap.add_argument("--size", default="640x480")
     ap.add_argument("--fps", type=int, default=30)
-    ap.add_argument("--videos", type=int, default=20, help="already-ingested videos for the incremental test")
+    ap.add_argument(
+        "--videos", type=int, default=20, help="already-ingested videos for the incremental test"
+    )
     ap.add_argument("--video-seconds", type=float, default=6.0)
     args = ap.parse_args()
     if args.quick:
@@ -91,9 +100,9 @@ def main() -> None:
 
     import dagster as dg
 
+    from data_quality.frame_quality import encode_frame
     from data_quality.synthetic import render_video
     from data_quality.video import scan_video
-    from data_quality.frame_quality import encode_frame
     from orchestration.definitions import defs
 
     work = Path(tempfile.mkdtemp(prefix="lensline-bench-"))
@@ -102,9 +111,13 @@ def main() -> None:
         use_home(home)
         video = home / "landing/videos/cam1/long.mp4"
         video.parent.mkdir(parents=True)
-        render_video(video, seed=1, camera_id="cam1", seconds=args.seconds, fps=args.fps, size=(w, h))
+        render_video(
+            video, seed=1, camera_id="cam1", seconds=args.seconds, fps=args.fps, size=(w, h)
+        )
         n = bare_decode(video, threads=False)
-        print(f"video: {video.name} {w}x{h} @ {args.fps} fps, {n} frames, {video.stat().st_size / 1e6:.1f} MB")
+        print(
+            f"video: {video.name} {w}x{h} @ {args.fps} fps, {n} frames, {video.stat().st_size / 1e6:.1f} MB"
+        )
 
         t_plain = timed(lambda: bare_decode(video, threads=False), 3)
         t_thr = timed(lambda: bare_decode(video, threads=True), 3)
@@ -120,7 +133,11 @@ def main() -> None:
             runs = []
 
             def asset_run() -> None:
-                runs.append(job.execute_in_process(partition_key="cam1__long", instance=instance, run_config=quiet))
+                runs.append(
+                    job.execute_in_process(
+                        partition_key="cam1__long", instance=instance, run_config=quiet
+                    )
+                )
 
             t_asset = timed(asset_run, 3)
             t_step = min(step_seconds(instance, r.run_id) for r in runs)
@@ -136,8 +153,10 @@ def main() -> None:
         for name, t in rows:
             print(f"{name:<44}{t:>9.3f}{n / t:>11.0f}{base / t:>15.2f}x")
         print(f"\ningestion step / decode-only throughput: {base / t_step:.2f}x (target >= 0.80x)")
-        print(f"whole Dagster run / decode-only:        {base / t_asset:.2f}x "
-              f"(includes {t_asset - t_step:.2f}s of fixed per-run bookkeeping in the SQLite instance)")
+        print(
+            f"whole Dagster run / decode-only:        {base / t_asset:.2f}x "
+            f"(includes {t_asset - t_step:.2f}s of fixed per-run bookkeeping in the SQLite instance)"
+        )
 
         # incremental: N ingested + 1 new  vs  all N+1 from scratch
         inc = work / "inc"
@@ -146,7 +165,14 @@ def main() -> None:
             cam = f"cam{i % 3 + 1}"
             target = inc / f"landing/videos/{cam}/v{i:03d}.mp4"
             target.parent.mkdir(parents=True, exist_ok=True)
-            render_video(target, seed=100 + i, camera_id=cam, seconds=args.video_seconds, fps=15, size=(320, 240))
+            render_video(
+                target,
+                seed=100 + i,
+                camera_id=cam,
+                seconds=args.video_seconds,
+                fps=15,
+                size=(320, 240),
+            )
         last = sorted((inc / "landing/videos").rglob("v*.mp4"))[-1]
         held = work / last.name
         shutil.move(last, held)
@@ -157,7 +183,9 @@ def main() -> None:
         shutil.copytree(inc / "landing", full / "landing")
         use_home(full)
         t_full = run_all()
-        print(f"\nadd 1 video to {args.videos} ingested: {t_inc:.2f}s   full rebuild of {args.videos + 1}: {t_full:.2f}s")
+        print(
+            f"\nadd 1 video to {args.videos} ingested: {t_inc:.2f}s   full rebuild of {args.videos + 1}: {t_full:.2f}s"
+        )
         print(f"incremental / full: {t_inc / t_full:.1%} (target <= 10%)")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -29,10 +29,10 @@ def locate_item(bgr: np.ndarray) -> tuple[float, float]:
     hsv = cv2.cvtColor(cv2.GaussianBlur(bgr, (7, 7), 0), cv2.COLOR_BGR2HSV)
     value, sat = hsv[..., 2], hsv[..., 1]
     thresh = max(float(np.percentile(value, 75)), 60.0)
-    mask = ((value > thresh) & (sat < 90)).astype(np.uint8)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
-    n, _, stats, centroids = cv2.connectedComponentsWithStats(mask)
+    raw = ((value > thresh) & (sat < 90)).astype(np.uint8)
+    opened = cv2.morphologyEx(raw, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    closed = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    n, _, stats, centroids = cv2.connectedComponentsWithStats(closed)
     best, best_area = None, 0.002 * h * w
     for i in range(1, n):
         x, y, bw, bh, area = stats[i]

@@ -148,7 +148,7 @@ def scan_video(
         report.container = container.format.name
         report.has_audio = bool(container.streams.audio)
         if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            kinds: list[str] = sorted({str(s.type) for s in container.streams}) or ["none"]
             return report.fail(
                 "unsupported", f"no video stream (streams found: {', '.join(kinds)})"
             )

@@ -62,7 +62,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         def on_progress(what: str, done: int, total: int) -> None:
             progress.update(task, description=what, completed=done, total=max(total, 1))
 
-        summary = run_pending(defs, instance, select=args.select, on_progress=on_progress)
+        summary = run_pending(
+            defs, instance, select=args.select, on_progress=on_progress, force=args.force
+        )
 
     if summary.registered:
         console.print(f"registered {len(summary.registered)} new video partition(s)")
@@ -109,7 +111,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"demo set: {len(demo.videos)} videos, labels in {demo.labels_csv} "
         f"({time.perf_counter() - started:.1f}s)"
     )
-    code = cmd_run(argparse.Namespace(select=None))
+    code = cmd_run(argparse.Namespace(select=None, force=False))
     console.print(
         "\nWhere to look:\n"
         f"  lake (Delta tables):   {home / 'lake'}\n"
@@ -126,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="process everything new in the landing zone now")
     run.add_argument(
         "--select", help="Dagster asset selection, e.g. 'key:raw_video+' or 'group:ingest'"
+    )
+    run.add_argument(
+        "--force", action="store_true", help="rematerialise downstream assets even if up to date"
     )
     run.set_defaults(func=cmd_run)
 

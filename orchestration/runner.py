@@ -78,8 +78,15 @@ def run_pending(
     select: str | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
     tags: dict[str, str] | None = None,
+    run_config: dict | None = None,
+    force: bool = False,
 ) -> RunSummary:
-    """Materialise what is missing or stale, optionally limited to a Dagster ``select`` string."""
+    """Materialise what is missing or stale, optionally limited to a Dagster ``select`` string.
+
+    The unpartitioned part of the graph runs when its inputs changed since its last successful
+    run (ingested frames, label files, reviewers' corrections), when an asset was never
+    materialised, or with ``force``. ``run_config`` configures that run (e.g. epochs).
+    """
     storage: LensStorage = defs.resources["storage"]  # type: ignore[assignment]
     graph = defs.resolve_asset_graph()
     selected = (
@@ -130,14 +137,35 @@ def run_pending(
             "(CSV: video, frame_index, label[, annotator]) and run again"
         )
         return summary
+    fingerprint = inputs_fingerprint(storage)
+    never = [k for k in downstream if instance.get_latest_materialization_event(k) is None]
+    previous = instance.get_runs(
+        filters=dg.RunsFilter(
+            tags={"lensline/inputs": fingerprint}, statuses=[dg.DagsterRunStatus.SUCCESS]
+        ),
+        limit=1,
+    )
+    if previous and not never and not force:
+        summary.stopped_reason = (
+            "downstream assets are up to date with the frames, labels and reviews"
+        )
+        return summary
     if on_progress:
         on_progress("train & evaluate: " + ", ".join(k.to_user_string() for k in downstream), 0, 1)
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         asset_selection=downstream,
         instance=instance,
         raise_on_error=False,
-        run_config=QUIET,
-        tags={**run_tags, "lensline/reason": "refresh after ingestion"},
+        run_config={**QUIET, **(run_config or {})},
+        tags={
+            **run_tags,
+            "lensline/reason": "forced"
+            if force
+            else "never materialised"
+            if never
+            else "inputs changed",
+            "lensline/inputs": fingerprint,
+        },
     )
     summary.downstream = [k.to_user_string() for k in downstream]
     summary.failed_checks = [
@@ -156,6 +184,16 @@ def run_pending(
     if on_progress:
         on_progress("done", 1, 1)
     return summary
+
+
+def inputs_fingerprint(storage: LensStorage) -> str:
+    """A digest of everything the unpartitioned graph reads from outside it."""
+    import hashlib
+
+    parts = [f"frames={storage.table_version('frames')}", f"videos={storage.table_version('videos')}",
+             f"reviews={storage.table_version('label_reviews')}"]  # fmt: skip
+    parts += [f"{f.key}:{f.size}:{f.mtime:.3f}" for f in label_files(storage)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def _check_text(evaluation) -> str:

@@ -238,16 +238,27 @@ class LensStorage(dg.ConfigurableResource):
         *,
         replace_where: str | None = None,
         mode: str = "overwrite",
+        skip_unchanged: bool = False,
     ) -> int:
         """Write ``df`` as one Delta commit and return the new table version.
 
         ``replace_where`` (a SQL predicate such as ``video_id = 'cam1__a'``) replaces only the
-        matching rows, atomically; without it ``mode`` is ``overwrite`` or ``append``.
+        matching rows, atomically; without it ``mode`` is ``overwrite`` or ``append``. With
+        ``skip_unchanged`` an overwrite whose rows equal the table's (in any order) commits
+        nothing, so a version (e.g. the dataset version) stays put on reruns.
         """
         from deltalake import DeltaTable
 
         uri = self.table_uri(name)
         exists = DeltaTable.is_deltatable(uri, storage_options=self.storage_options())
+        if skip_unchanged and exists and mode == "overwrite" and not replace_where:
+            current = self.read_table(name)
+            if (
+                current is not None
+                and current.columns == df.columns
+                and current.sort(current.columns).equals(df.sort(df.columns))
+            ):
+                return DeltaTable(uri, storage_options=self.storage_options()).version()
         options: dict = {"schema_mode": "merge"} if exists and mode == "append" else {}
         if replace_where and exists:
             options = {"predicate": replace_where}

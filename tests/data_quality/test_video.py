@@ -23,7 +23,9 @@ def test_good_video_counts_and_sampling(tmp_path):
     path = tmp_path / "v.mp4"
     truth = render_video(path, seed=1, camera_id="cam1", seconds=2.0, fps=15, size=(160, 120))
     kept: list[int] = []
-    report = scan_video(path, sample_fps=5.0, keep_frames={4}, sink=lambda i, ts, img: kept.append(i))
+    report = scan_video(
+        path, sample_fps=5.0, keep_frames={4}, sink=lambda i, ts, img: kept.append(i)
+    )
     assert report.ok, report.error
     assert report.frame_count == pyav_count(path) == truth.height
     assert (report.width, report.height, round(report.fps)) == (160, 120, 15)
@@ -50,7 +52,9 @@ def test_bad_inputs_are_named_and_explained(bad, case, status, words):
 
 def test_unsupported_stream(bad):
     report = scan_video(bad["unsupported"])
-    assert report.status in {"unsupported", "unreadable"} and str(bad["unsupported"]) in report.error
+    assert (
+        report.status in {"unsupported", "unreadable"} and str(bad["unsupported"]) in report.error
+    )
 
 
 @pytest.mark.parametrize("case", ["one_frame", "odd_res", "with_audio"])
