@@ -82,7 +82,10 @@ def curated_dataset(
     consensus = storage.read_table("label_consensus").join(ok_frames(storage).select(KEYS), on=KEYS)
     options = config.model_dump(exclude={"seed"})
     policy = CurationPolicy(**{**options, "drop_frame_quality": tuple(config.drop_frame_quality)})
-    result = curate(consensus, storage.read_table("label_issues"), policy=policy, seed=config.seed)
+    result = _apply_reviews(
+        curate(consensus, storage.read_table("label_issues"), policy=policy, seed=config.seed),
+        storage.read_table("label_reviews"),
+    )
     kept = result.filter(pl.col("split").is_not_null())
     version = storage.write_table(
         kept.select(*KEYS, "label", "split", "action", "original_label"),
@@ -118,6 +121,19 @@ def fiftyone_dataset(
     return dg.MaterializeResult(
         metadata={"dataset": fiftyone.dataset_name, **counts, "saved_views": ", ".join(views)}
     )
+
+
+def _apply_reviews(result: pl.DataFrame, reviews: pl.DataFrame | None) -> pl.DataFrame:
+    """A reviewer's latest word on a frame overrides consensus and curation (action ``reviewed``)."""
+    if reviews is None or reviews.is_empty():
+        return result
+    latest = reviews.sort("imported_at").group_by(KEYS).agg(pl.col("label").last().alias("_review"))
+    out = result.join(latest, on=KEYS, how="left")
+    reviewed = pl.col("_review").is_not_null() & pl.col("split").is_not_null()
+    return out.with_columns(
+        label=pl.when(reviewed).then(pl.col("_review")).otherwise(pl.col("label")),
+        action=pl.when(reviewed).then(pl.lit("reviewed")).otherwise(pl.col("action")),
+    ).drop("_review")
 
 
 def _samples(storage: LensStorage) -> tuple[pl.DataFrame, list[str], list[str]]:

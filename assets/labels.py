@@ -9,6 +9,7 @@ from pydantic import Field
 
 from assets.tables import md_table
 from orchestration.landing import label_files
+from orchestration.resources import FiftyOneResource
 from orchestration.storage import LensStorage
 
 LABELS_SCHEMA = {
@@ -28,8 +29,38 @@ class LabelsConfig(dg.Config):
     )
 
 
+@dg.asset(group_name="labels", kinds={"fiftyone", "delta"})
+def label_reviews(
+    context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: FiftyOneResource
+):
+    """Reviewers' corrections from FiftyOne (edited ground truth, tags relabel/ok) as annotator 'review'."""
+    if storage.is_s3 or not fiftyone.has_database():
+        return dg.MaterializeResult(
+            metadata={"imported": 0, "note": "no local FiftyOne database yet"}
+        )
+    fiftyone.connect()
+    import fiftyone as fo
+
+    from data_quality.fiftyone_sync import mark_corrections_imported, pull_corrections
+
+    if fiftyone.dataset_name not in fo.list_datasets():
+        return dg.MaterializeResult(
+            metadata={"imported": 0, "note": "FiftyOne dataset not synced yet"}
+        )
+    corrections = pull_corrections(fiftyone.dataset_name)
+    version = storage.table_version("label_reviews")
+    if corrections.height:
+        rows = corrections.select(*list(LABELS_SCHEMA)[:5], imported_at="reviewed_at").cast(
+            LABELS_SCHEMA
+        )
+        version = storage.write_table(rows, "label_reviews", mode="append")
+        mark_corrections_imported(fiftyone.dataset_name, corrections)
+    return dg.MaterializeResult(metadata={"imported": corrections.height, "table_version": version or 0,
+                                          "corrections": dg.MetadataValue.md(md_table(corrections))})  # fmt: skip
+
+
 @dg.asset(
-    deps=["frames"], group_name="labels", kinds={"delta"},
+    deps=["frames", "label_reviews"], group_name="labels", kinds={"delta"},
     check_specs=[dg.AssetCheckSpec("label_files_valid", asset="labels",
                                    description="Every label file in the landing zone imports cleanly.")],
 )  # fmt: skip

@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
 from pydantic import Field
 
@@ -141,8 +142,11 @@ def model_evaluation(
                 storage.fetch_local([champion.checkpoint_uri])[0], expected_sha256=champion.checkpoint_sha256)  # fmt: skip
             champ_x = x_te if json.loads(champ_meta["config"])["image_size"] == size else split_images(
                 storage, "test", classes, json.loads(champ_meta["config"])["image_size"])[0]  # fmt: skip
+            champ_probs = in_class_order(
+                predict_proba(champ_model, champ_x), json.loads(champ_meta["classes"]), classes
+            )
             champion_now = {
-                **evaluate(predict_proba(champ_model, champ_x), y_te, classes=classes),
+                **evaluate(champ_probs, y_te, classes=classes),
                 "test_set": metrics["test_set"],
             }
         decision = registry.decide_promotion(metrics, champion_now, margin=config.margin,
@@ -168,6 +172,15 @@ def model_evaluation(
         check_results=[dg.AssetCheckResult(check_name="promotion_gate", passed=decision.promote,
                                            metadata={"reasons": "\n".join(decision.reasons)})],
     )  # fmt: skip
+
+
+def in_class_order(probs, source: list[str], target: list[str]):
+    """Probabilities (N, len(source)) re-indexed to ``target``; a class the model lacks gets 0."""
+    out = np.zeros((len(probs), len(target)), dtype=np.float64)
+    for j, name in enumerate(source):
+        if name in target:
+            out[:, target.index(name)] = probs[:, j]
+    return out
 
 
 def _ensemble_accuracy(registry, storage, x, y, classes, k, ensemble_proba, evaluate) -> dict:

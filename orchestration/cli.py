@@ -121,6 +121,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.table import Table
+
+    from orchestration.storage import LensStorage
+    from training.registry import ModelRegistry, RegistryError
+
+    storage = LensStorage()
+    registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
+    console = _console()
+    try:
+        if args.action == "promote":
+            registry.promote(
+                args.version, reason=args.reason or "promoted by hand (lensline models promote)"
+            )
+            console.print(f"{args.version} is now the champion")
+        elif args.action == "rollback":
+            restored = registry.rollback(
+                reason=args.reason or "rolled back by hand (lensline models rollback)"
+            )
+            console.print(f"rolled back: {restored} is the champion again")
+    except RegistryError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    models = registry.list()
+    table = Table(
+        "version", "alias", "accuracy", "false rejects (good)", "dataset v", "labels v", "created"
+    )
+    for row in models.sort("created_at", descending=True).iter_rows(named=True):
+        metrics = json.loads(row["metrics"] or "{}")
+        style = {"champion": "bold green", "challenger": "yellow"}.get(row["alias"], "dim")
+        table.add_row(
+            row["model_version"], f"[{style}]{row['alias']}[/]", f"{metrics.get('accuracy', float('nan')):.4f}",
+            f"{metrics.get('false_reject_rate') or 0:.4f}", str(row["dataset_version"]),
+            str(row["label_version"]), row["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+        )  # fmt: skip
+    console.print(table if models.height else "no models registered yet")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lensline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,6 +186,18 @@ def main(argv: list[str] | None = None) -> int:
         help="nominal, dark, gray_gloves, moved_camera, dirty_lens",
     )
     demo.set_defaults(func=cmd_demo)
+
+    models = sub.add_parser("models", help="the model registry: list, promote, rollback")
+    models_sub = models.add_subparsers(dest="action", required=True)
+    models_sub.add_parser("list", help="every model version with its alias and test metrics")
+    promote = models_sub.add_parser(
+        "promote", help="make VERSION the champion (the old one is archived)"
+    )
+    promote.add_argument("version")
+    promote.add_argument("--reason")
+    rollback = models_sub.add_parser("rollback", help="reinstate the previous champion")
+    rollback.add_argument("--reason")
+    models.set_defaults(func=cmd_models)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -5,16 +5,17 @@ import dagster as dg
 from assets.curation import curated_dataset, fiftyone_dataset, label_issues
 from assets.features import frame_embeddings
 from assets.ingest import raw_video_and_frames
-from assets.labels import label_consensus, labels
+from assets.labels import label_consensus, label_reviews, labels
 from assets.models import model_evaluation, trained_model
 from orchestration.jobs import ingest_job
 from orchestration.resources import FiftyOneResource
-from orchestration.sensors import new_video_sensor
+from orchestration.sensors import fiftyone_review_sensor, new_video_sensor
 from orchestration.storage import LensStorage
 
 defs = dg.Definitions(
     assets=[
         raw_video_and_frames,
+        label_reviews,
         labels,
         frame_embeddings,
         label_consensus,
@@ -25,6 +26,6 @@ defs = dg.Definitions(
         model_evaluation,
     ],  # fmt: skip
     jobs=[ingest_job],
-    sensors=[new_video_sensor],
+    sensors=[new_video_sensor, fiftyone_review_sensor],
     resources={"storage": LensStorage(), "fiftyone": FiftyOneResource()},
 )

@@ -26,6 +26,10 @@ class FiftyOneResource(dg.ConfigurableResource):
     def home_path(self) -> Path:
         return Path(self.home).resolve() if self.home else lensline_home()
 
+    def has_database(self) -> bool:
+        """Whether this home already has a FiftyOne database (without starting one)."""
+        return (self.home_path() / "fiftyone" / "db").is_dir()
+
     def connect(self) -> None:
         """Start or reuse the home's mongod and point FiftyOne at it (before fiftyone is imported)."""
         from data_quality.fiftyone_sync import configure

@@ -137,7 +137,9 @@ def run_pending(
             "(CSV: video, frame_index, label[, annotator]) and run again"
         )
         return summary
-    fingerprint = inputs_fingerprint(storage)
+    from orchestration.sensors import pending_reviews
+
+    fingerprint = inputs_fingerprint(storage, pending_reviews(defs.resources["fiftyone"]))  # type: ignore[arg-type]
     never = [k for k in downstream if instance.get_latest_materialization_event(k) is None]
     previous = instance.get_runs(
         filters=dg.RunsFilter(
@@ -186,12 +188,15 @@ def run_pending(
     return summary
 
 
-def inputs_fingerprint(storage: LensStorage) -> str:
+def inputs_fingerprint(storage: LensStorage, pending_reviews: int = 0) -> str:
     """A digest of everything the unpartitioned graph reads from outside it."""
     import hashlib
 
-    parts = [f"frames={storage.table_version('frames')}", f"videos={storage.table_version('videos')}",
-             f"reviews={storage.table_version('label_reviews')}"]  # fmt: skip
+    parts = [
+        f"pending_reviews={pending_reviews}",
+        f"frames={storage.table_version('frames')}",
+        f"videos={storage.table_version('videos')}",
+    ]
     parts += [f"{f.key}:{f.size}:{f.mtime:.3f}" for f in label_files(storage)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 

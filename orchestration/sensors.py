@@ -7,6 +7,7 @@ import dagster as dg
 from orchestration.jobs import ingest_job
 from orchestration.landing import discover_videos
 from orchestration.partitions import videos_partitions
+from orchestration.resources import FiftyOneResource
 from orchestration.storage import LensStorage
 
 
@@ -51,4 +52,33 @@ def new_video_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
         if new_keys
         else [],
         cursor=cursor,
+    )
+
+
+def pending_reviews(fiftyone: FiftyOneResource) -> int:
+    """Corrections made in FiftyOne and not imported yet (0 when there is no database)."""
+    if not fiftyone.has_database():
+        return 0
+    fiftyone.connect()
+    import fiftyone as fo
+
+    from data_quality.fiftyone_sync import pull_corrections
+
+    if fiftyone.dataset_name not in fo.list_datasets():
+        return 0
+    return pull_corrections(fiftyone.dataset_name).height
+
+
+@dg.sensor(
+    target=dg.AssetSelection.assets("label_reviews").downstream(),
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def fiftyone_review_sensor(context: dg.SensorEvaluationContext, fiftyone: FiftyOneResource):
+    """Reviewers' label edits in FiftyOne become a new label version and retrain what depends on it."""
+    pending = pending_reviews(fiftyone)
+    if not pending:
+        return dg.SkipReason("no new corrections in FiftyOne")
+    return dg.RunRequest(
+        tags={"lensline/reason": f"{pending} label correction(s) from FiftyOne review"}
     )

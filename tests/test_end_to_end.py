@@ -60,6 +60,23 @@ def test_whole_graph_on_a_small_demo_set(home):
         ds = fo.load_dataset("lensline")
         assert len(ds) == labeled
         assert set(ds.list_saved_views()) >= {"label_issues", "near_duplicates", "low_quality"}
-        assert ds.first().ground_truth.label in {"good", "scratch", "dent", "discoloration"}
+
+        # a reviewer corrects a label in FiftyOne: it comes back as a new label version
+        sample = ds.match({"split": "train"}).first()
+        new_label = "dent" if sample.ground_truth.label != "dent" else "scratch"
+        sample.ground_truth = fo.Classification(label=new_label)
+        sample.save()
+        labels_before = storage.table_version("labels")
+        with dg.DagsterInstance.get() as instance:
+            reviewed = run_pending(defs, instance, run_config=SMALL)
+            assert reviewed.step_failures == [] and "label_reviews" in reviewed.downstream
+        key = (pl.col("video_id") == sample.video_id) & (
+            pl.col("frame_index") == sample.frame_index
+        )
+        review_rows = storage.read_table("labels").filter(key & (pl.col("annotator") == "review"))
+        assert review_rows["label"].to_list() == [new_label]
+        assert storage.table_version("labels") == labels_before + 1
+        assert storage.read_table("dataset").filter(key)["label"].to_list() == [new_label]
+        assert storage.read_table("label_reviews").height == 1
     finally:
         fiftyone_sync.shutdown(home=home)
