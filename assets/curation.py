@@ -51,6 +51,9 @@ class CurationConfig(dg.Config):
     relabel_min_confidence: float = Field(
         default=0.7, description="...when the model's suggestion has at least this probability."
     )
+    relabel_only_flagged: bool = Field(
+        default=True, description="Relabel only frames cleanlab flags (not every low-quality label)."
+    )
     drop_unresolved_label_issues: bool = Field(
         default=True, description="Drop label issues that are not relabelled."
     )
