@@ -52,7 +52,8 @@ class CurationConfig(dg.Config):
         default=0.7, description="...when the model's suggestion has at least this probability."
     )
     relabel_only_flagged: bool = Field(
-        default=True, description="Relabel only frames cleanlab flags (not every low-quality label)."
+        default=True,
+        description="Relabel only frames cleanlab flags (not every low-quality label).",
     )
     drop_unresolved_label_issues: bool = Field(
         default=True, description="Drop label issues that are not relabelled."

@@ -30,6 +30,15 @@ class TrainingConfig(dg.Config):
         default=True, description="Random shifts, blur and flips of the training crops."
     )
     seed: int = Field(default=0, description="Same seed, same data -> identical weights.")
+    sweep_trials: int = Field(
+        default=0, description="0: one run. N: random search of N trials; the best (val acc) wins."
+    )
+    sweep_lr: list[float] = Field(
+        default=[2e-3, 5e-3, 1e-2], description="Learning rates the sweep draws from."
+    )
+    sweep_width: list[int] = Field(
+        default=[12, 16, 24], description="Model widths the sweep draws from."
+    )
     init_checkpoint: str | None = Field(
         default=None, description="Local or s3:// safetensors to fine-tune from."
     )
@@ -76,8 +85,26 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, sto
         context.log.info(f"epoch {row['epoch']}/{cfg.epochs}: " + ", ".join(
             f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)))  # fmt: skip
 
-    result = train_model(x_tr, y_tr, classes=classes, config=cfg, val_images=x_va if len(x_va) else None,
-                         val_labels=y_va if len(y_va) else None, progress=progress)  # fmt: skip
+    trials = [cfg]
+    if config.sweep_trials:
+        from training.sweep import random_search
+
+        space = {"lr": config.sweep_lr, "width": config.sweep_width}
+        trials = random_search(cfg, space, n=config.sweep_trials, seed=config.seed)
+    results, rows = [], []
+    for i, trial in enumerate(trials):
+        context.log.info(f"trial {i + 1}/{len(trials)}: lr {trial.lr}, width {trial.width}")
+        res = train_model(x_tr, y_tr, classes=classes, config=trial, val_images=x_va if len(x_va) else None,
+                          val_labels=y_va if len(y_va) else None, progress=progress)  # fmt: skip
+        val_acc = max((h.get("val_acc", 0.0) for h in res.history), default=0.0)
+        results.append(res)
+        rows.append({"run_id": context.run_id, "trial": i, "lr": trial.lr, "width": trial.width,
+                     "epochs": trial.epochs, "val_acc": val_acc, "wall_s": res.wall_s})  # fmt: skip
+    best = max(range(len(rows)), key=lambda i: (rows[i]["val_acc"], -i))
+    result, cfg = results[best], trials[best]
+    if config.sweep_trials:
+        storage.write_table(pl.DataFrame(rows).with_columns(chosen=pl.Series([i == best for i in range(len(rows))])),
+                            "sweep_trials", mode="append")  # fmt: skip
     versions = {"dataset_version": str(storage.table_version("dataset")),
                 "label_version": str(storage.table_version("labels")), "code_version": CODE_VERSION}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,7 +115,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, sto
     return dg.MaterializeResult(
         metadata={"model_version": f"m-{sha[:12]}", "checkpoint_uri": uri, "checkpoint_sha256": sha, **versions,
                   "config": dg.MetadataValue.json(json.loads(cfg.to_json())), "train_images": len(x_tr),
-                  "val_images": len(x_va), "best_epoch": result.best_epoch, "wall_s": round(result.wall_s, 1),
+                  "val_images": len(x_va), "best_epoch": result.best_epoch, "trials": dg.MetadataValue.md(md_table(pl.DataFrame(rows))), "wall_s": round(result.wall_s, 1),
                   "images_per_s": round(result.images_per_s, 1),
                   "curves": dg.MetadataValue.md(png_md(plot_history(result.history), alt="training curves"))},
     )  # fmt: skip

@@ -9,7 +9,7 @@ import pytest
 SMALL = {
     "ops": {
         "frame_embeddings": {"config": {"n_folds": 2, "epochs": 4}},
-        "trained_model": {"config": {"epochs": 6}},
+        "trained_model": {"config": {"epochs": 5, "sweep_trials": 2}},
     }
 }
 
@@ -41,6 +41,9 @@ def test_whole_graph_on_a_small_demo_set(home):
             champion = models.filter(pl.col("alias") == "champion").row(0, named=True)
             assert champion["dataset_version"] == storage.table_version("dataset")
             assert champion["label_version"] == storage.table_version("labels")
+
+            trials = storage.read_table("sweep_trials")
+            assert trials.height == 2 and trials["chosen"].sum() == 1  # every trial recorded
 
             # a rerun with nothing new does nothing
             again = run_pending(defs, instance, run_config=SMALL)
