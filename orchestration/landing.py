@@ -30,3 +30,17 @@ def camera_of(file: StoredFile) -> str:
 def label_files(storage: LensStorage) -> list[StoredFile]:
     """Label files waiting in ``landing/labels/`` (CSV, COCO or FiftyOne JSON)."""
     return storage.list_files("landing", "labels", suffixes=LABEL_SUFFIXES)
+
+
+def stale_videos(storage: LensStorage, videos: dict) -> list[str]:
+    """Video ids whose file was never ingested, or changed (size or mtime) since it was."""
+    table = storage.read_table("videos")
+    done: dict[str, tuple[int, float]] = {}
+    if table is not None:
+        for row in table.select("video_id", "size_bytes", "source_mtime").iter_rows():
+            done[row[0]] = (row[1], row[2])
+    return [
+        vid
+        for vid, f in sorted(videos.items())
+        if vid not in done or done[vid][0] != f.size or abs((done[vid][1] or 0) - f.mtime) > 1e-3
+    ]

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from orchestration.landing import discover_videos, label_files
+from orchestration.landing import discover_videos, label_files, stale_videos
 from orchestration.partitions import videos_partitions
 from orchestration.storage import LensStorage, lensline_home
 
@@ -55,20 +55,6 @@ class RunSummary:
     @property
     def rejected(self) -> list[VideoOutcome]:
         return [o for o in self.ingested if o.status != "ok"]
-
-
-def stale_videos(storage: LensStorage, videos: dict) -> list[str]:
-    """Video ids whose file was never ingested, or changed (size or mtime) since it was."""
-    table = storage.read_table("videos")
-    done: dict[str, tuple[int, float]] = {}
-    if table is not None:
-        for row in table.select("video_id", "size_bytes", "source_mtime").iter_rows():
-            done[row[0]] = (row[1], row[2])
-    return [
-        vid
-        for vid, f in sorted(videos.items())
-        if vid not in done or done[vid][0] != f.size or abs((done[vid][1] or 0) - f.mtime) > 1e-3
-    ]
 
 
 def run_pending(

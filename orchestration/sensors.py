@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 from orchestration.jobs import ingest_job
-from orchestration.landing import discover_videos
+from orchestration.landing import discover_videos, stale_videos
 from orchestration.partitions import videos_partitions
 from orchestration.resources import FiftyOneResource
 from orchestration.storage import LensStorage
@@ -20,12 +20,14 @@ def plan_video_runs(storage: LensStorage, cursor: str | None, known: set[str]):
     seen: dict[str, str] = json.loads(cursor) if cursor else {}
     videos = discover_videos(storage)
     new_keys = sorted(set(videos) - known)
+    stale = set(stale_videos(storage, videos))  # never ingested, or changed since
     requests = []
     for video_id, f in sorted(videos.items()):
         stamp = f"{f.size}:{f.mtime:.0f}"
-        if seen.get(video_id) == stamp and video_id in known:
+        if video_id not in stale or (seen.get(video_id) == stamp and video_id in known):
+            seen[video_id] = stamp
             continue
-        reason = "new" if video_id not in seen else "changed"
+        reason = "changed" if video_id in known else "new"
         requests.append(
             dg.RunRequest(
                 run_key=f"{video_id}:{stamp}",

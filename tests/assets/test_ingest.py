@@ -107,6 +107,12 @@ def test_sensor_registers_partitions_and_requests_runs(home, write_video):
             )
         )
         assert isinstance(again, dg.SkipReason)
+        # a fresh cursor (e.g. a new `dagster dev`) does not re-ingest what the lake already has
+        assert ingest(instance, "cam1__a").success
+        fresh = new_video_sensor(
+            dg.build_sensor_context(instance=instance, resources={"storage": LensStorage()})
+        )
+        assert [r.partition_key for r in fresh.run_requests] == ["cam2__b"]
 
 
 def test_ingest_on_s3(s3_env, write_video, tmp_path):
