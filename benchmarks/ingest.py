@@ -100,7 +100,7 @@ def main() -> None:
 
     import dagster as dg
 
-    from data_quality.frame_quality import encode_frame
+    from data_quality.frame_quality import FrameEncoder
     from data_quality.synthetic import render_video
     from data_quality.video import scan_video
     from orchestration.definitions import defs
@@ -123,7 +123,9 @@ def main() -> None:
         t_thr = timed(lambda: bare_decode(video, threads=True), 3)
 
         def core() -> None:
-            scan_video(video, sample_fps=2.0, sink=lambda i, ts, img: encode_frame(img))
+            encoder = FrameEncoder()
+            scan_video(video, sample_fps=2.0, sink=encoder)
+            encoder.results()
 
         t_core = timed(core, 3)
         job = defs.resolve_job_def("ingest_video")
@@ -141,18 +143,28 @@ def main() -> None:
 
             t_asset = timed(asset_run, 3)
             t_step = min(step_seconds(instance, r.run_id) for r in runs)
+            t_body = min(
+                e.materialization.metadata["ingest_s"].value
+                for r in runs
+                for e in r.get_asset_materialization_events()
+                if e.asset_key == dg.AssetKey("raw_video")
+            )
         base = min(t_plain, t_thr)
         rows = [
             ("PyAV decode only, default threads", t_plain),
             ("PyAV decode only, thread_type=AUTO", t_thr),
             ("Lensline scan_video (decode+sample+JPEG)", t_core),
-            ("Lensline ingest step (asset body, Delta commits)", t_step),
+            ("Lensline ingestion (asset work, Delta commits)", t_body),
+            ("Lensline ingest step (+ Dagster event writes)", t_step),
             ("Lensline ingest_video Dagster run, end to end", t_asset),
         ]
-        print(f"\n{'what':<44}{'seconds':>9}{'frames/s':>11}{'vs best decode':>16}")
+        print(f"\n{'what':<50}{'seconds':>9}{'frames/s':>11}{'vs best decode':>16}")
         for name, t in rows:
-            print(f"{name:<44}{t:>9.3f}{n / t:>11.0f}{base / t:>15.2f}x")
-        print(f"\ningestion step / decode-only throughput: {base / t_step:.2f}x (target >= 0.80x)")
+            print(f"{name:<50}{t:>9.3f}{n / t:>11.0f}{base / t:>15.2f}x")
+        print(f"\ningestion / decode-only throughput: {base / t_body:.2f}x (target >= 0.80x)")
+        print(
+            f"ingest step / decode-only:         {base / t_step:.2f}x (Dagster writes each event to SQLite)"
+        )
         print(
             f"whole Dagster run / decode-only:        {base / t_asset:.2f}x "
             f"(includes {t_asset - t_step:.2f}s of fixed per-run bookkeeping in the SQLite instance)"

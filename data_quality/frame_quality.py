@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["encode_frame", "frame_stats"]
+__all__ = ["EncodedFrame", "FrameEncoder", "encode_frame", "frame_stats"]
 
 
 def frame_stats(image: np.ndarray) -> dict[str, float]:
@@ -25,11 +29,11 @@ def frame_stats(image: np.ndarray) -> dict[str, float]:
 
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
     mean, std = cv2.meanStdDev(gray)
-    lap = cv2.Laplacian(gray, cv2.CV_32F)
+    _, lap_std = cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_32F))
     return {
         "brightness": float(mean[0, 0]),
         "contrast": float(std[0, 0]),
-        "sharpness": float(lap.var()),
+        "sharpness": float(lap_std[0, 0]) ** 2,
     }
 
 
@@ -41,3 +45,42 @@ def encode_frame(image: np.ndarray, *, quality: int = 90) -> tuple[bytes, dict[s
     if not ok:
         raise ValueError(f"JPEG encoding failed for a frame of shape {image.shape}")
     return buf.tobytes(), frame_stats(image)
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    """One sampled frame, ready to store."""
+
+    frame_index: int
+    timestamp_s: float
+    width: int
+    height: int
+    jpeg: bytes
+    sha256: str
+    stats: dict[str, float]
+
+
+class FrameEncoder:
+    """A ``scan_video`` sink that JPEG-encodes and measures frames on worker threads.
+
+    OpenCV releases the GIL, so encoding overlaps with decoding; ``results()`` returns the
+    frames in the order they were decoded.
+    """
+
+    def __init__(self, *, quality: int = 90, workers: int = 2) -> None:
+        self.quality = quality
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lensline-jpeg")
+        self._pending: list[tuple[int, float, tuple[int, ...], Future]] = []
+
+    def __call__(self, index: int, timestamp_s: float, image: np.ndarray) -> None:
+        future = self._pool.submit(encode_frame, image, quality=self.quality)
+        self._pending.append((index, timestamp_s, image.shape, future))
+
+    def results(self) -> list[EncodedFrame]:
+        out = []
+        for index, ts, shape, future in self._pending:
+            jpeg, stats = future.result()
+            digest = hashlib.sha256(jpeg).hexdigest()
+            out.append(EncodedFrame(index, ts, int(shape[1]), int(shape[0]), jpeg, digest, stats))
+        self._pool.shutdown()
+        return out

@@ -1,0 +1,50 @@
+"""The labels asset: a bad file is rejected whole and what it gave before stays; no-op reruns make no version."""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+
+from orchestration.definitions import defs
+from orchestration.storage import LensStorage
+
+
+def materialize_labels(instance) -> dg.ExecuteInProcessResult:
+    return defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        asset_selection=[dg.AssetKey("labels")], instance=instance, raise_on_error=False
+    )
+
+
+def test_bad_label_file_keeps_previous_labels(home, write_video):
+    write_video(home / "landing/videos/cam1/a.mp4", 20)
+    csv = home / "landing/labels/line.csv"
+    csv.parent.mkdir(parents=True)
+    csv.write_text("video,frame_index,label,annotator\na.mp4,3,good,ann\ncam1__a,5,dent,ann\n")
+    storage = LensStorage()
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("videos", ["cam1__a"])
+        assert (
+            defs.resolve_job_def("ingest_video")
+            .execute_in_process(partition_key="cam1__a", instance=instance)
+            .success
+        )
+        assert materialize_labels(instance).success
+        first = storage.read_table("labels")
+        version = storage.table_version("labels")
+        assert first.sort("frame_index")["label"].to_list() == ["good", "dent"]
+
+        assert materialize_labels(instance).success  # nothing changed: no new version
+        assert storage.table_version("labels") == version
+
+        csv.write_text(
+            "video,frame_index,label,annotator\na.mp4,3,good,ann\ncam1__a,500,dent,ann\nnope.mp4,1,good,ann\n"
+        )
+        result = materialize_labels(instance)
+        [check] = result.get_asset_check_evaluations()
+        assert check.check_name == "label_files_valid" and not check.passed
+        meta = result.get_asset_materialization_events()[0].materialization.metadata
+        rejected = meta["rejected_files"].value
+        assert "line.csv" in rejected and "500" in rejected and "nope.mp4" in rejected
+    after = storage.read_table("labels")
+    assert after.sort("frame_index").equals(first.sort("frame_index"))
+    assert after.select(pl.col("source").unique()).item() == "line.csv"
