@@ -107,7 +107,11 @@ def curated_dataset(
     )  # fmt: skip
 
 
-@dg.asset(deps=["curated_dataset", "label_issues"], group_name="labels", kinds={"fiftyone"})
+@dg.asset(
+    deps=["curated_dataset", "label_issues", "model_evaluation"],
+    group_name="labels",
+    kinds={"fiftyone"},
+)
 def fiftyone_dataset(
     context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: FiftyOneResource
 ):

@@ -185,9 +185,7 @@ def model_evaluation(
     ensemble = _ensemble_accuracy(
         registry, storage, x_te, y_te, classes, config.ensemble_top_k, ensemble_proba, evaluate
     )
-    preds = keys.with_columns(model_version=pl.lit(version), prediction=pl.Series([classes[i] for i in probs.argmax(1)]),
-                              confidence=pl.Series(probs.max(1)))  # fmt: skip
-    storage.write_table(preds, "predictions")
+    storage.write_table(_predictions(storage, model, classes, size, version), "predictions")
     per_class = pl.DataFrame([{"class": c, **v} for c, v in metrics["per_class"].items()])
     return dg.MaterializeResult(
         metadata={"model_version": version, "accuracy": metrics["accuracy"], "test_images": metrics["n"],
@@ -199,6 +197,24 @@ def model_evaluation(
         check_results=[dg.AssetCheckResult(check_name="promotion_gate", passed=decision.promote,
                                            metadata={"reasons": "\n".join(decision.reasons)})],
     )  # fmt: skip
+
+
+def _predictions(
+    storage: LensStorage, model, classes: list[str], size: int, version: str
+) -> pl.DataFrame:
+    """The model's prediction for every frame of the curated dataset (all splits), for FiftyOne."""
+    from training.evaluate import predict_proba
+
+    rows = storage.read_table("dataset").select(*KEYS, "split").sort(KEYS)
+    rows = rows.join(
+        storage.read_table("frames").select(*KEYS, "uri"), on=KEYS, maintain_order="left"
+    )
+    probs = predict_proba(model, load_frame_images(storage, rows, size=size))
+    return rows.select(*KEYS, "split").with_columns(
+        model_version=pl.lit(version),
+        prediction=pl.Series([classes[i] for i in probs.argmax(1)], dtype=pl.String),
+        confidence=pl.Series(probs.max(1), dtype=pl.Float64),
+    )
 
 
 def in_class_order(probs, source: list[str], target: list[str]):

@@ -63,6 +63,7 @@ def test_whole_graph_on_a_small_demo_set(home):
         ds = fo.load_dataset("lensline")
         assert len(ds) == labeled
         assert set(ds.list_saved_views()) >= {"label_issues", "near_duplicates", "low_quality"}
+        assert ds.exists("predictions").count() == storage.read_table("dataset").height
 
         # a reviewer corrects a label in FiftyOne: it comes back as a new label version
         sample = ds.match({"split": "train"}).first()
