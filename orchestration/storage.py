@@ -13,11 +13,12 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import dagster as dg
 import polars as pl
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 DEFAULT_HOME = ".lensline"
 
@@ -60,6 +61,7 @@ class LensStorage(dg.ConfigurableResource):
         default="",
         description="Local folder or s3://bucket/prefix. Empty: $LENSLINE_STORAGE, else $LENSLINE_HOME.",
     )
+    _client: Any = PrivateAttr(default=None)
     s3_allow_unsafe_rename: bool = Field(
         default=True,
         description="Let deltalake commit on S3 without a lock provider (single writer per table).",
@@ -104,10 +106,13 @@ class LensStorage(dg.ConfigurableResource):
         return opts
 
     def _s3(self):
-        from dagster_aws.s3 import S3Resource
+        """One boto3 client per resource instance (thread-safe; creating one costs ~50 ms)."""
+        if self._client is None:
+            from dagster_aws.s3 import S3Resource
 
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        return S3Resource(endpoint_url=endpoint).get_client()
+            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            self._client = S3Resource(endpoint_url=endpoint).get_client()
+        return self._client
 
     @staticmethod
     def _split(uri: str) -> tuple[str, str]:

@@ -84,3 +84,34 @@ def test_whole_graph_on_a_small_demo_set(home):
         assert storage.read_table("label_reviews").height == 1
     finally:
         fiftyone_sync.shutdown(home=home)
+
+
+@pytest.mark.slow
+def test_whole_graph_on_s3(s3_env, tmp_path):
+    """The same graph with landing zone, lake and artifacts on a real S3 endpoint (moto server)."""
+    import boto3
+
+    from data_quality.synthetic import make_demo_set
+    from orchestration.definitions import defs
+    from orchestration.runner import run_pending
+    from orchestration.storage import LensStorage
+
+    local = tmp_path / "landing"
+    make_demo_set(local, seed=2, cameras=2, videos_per_camera=2, seconds=8.0)
+    bucket = s3_env.removeprefix("s3://").split("/")[0]
+    client = boto3.client("s3")
+    for path in local.rglob("*"):
+        if path.is_file():
+            client.upload_file(
+                str(path), bucket, f"plant-a/landing/{path.relative_to(local).as_posix()}"
+            )
+    storage = LensStorage()
+    with dg.DagsterInstance.get() as instance:
+        summary = run_pending(defs, instance, run_config=SMALL)
+    assert summary.step_failures == [] and [o.status for o in summary.ingested] == ["ok"] * 4
+    champion = storage.read_table("models").filter(pl.col("alias") == "champion")
+    assert champion["checkpoint_uri"][0].startswith(s3_env + "/artifacts/models/")
+    dataset, consensus = storage.read_table("dataset"), storage.read_table("label_consensus")
+    assert 0 < dataset.height <= consensus.height and set(dataset["split"]) == {"train", "val", "test"}
+    listed = client.list_objects_v2(Bucket=bucket, Prefix="plant-a/lake/dataset/_delta_log/")
+    assert listed["KeyCount"] >= 1
