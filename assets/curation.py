@@ -107,15 +107,24 @@ def curated_dataset(
     )  # fmt: skip
 
 
-@dg.asset(
-    deps=["curated_dataset", "label_issues", "model_evaluation"],
-    group_name="labels",
-    kinds={"fiftyone"},
-)
+@dg.asset(deps=["curated_dataset", "label_issues"], group_name="labels", kinds={"fiftyone"})
 def fiftyone_dataset(
     context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: FiftyOneResource
 ):
-    """The labeled frames in FiftyOne: labels per annotator, consensus, issues, quality, predictions, saved views."""
+    """The labeled frames in FiftyOne: labels per annotator, consensus, issues, quality, saved views."""
+    return _sync(context, storage, fiftyone)
+
+
+@dg.asset(deps=["model_evaluation", "fiftyone_dataset"], group_name="training", kinds={"fiftyone"})
+def fiftyone_predictions(
+    context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: FiftyOneResource
+):
+    """The champion's predictions on every curated frame, shown beside the labels in FiftyOne."""
+    return _sync(context, storage, fiftyone)
+
+
+def _sync(context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: FiftyOneResource):
+    """Incremental, idempotent sync of the lake's view of labeled frames into FiftyOne."""
     if storage.is_s3:
         context.log.warning("FiftyOne sync needs local frame files; skipped for S3 storage")
         return dg.MaterializeResult(metadata={"skipped": "S3 storage"})
@@ -127,7 +136,12 @@ def fiftyone_dataset(
                           info={"dataset_version": storage.table_version("dataset")})  # fmt: skip
     views = ensure_saved_views(fiftyone.dataset_name)
     return dg.MaterializeResult(
-        metadata={"dataset": fiftyone.dataset_name, **counts, "saved_views": ", ".join(views)}
+        metadata={
+            "dataset": fiftyone.dataset_name,
+            **counts,
+            "saved_views": ", ".join(views),
+            "with_predictions": "prediction" in samples.columns,
+        }  # fmt: skip
     )
 
 

@@ -185,7 +185,8 @@ def model_evaluation(
     ensemble = _ensemble_accuracy(
         registry, storage, x_te, y_te, classes, config.ensemble_top_k, ensemble_proba, evaluate
     )
-    storage.write_table(_predictions(storage, model, classes, size, version), "predictions")
+    if decision.promote:  # the predictions table always holds the champion's predictions
+        storage.write_table(_predictions(storage, model, classes, size, version), "predictions")
     per_class = pl.DataFrame([{"class": c, **v} for c, v in metrics["per_class"].items()])
     return dg.MaterializeResult(
         metadata={"model_version": version, "accuracy": metrics["accuracy"], "test_images": metrics["n"],

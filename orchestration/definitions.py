@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.curation import curated_dataset, fiftyone_dataset, label_issues
+from assets.curation import curated_dataset, fiftyone_dataset, fiftyone_predictions, label_issues
 from assets.features import frame_embeddings
 from assets.ingest import raw_video_and_frames
 from assets.labels import label_consensus, label_reviews, labels
@@ -22,6 +22,7 @@ defs = dg.Definitions(
         label_issues,
         curated_dataset,
         fiftyone_dataset,
+        fiftyone_predictions,
         trained_model,
         model_evaluation,
     ],  # fmt: skip

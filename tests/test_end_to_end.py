@@ -32,7 +32,7 @@ def test_whole_graph_on_a_small_demo_set(home):
             assert [o.status for o in summary.ingested] == ["ok"] * 4
             assert summary.failed_checks == []  # first model: promoted, label files valid
             for key in ("raw_video", "frames", "labels", "frame_embeddings", "label_consensus",
-                        "label_issues", "curated_dataset", "fiftyone_dataset", "trained_model",
+                        "label_issues", "curated_dataset", "fiftyone_dataset", "fiftyone_predictions", "trained_model",
                         "model_evaluation"):  # fmt: skip
                 assert instance.get_latest_materialization_event(dg.AssetKey(key)), key
 
@@ -112,6 +112,10 @@ def test_whole_graph_on_s3(s3_env, tmp_path):
     champion = storage.read_table("models").filter(pl.col("alias") == "champion")
     assert champion["checkpoint_uri"][0].startswith(s3_env + "/artifacts/models/")
     dataset, consensus = storage.read_table("dataset"), storage.read_table("label_consensus")
-    assert 0 < dataset.height <= consensus.height and set(dataset["split"]) == {"train", "val", "test"}
+    assert 0 < dataset.height <= consensus.height and set(dataset["split"]) == {
+        "train",
+        "val",
+        "test",
+    }
     listed = client.list_objects_v2(Bucket=bucket, Prefix="plant-a/lake/dataset/_delta_log/")
     assert listed["KeyCount"] >= 1
