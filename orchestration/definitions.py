@@ -9,7 +9,12 @@ from assets.labels import label_consensus, label_reviews, labels
 from assets.models import model_evaluation, trained_model
 from orchestration.jobs import ingest_job
 from orchestration.resources import FiftyOneResource
-from orchestration.sensors import fiftyone_review_sensor, new_video_sensor
+from orchestration.sensors import (
+    fiftyone_review_sensor,
+    new_labels_sensor,
+    new_video_sensor,
+    retrain_schedule,
+)
 from orchestration.storage import LensStorage
 
 defs = dg.Definitions(
@@ -27,6 +32,7 @@ defs = dg.Definitions(
         model_evaluation,
     ],  # fmt: skip
     jobs=[ingest_job],
-    sensors=[new_video_sensor, fiftyone_review_sensor],
+    sensors=[new_video_sensor, new_labels_sensor, fiftyone_review_sensor],
+    schedules=[retrain_schedule],
     resources={"storage": LensStorage(), "fiftyone": FiftyOneResource()},
 )

@@ -1,11 +1,11 @@
-"""Sensors: new or changed videos in the landing zone become partitions and ingestion runs."""
+"""Sensors and schedules: new videos, new label files and FiftyOne reviews start runs; nightly retraining."""
 
 import json
 
 import dagster as dg
 
 from orchestration.jobs import ingest_job
-from orchestration.landing import discover_videos, stale_videos
+from orchestration.landing import discover_videos, label_files, stale_videos
 from orchestration.partitions import videos_partitions
 from orchestration.resources import FiftyOneResource
 from orchestration.storage import LensStorage
@@ -84,3 +84,49 @@ def fiftyone_review_sensor(context: dg.SensorEvaluationContext, fiftyone: FiftyO
     return dg.RunRequest(
         tags={"lensline/reason": f"{pending} label correction(s) from FiftyOne review"}
     )
+
+
+DOWNSTREAM_OF_LABELS = dg.AssetSelection.assets("labels").downstream()
+
+
+@dg.sensor(
+    target=DOWNSTREAM_OF_LABELS,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def new_labels_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
+    """New or changed files in landing/labels re-import labels and refresh everything downstream."""
+    files = label_files(storage)
+    stamps = {f.key: f"{f.size}:{f.mtime:.0f}" for f in files}
+    before: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    changed = sorted(k for k, v in stamps.items() if before.get(k) != v)
+    if (
+        context.cursor is None
+        and files
+        and context.instance.get_latest_materialization_event(dg.AssetKey("labels"))
+    ):
+        context.update_cursor(
+            json.dumps(stamps, sort_keys=True)
+        )  # first tick after the fact: baseline only
+        return dg.SkipReason("recorded the current label files as the baseline")
+    if not changed:
+        return dg.SkipReason(f"no new label files under {storage.uri('landing', 'labels')}")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=":".join(f"{k}@{stamps[k]}" for k in changed)[:500],
+                tags={"lensline/reason": f"label files changed: {', '.join(changed)[:200]}"},
+            )
+        ],
+        cursor=json.dumps(stamps, sort_keys=True),
+    )
+
+
+retrain_schedule = dg.ScheduleDefinition(
+    name="nightly_retrain",
+    target=DOWNSTREAM_OF_LABELS,
+    cron_schedule="0 2 * * *",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    tags={"lensline/reason": "scheduled retraining"},
+    description="Rebuild labels -> dataset -> model every night (switch on in the UI).",
+)

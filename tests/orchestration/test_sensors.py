@@ -1,0 +1,48 @@
+"""new_labels_sensor and the retraining schedule, evaluated against a real instance and files."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from orchestration.definitions import defs
+from orchestration.sensors import new_labels_sensor
+from orchestration.storage import LensStorage
+
+
+def evaluate(instance, cursor=None):
+    ctx = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"storage": LensStorage()}
+    )
+    return new_labels_sensor(ctx), ctx
+
+
+def test_new_label_files_request_the_labels_chain(home):
+    labels = home / "landing/labels/batch1.csv"
+    labels.parent.mkdir(parents=True)
+    with dg.DagsterInstance.get() as instance:
+        result, _ = evaluate(instance)
+        assert isinstance(result, dg.SkipReason)  # no files yet
+
+        labels.write_text("video,frame_index,label\na.mp4,1,good\n")
+        result, _ = evaluate(instance)
+        [request] = result.run_requests
+        assert "batch1.csv" in request.tags["lensline/reason"]
+        again, _ = evaluate(instance, cursor=result.cursor)
+        assert isinstance(again, dg.SkipReason)
+
+        labels.write_text("video,frame_index,label\na.mp4,1,good\na.mp4,2,dent\n")
+        os.utime(labels, (1_900_000_000, 1_900_000_000))
+        changed, _ = evaluate(instance, cursor=result.cursor)
+        assert len(changed.run_requests) == 1 and changed.run_requests[0].run_key != request.run_key
+
+    from orchestration.sensors import DOWNSTREAM_OF_LABELS
+
+    assert defs.resolve_sensor_def("new_labels_sensor")
+    graph = defs.resolve_asset_graph()
+    targeted = {k.to_user_string() for k in DOWNSTREAM_OF_LABELS.resolve(graph)}
+    assert {"labels", "curated_dataset", "trained_model", "model_evaluation"} <= targeted
+    assert "frames" not in targeted
+    schedule = defs.resolve_schedule_def("nightly_retrain")
+    assert schedule.cron_schedule == "0 2 * * *"
