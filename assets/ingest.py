@@ -95,6 +95,7 @@ def raw_video_and_frames(
             stride=config.stride,
             keep_frames=keep,
             sink=encoder,
+            lazy_sink=True,
         )
     encoded = encoder.results()
     row = {

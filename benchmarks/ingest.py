@@ -124,7 +124,7 @@ def main() -> None:
 
         def core() -> None:
             encoder = FrameEncoder()
-            scan_video(video, sample_fps=2.0, sink=encoder)
+            scan_video(video, sample_fps=2.0, sink=encoder, lazy_sink=True)
             encoder.results()
 
         t_core = timed(core, 3)

@@ -72,9 +72,16 @@ class FrameEncoder:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lensline-jpeg")
         self._pending: list[tuple[int, float, tuple[int, ...], Future]] = []
 
-    def __call__(self, index: int, timestamp_s: float, image: np.ndarray) -> None:
-        future = self._pool.submit(encode_frame, image, quality=self.quality)
-        self._pending.append((index, timestamp_s, image.shape, future))
+    def __call__(self, index: int, timestamp_s: float, image) -> None:
+        """``image``: (H, W, 3) uint8 BGR, or a decoded ``av.VideoFrame`` (converted on the worker)."""
+        lazy = hasattr(image, "to_ndarray")
+        shape = (image.height, image.width) if lazy else image.shape
+        self._pending.append((index, timestamp_s, shape, self._pool.submit(self._encode, image)))
+
+    def _encode(self, image) -> tuple[bytes, dict[str, float]]:
+        if hasattr(image, "to_ndarray"):  # av.VideoFrame: PyAV converts without holding the GIL
+            image = image.to_ndarray(format="bgr24")
+        return encode_frame(image, quality=self.quality)
 
     def results(self) -> list[EncodedFrame]:
         out = []

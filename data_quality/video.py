@@ -12,8 +12,7 @@ import re
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -26,8 +25,9 @@ __all__ = [
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm")
 
-#: A frame is kept when ``sink`` gets it: ``sink(frame_index, timestamp_s, bgr_image)``.
-FrameSink = Callable[[int, float, np.ndarray], None]
+#: A frame is kept when ``sink`` gets it: ``sink(frame_index, timestamp_s, bgr_image)``
+#: (or the ``av.VideoFrame`` itself with ``lazy_sink=True``).
+FrameSink = Callable[[int, float, Any], None]
 
 
 def video_id_for(camera_id: str, file_name: str) -> str:
@@ -103,6 +103,7 @@ def scan_video(
     keep_frames: Collection[int] = (),
     sink: FrameSink | None = None,
     threads: bool = True,
+    lazy_sink: bool = False,
 ) -> VideoReport:
     """Checksum, probe and fully decode ``path``; pass sampled frames to ``sink``.
 
@@ -121,6 +122,9 @@ def scan_video(
         uint8, BGR, for every kept frame, in order.
     threads
         Let FFmpeg decode with frame and slice threads.
+    lazy_sink
+        Hand ``sink`` the decoded ``av.VideoFrame`` instead of an array, so the colour
+        conversion runs on the sink's worker threads (``FrameEncoder``), off the decode loop.
 
     Returns
     -------
@@ -181,7 +185,7 @@ def scan_video(
                     report.max_gap_s = max(report.max_gap_s, ts - last_ts)
                 last_ts = ts
                 if sink is not None and (index % step == 0 or index in wanted):
-                    sink(index, ts, frame.to_ndarray(format="bgr24"))
+                    sink(index, ts, frame if lazy_sink else frame.to_ndarray(format="bgr24"))
                     report.kept_frames += 1
                 index += 1
         except av.FFmpegError as exc:
