@@ -106,10 +106,15 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: Len
         table.sort(table.columns[:5])
     )
     version = storage.write_table(table, "labels") if changed else storage.table_version("labels")
-    classes = class_list(table)
+    classes = config.classes or class_list(table)  # explicit list wins; versioned in its own table
+    classes_version = storage.write_table(
+        pl.DataFrame({"class_index": range(len(classes)), "name": classes}, schema={"class_index": pl.Int64, "name": pl.String}),
+        "label_classes",
+        skip_unchanged=True,
+    )  # fmt: skip
     per_annotator = table.group_by("annotator").len().sort("annotator")
     return dg.MaterializeResult(
-        metadata={"label_version": version, "rows": table.height, "new_version": changed,
+        metadata={"label_version": version, "classes_version": classes_version, "rows": table.height, "new_version": changed,
                   "classes": ", ".join(classes), "frames": table.select("video_id", "frame_index").n_unique(),
                   "per_annotator": dg.MetadataValue.md(md_table(per_annotator)),
                   "rejected_files": dg.MetadataValue.md(md_table(pl.DataFrame({"file": list(rejected), "error": list(rejected.values())}))) if rejected else "none"},

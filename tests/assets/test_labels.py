@@ -35,6 +35,8 @@ def test_bad_label_file_keeps_previous_labels(home, write_video):
 
         assert materialize_labels(instance).success  # nothing changed: no new version
         assert storage.table_version("labels") == version
+        assert storage.read_table("label_classes")["name"].to_list() == ["dent", "good"]
+        assert storage.table_version("label_classes") == 0
 
         csv.write_text(
             "video,frame_index,label,annotator\na.mp4,3,good,ann\ncam1__a,500,dent,ann\nnope.mp4,1,good,ann\n"
