@@ -127,10 +127,10 @@ def run_pending(
 
     fingerprint = inputs_fingerprint(storage, pending_reviews(defs.resources["fiftyone"]))  # type: ignore[arg-type]
     never = [k for k in downstream if instance.get_latest_materialization_event(k) is None]
+    # settled: a run on these inputs finished with no crashed step (a losing challenger stopped
+    # by the blocking promotion gate is settled too: retraining on the same inputs gives the same model)
     previous = instance.get_runs(
-        filters=dg.RunsFilter(
-            tags={"lensline/inputs": fingerprint}, statuses=[dg.DagsterRunStatus.SUCCESS]
-        ),
+        filters=dg.RunsFilter(tags={"lensline/inputs": fingerprint, "lensline/settled": "true"}),
         limit=1,
     )
     if previous and not never and not force:
@@ -169,6 +169,8 @@ def run_pending(
             f"{event.step_key}: {error.message.strip() if error else 'failed'}"
         )
     summary.downstream_ok = not summary.step_failures
+    if summary.downstream_ok:
+        instance.add_run_tags(result.run_id, {"lensline/settled": "true"})
     if on_progress:
         on_progress("done", 1, 1)
     return summary

@@ -82,6 +82,22 @@ def test_whole_graph_on_a_small_demo_set(home):
         assert storage.table_version("labels") == labels_before + 1
         assert storage.read_table("dataset").filter(key)["label"].to_list() == [new_label]
         assert storage.read_table("label_reviews").height == 1
+
+        # a challenger that cannot beat the champion by the required margin is archived, not promoted,
+        # and the blocking gate stops what follows it; the same inputs are then settled
+        champion_before = storage.read_table("models").filter(pl.col("alias") == "champion")[
+            "model_version"
+        ]
+        strict = {"ops": {**SMALL["ops"], "trained_model": {"config": {"epochs": 5, "seed": 7}},
+                          "model_evaluation": {"config": {"margin": 1.0}}}}  # fmt: skip
+        with dg.DagsterInstance.get() as instance:
+            gated = run_pending(defs, instance, run_config=strict, force=True)
+            assert gated.step_failures == []
+            assert any("promotion_gate" in c and "does not beat" in c for c in gated.failed_checks)
+            assert run_pending(defs, instance, run_config=strict).downstream == []  # settled
+        models = storage.read_table("models")
+        assert models.filter(pl.col("alias") == "champion")["model_version"].equals(champion_before)
+        assert models.filter(pl.col("alias") == "archived").height >= 1
     finally:
         fiftyone_sync.shutdown(home=home)
 
