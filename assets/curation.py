@@ -25,21 +25,37 @@ def label_issues(context: dg.AssetExecutionContext, storage: LensStorage):
     )
     classes, probs, features = held_out(storage, consensus)
     y = consensus["consensus_label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
-    issues = find_label_issues(y, probs, keys=consensus.select(KEYS), features=features,
-                               quality=storage.read_table("frames"), classes=classes)  # fmt: skip
+    issues = find_label_issues(
+        y,
+        probs,
+        keys=consensus.select(KEYS),
+        features=features,
+        quality=storage.read_table("frames"),
+        classes=classes,
+    )
     version = storage.write_table(issues, "label_issues")
-    worst = issues.filter("is_label_issue").sort("label_quality").head(12).join(
-        storage.read_table("frames").select(*KEYS, "uri"), on=KEYS, maintain_order="left")  # fmt: skip
+    worst = (
+        issues.filter("is_label_issue")
+        .sort("label_quality")
+        .head(12)
+        .join(storage.read_table("frames").select(*KEYS, "uri"), on=KEYS, maintain_order="left")
+    )
     grid = worst_examples_grid(
         list(load_frame_images(storage, worst, size=128)) if worst.height else [],
-        [f"{r['video_id']}#{r['frame_index']} {r['given_label']}->{r['suggested_label']} q={r['label_quality']:.2f}"
-         for r in worst.iter_rows(named=True)],
-    )  # fmt: skip
+        [
+            f"{r['video_id']}#{r['frame_index']} {r['given_label']}->{r['suggested_label']} q={r['label_quality']:.2f}"
+            for r in worst.iter_rows(named=True)
+        ],
+    )
     counts = issue_counts(issues)
     return dg.MaterializeResult(
-        metadata={"frames": issues.height, "table_version": version, **{f"issues/{k}": v for k, v in counts.items()},
-                  "worst_label_issues": dg.MetadataValue.md(png_md(grid, alt="worst label issues"))},
-    )  # fmt: skip
+        metadata={
+            "frames": issues.height,
+            "table_version": version,
+            **{f"issues/{k}": v for k, v in counts.items()},
+            "worst_label_issues": dg.MetadataValue.md(png_md(grid, alt="worst label issues")),
+        },
+    )
 
 
 class CurationConfig(dg.Config):
@@ -100,11 +116,19 @@ def curated_dataset(
     summary = kept.group_by("split", "label").len().sort("split", "label")
     actions = result.group_by("action").len().sort("action")
     return dg.MaterializeResult(
-        metadata={"dataset_version": version, "frames": kept.height,
-                  "videos_per_split": dg.MetadataValue.json(
-                      {s: sorted(kept.filter(pl.col("split") == s)["video_id"].unique().to_list()) for s in ("train", "val", "test")}),
-                  "class_balance": dg.MetadataValue.md(md_table(summary)), "actions": dg.MetadataValue.md(md_table(actions))},
-    )  # fmt: skip
+        metadata={
+            "dataset_version": version,
+            "frames": kept.height,
+            "videos_per_split": dg.MetadataValue.json(
+                {
+                    s: sorted(kept.filter(pl.col("split") == s)["video_id"].unique().to_list())
+                    for s in ("train", "val", "test")
+                }
+            ),
+            "class_balance": dg.MetadataValue.md(md_table(summary)),
+            "actions": dg.MetadataValue.md(md_table(actions)),
+        },
+    )
 
 
 @dg.asset(deps=["curated_dataset", "label_issues"], group_name="labels", kinds={"fiftyone"})
@@ -132,8 +156,13 @@ def _sync(context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: Fif
     from data_quality.fiftyone_sync import ensure_saved_views, sync_samples
 
     samples, classes, annotators = _samples(storage)
-    counts = sync_samples(fiftyone.dataset_name, samples, classes=classes, annotators=annotators,
-                          info={"dataset_version": storage.table_version("dataset")})  # fmt: skip
+    counts = sync_samples(
+        fiftyone.dataset_name,
+        samples,
+        classes=classes,
+        annotators=annotators,
+        info={"dataset_version": storage.table_version("dataset")},
+    )
     views = ensure_saved_views(fiftyone.dataset_name)
     return dg.MaterializeResult(
         metadata={
@@ -141,7 +170,7 @@ def _sync(context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: Fif
             **counts,
             "saved_views": ", ".join(views),
             "with_predictions": "prediction" in samples.columns,
-        }  # fmt: skip
+        }
     )
 
 
@@ -162,15 +191,24 @@ def _samples(storage: LensStorage) -> tuple[pl.DataFrame, list[str], list[str]]:
     """One row per labeled frame with everything FiftyOne shows."""
     labels = storage.read_table("labels")
     annotators = sorted(labels["annotator"].unique().to_list())
-    wide = labels.unique(subset=[*KEYS, "annotator"], keep="last").pivot(
-        on="annotator", index=KEYS, values="label").rename({a: f"annotator_{a}" for a in annotators})  # fmt: skip
-    frames = storage.read_table("frames").select(*KEYS, "camera_id", filepath="uri", brightness="brightness",
-                                                 sharpness="sharpness")  # fmt: skip
+    wide = (
+        labels.unique(subset=[*KEYS, "annotator"], keep="last")
+        .pivot(on="annotator", index=KEYS, values="label")
+        .rename({a: f"annotator_{a}" for a in annotators})
+    )
+    frames = storage.read_table("frames").select(
+        *KEYS, "camera_id", filepath="uri", brightness="brightness", sharpness="sharpness"
+    )
     issues = storage.read_table("label_issues").drop("given_label")
     consensus = storage.read_table("label_consensus").select(*KEYS, consensus="consensus_label")
     dataset = storage.read_table("dataset").select(*KEYS, ground_truth="label", split="split")
-    out = (consensus.join(frames, on=KEYS).join(wide, on=KEYS, how="left").join(issues, on=KEYS, how="left")
-           .join(dataset, on=KEYS, how="left").with_columns(pl.col("ground_truth").fill_null(pl.col("consensus"))))  # fmt: skip
+    out = (
+        consensus.join(frames, on=KEYS)
+        .join(wide, on=KEYS, how="left")
+        .join(issues, on=KEYS, how="left")
+        .join(dataset, on=KEYS, how="left")
+        .with_columns(pl.col("ground_truth").fill_null(pl.col("consensus")))
+    )
     preds = storage.read_table("predictions")
     if preds is not None:
         out = out.join(

@@ -60,17 +60,32 @@ def frame_embeddings(
     cfg = TrainConfig(
         epochs=config.epochs, image_size=config.image_size, seed=config.seed, batch_size=32
     )
-    probs, emb, folds = cross_val_predict(images, y, classes=classes, groups=vote["video_id"].to_numpy(),
-                                          config=cfg, n_folds=config.n_folds, progress=context.log.info)  # fmt: skip
+    probs, emb, folds = cross_val_predict(
+        images,
+        y,
+        classes=classes,
+        groups=vote["video_id"].to_numpy(),
+        config=cfg,
+        n_folds=config.n_folds,
+        progress=context.log.info,
+    )
     table = vote.select(*KEYS, "vote_label").with_columns(
         embedding=pl.Series(emb.tolist(), dtype=pl.List(pl.Float32)),
         pred_probs=pl.Series(probs.tolist(), dtype=pl.List(pl.Float32)),
-        fold=pl.Series(folds), classes=pl.lit(",".join(classes)),
-    )  # fmt: skip
+        fold=pl.Series(folds),
+        classes=pl.lit(",".join(classes)),
+    )
     version = storage.write_table(table, "frame_embeddings")
     oos_acc = float((probs.argmax(1) == y).mean())
-    return dg.MaterializeResult(metadata={"frames": table.height, "dim": int(emb.shape[1]), "folds": int(folds.max() + 1),
-                                          "held_out_agreement_with_vote": round(oos_acc, 4), "table_version": version})  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "frames": table.height,
+            "dim": int(emb.shape[1]),
+            "folds": int(folds.max() + 1),
+            "held_out_agreement_with_vote": round(oos_acc, 4),
+            "table_version": version,
+        }
+    )
 
 
 def held_out(storage: LensStorage, keys: pl.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -79,8 +94,10 @@ def held_out(storage: LensStorage, keys: pl.DataFrame) -> tuple[list[str], np.nd
     joined = keys.select(KEYS).join(emb, on=KEYS, how="left", maintain_order="left")
     missing = joined.filter(pl.col("embedding").is_null())
     if missing.height:
-        raise dg.Failure(f"{missing.height} labeled frames have no embedding, e.g. {missing.row(0)}: "
-                         "materialise frame_embeddings first")  # fmt: skip
+        raise dg.Failure(
+            f"{missing.height} labeled frames have no embedding, e.g. {missing.row(0)}: "
+            "materialise frame_embeddings first"
+        )
     classes = emb["classes"][0].split(",")
     probs = np.asarray(joined["pred_probs"].to_list(), dtype=np.float64)
     return classes, probs, np.asarray(joined["embedding"].to_list(), dtype=np.float32)

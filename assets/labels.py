@@ -13,9 +13,13 @@ from orchestration.resources import FiftyOneResource
 from orchestration.storage import LensStorage
 
 LABELS_SCHEMA = {
-    "video_id": pl.String, "frame_index": pl.Int64, "label": pl.String, "annotator": pl.String,
-    "source": pl.String, "imported_at": pl.Datetime("us", "UTC"),
-}  # fmt: skip
+    "video_id": pl.String,
+    "frame_index": pl.Int64,
+    "label": pl.String,
+    "annotator": pl.String,
+    "source": pl.String,
+    "imported_at": pl.Datetime("us", "UTC"),
+}
 
 
 class LabelsConfig(dg.Config):
@@ -55,15 +59,27 @@ def label_reviews(
         )
         version = storage.write_table(rows, "label_reviews", mode="append")
         mark_corrections_imported(fiftyone.dataset_name, corrections)
-    return dg.MaterializeResult(metadata={"imported": corrections.height, "table_version": version or 0,
-                                          "corrections": dg.MetadataValue.md(md_table(corrections))})  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "imported": corrections.height,
+            "table_version": version or 0,
+            "corrections": dg.MetadataValue.md(md_table(corrections)),
+        }
+    )
 
 
 @dg.asset(
-    deps=["frames", "label_reviews"], group_name="labels", kinds={"delta"},
-    check_specs=[dg.AssetCheckSpec("label_files_valid", asset="labels",
-                                   description="Every label file in the landing zone imports cleanly.")],
-)  # fmt: skip
+    deps=["frames", "label_reviews"],
+    group_name="labels",
+    kinds={"delta"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "label_files_valid",
+            asset="labels",
+            description="Every label file in the landing zone imports cleanly.",
+        )
+    ],
+)
 def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: LensStorage):
     """Validated labels from landing/labels (CSV, COCO, FiftyOne) plus reviewers' corrections."""
     from data_quality.labels import LabelFileError, class_list, read_label_file
@@ -108,19 +124,37 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: Len
     version = storage.write_table(table, "labels") if changed else storage.table_version("labels")
     classes = config.classes or class_list(table)  # explicit list wins; versioned in its own table
     classes_version = storage.write_table(
-        pl.DataFrame({"class_index": range(len(classes)), "name": classes}, schema={"class_index": pl.Int64, "name": pl.String}),
+        pl.DataFrame(
+            {"class_index": range(len(classes)), "name": classes},
+            schema={"class_index": pl.Int64, "name": pl.String},
+        ),
         "label_classes",
         skip_unchanged=True,
-    )  # fmt: skip
+    )
     per_annotator = table.group_by("annotator").len().sort("annotator")
     return dg.MaterializeResult(
-        metadata={"label_version": version, "classes_version": classes_version, "rows": table.height, "new_version": changed,
-                  "classes": ", ".join(classes), "frames": table.select("video_id", "frame_index").n_unique(),
-                  "per_annotator": dg.MetadataValue.md(md_table(per_annotator)),
-                  "rejected_files": dg.MetadataValue.md(md_table(pl.DataFrame({"file": list(rejected), "error": list(rejected.values())}))) if rejected else "none"},
-        check_results=[dg.AssetCheckResult(check_name="label_files_valid", passed=not rejected,
-                                           metadata={"rejected": len(rejected)})],
-    )  # fmt: skip
+        metadata={
+            "label_version": version,
+            "classes_version": classes_version,
+            "rows": table.height,
+            "new_version": changed,
+            "classes": ", ".join(classes),
+            "frames": table.select("video_id", "frame_index").n_unique(),
+            "per_annotator": dg.MetadataValue.md(md_table(per_annotator)),
+            "rejected_files": dg.MetadataValue.md(
+                md_table(pl.DataFrame({"file": list(rejected), "error": list(rejected.values())}))
+            )
+            if rejected
+            else "none",
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="label_files_valid",
+                passed=not rejected,
+                metadata={"rejected": len(rejected)},
+            )
+        ],
+    )
 
 
 @dg.asset(deps=["labels", "frame_embeddings"], group_name="labels", kinds={"delta", "cleanlab"})
@@ -136,11 +170,16 @@ def label_consensus(context: dg.AssetExecutionContext, storage: LensStorage):
     storage.write_table(result.frames, "label_consensus")
     storage.write_table(result.annotators, "annotator_quality")
     return dg.MaterializeResult(
-        metadata={"method": result.method, "frames": result.frames.height,
-                  "label_version": storage.table_version("labels"),
-                  "annotators": dg.MetadataValue.md(md_table(result.annotators)),
-                  "worst_annotator": result.annotators["annotator"][0] if result.annotators.height else ""},
-    )  # fmt: skip
+        metadata={
+            "method": result.method,
+            "frames": result.frames.height,
+            "label_version": storage.table_version("labels"),
+            "annotators": dg.MetadataValue.md(md_table(result.annotators)),
+            "worst_annotator": result.annotators["annotator"][0]
+            if result.annotators.height
+            else "",
+        },
+    )
 
 
 def _ts(mtime: float) -> pl.Expr:

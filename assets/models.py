@@ -78,12 +78,22 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, sto
     init = None
     if config.init_checkpoint:
         init = str(storage.fetch_local([config.init_checkpoint])[0])
-    cfg = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, image_size=config.image_size,
-                      width=config.width, augment=config.augment, seed=config.seed, init_checkpoint=init)  # fmt: skip
+    cfg = TrainConfig(
+        epochs=config.epochs,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        image_size=config.image_size,
+        width=config.width,
+        augment=config.augment,
+        seed=config.seed,
+        init_checkpoint=init,
+    )
 
     def progress(row: dict) -> None:
-        context.log.info(f"epoch {row['epoch']}/{cfg.epochs}: " + ", ".join(
-            f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)))  # fmt: skip
+        context.log.info(
+            f"epoch {row['epoch']}/{cfg.epochs}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float))
+        )
 
     trials = [cfg]
     if config.sweep_trials:
@@ -94,38 +104,81 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, sto
     results, rows = [], []
     for i, trial in enumerate(trials):
         context.log.info(f"trial {i + 1}/{len(trials)}: lr {trial.lr}, width {trial.width}")
-        res = train_model(x_tr, y_tr, classes=classes, config=trial, val_images=x_va if len(x_va) else None,
-                          val_labels=y_va if len(y_va) else None, progress=progress)  # fmt: skip
+        res = train_model(
+            x_tr,
+            y_tr,
+            classes=classes,
+            config=trial,
+            val_images=x_va if len(x_va) else None,
+            val_labels=y_va if len(y_va) else None,
+            progress=progress,
+        )
         val_acc = max((h.get("val_acc", 0.0) for h in res.history), default=0.0)
         results.append(res)
-        rows.append({"run_id": context.run_id, "trial": i, "lr": trial.lr, "width": trial.width,
-                     "epochs": trial.epochs, "val_acc": val_acc, "wall_s": res.wall_s})  # fmt: skip
+        rows.append(
+            {
+                "run_id": context.run_id,
+                "trial": i,
+                "lr": trial.lr,
+                "width": trial.width,
+                "epochs": trial.epochs,
+                "val_acc": val_acc,
+                "wall_s": res.wall_s,
+            }
+        )
     best = max(range(len(rows)), key=lambda i: (rows[i]["val_acc"], -i))
     result, cfg = results[best], trials[best]
     if config.sweep_trials:
-        storage.write_table(pl.DataFrame(rows).with_columns(chosen=pl.Series([i == best for i in range(len(rows))])),
-                            "sweep_trials", mode="append")  # fmt: skip
-    versions = {"dataset_version": str(storage.table_version("dataset")),
-                "label_version": str(storage.table_version("labels")), "code_version": CODE_VERSION}  # fmt: skip
+        storage.write_table(
+            pl.DataFrame(rows).with_columns(
+                chosen=pl.Series([i == best for i in range(len(rows))])
+            ),
+            "sweep_trials",
+            mode="append",
+        )
+    versions = {
+        "dataset_version": str(storage.table_version("dataset")),
+        "label_version": str(storage.table_version("labels")),
+        "code_version": CODE_VERSION,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "model.safetensors"
         sha = save_checkpoint(result.model, local, metadata=result.checkpoint_metadata(**versions))
         uri = storage.uri("artifacts", "models", f"m-{sha[:12]}", "model.safetensors")
         storage.write_bytes(uri, local.read_bytes())
     return dg.MaterializeResult(
-        metadata={"model_version": f"m-{sha[:12]}", "checkpoint_uri": uri, "checkpoint_sha256": sha, **versions,
-                  "config": dg.MetadataValue.json(json.loads(cfg.to_json())), "train_images": len(x_tr),
-                  "val_images": len(x_va), "best_epoch": result.best_epoch, "trials": dg.MetadataValue.md(md_table(pl.DataFrame(rows))), "wall_s": round(result.wall_s, 1),
-                  "images_per_s": round(result.images_per_s, 1),
-                  "curves": dg.MetadataValue.md(png_md(plot_history(result.history), alt="training curves"))},
-    )  # fmt: skip
+        metadata={
+            "model_version": f"m-{sha[:12]}",
+            "checkpoint_uri": uri,
+            "checkpoint_sha256": sha,
+            **versions,
+            "config": dg.MetadataValue.json(json.loads(cfg.to_json())),
+            "train_images": len(x_tr),
+            "val_images": len(x_va),
+            "best_epoch": result.best_epoch,
+            "trials": dg.MetadataValue.md(md_table(pl.DataFrame(rows))),
+            "wall_s": round(result.wall_s, 1),
+            "images_per_s": round(result.images_per_s, 1),
+            "curves": dg.MetadataValue.md(
+                png_md(plot_history(result.history), alt="training curves")
+            ),
+        },
+    )
 
 
 @dg.asset(
-    deps=["trained_model"], group_name="training", kinds={"pytorch"},
-    check_specs=[dg.AssetCheckSpec("promotion_gate", asset="model_evaluation", blocking=True,
-                                   description="The challenger beats the champion on the same test set.")],
-)  # fmt: skip
+    deps=["trained_model"],
+    group_name="training",
+    kinds={"pytorch"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "promotion_gate",
+            asset="model_evaluation",
+            blocking=True,
+            description="The challenger beats the champion on the same test set.",
+        )
+    ],
+)
 def model_evaluation(
     context: dg.AssetExecutionContext, config: PromotionConfig, storage: LensStorage
 ):
@@ -155,10 +208,15 @@ def model_evaluation(
     registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
     champion = registry.champion()
     version = registry.register_challenger(
-        checkpoint_uri=uri, checkpoint_sha256=sha, metrics=metrics, config=ckpt["config"],
-        dataset_version=int(meta["dataset_version"].value), label_version=int(meta["label_version"].value),
-        code_version=meta["code_version"].value, parent_version=champion.model_version if champion else None,
-    )  # fmt: skip
+        checkpoint_uri=uri,
+        checkpoint_sha256=sha,
+        metrics=metrics,
+        config=ckpt["config"],
+        dataset_version=int(meta["dataset_version"].value),
+        label_version=int(meta["label_version"].value),
+        code_version=meta["code_version"].value,
+        parent_version=champion.model_version if champion else None,
+    )
     if champion is not None and champion.model_version == version:
         decision = PromotionDecision(True, ["this model is already the champion"])
     else:
@@ -166,9 +224,16 @@ def model_evaluation(
         champion_now = None
         if champion is not None:
             champ_model, champ_meta = load_checkpoint(
-                storage.fetch_local([champion.checkpoint_uri])[0], expected_sha256=champion.checkpoint_sha256)  # fmt: skip
-            champ_x = x_te if json.loads(champ_meta["config"])["image_size"] == size else split_images(
-                storage, "test", classes, json.loads(champ_meta["config"])["image_size"])[0]  # fmt: skip
+                storage.fetch_local([champion.checkpoint_uri])[0],
+                expected_sha256=champion.checkpoint_sha256,
+            )
+            champ_x = (
+                x_te
+                if json.loads(champ_meta["config"])["image_size"] == size
+                else split_images(
+                    storage, "test", classes, json.loads(champ_meta["config"])["image_size"]
+                )[0]
+            )
             champ_probs = in_class_order(
                 predict_proba(champ_model, champ_x), json.loads(champ_meta["classes"]), classes
             )
@@ -176,8 +241,9 @@ def model_evaluation(
                 **evaluate(champ_probs, y_te, classes=classes),
                 "test_set": metrics["test_set"],
             }
-        decision = registry.decide_promotion(metrics, champion_now, margin=config.margin,
-                                             recall_tolerance=config.recall_tolerance)  # fmt: skip
+        decision = registry.decide_promotion(
+            metrics, champion_now, margin=config.margin, recall_tolerance=config.recall_tolerance
+        )
         if decision.promote:
             registry.promote(version, reason="; ".join(decision.reasons))
         else:
@@ -189,15 +255,30 @@ def model_evaluation(
         storage.write_table(_predictions(storage, model, classes, size, version), "predictions")
     per_class = pl.DataFrame([{"class": c, **v} for c, v in metrics["per_class"].items()])
     return dg.MaterializeResult(
-        metadata={"model_version": version, "accuracy": metrics["accuracy"], "test_images": metrics["n"],
-                  "false_reject_rate_good": metrics["false_reject_rate"], "escape_rate": metrics["escape_rate"],
-                  "ece": metrics["ece"], "promoted": decision.promote, "decision": "\n".join(decision.reasons),
-                  "ensemble": dg.MetadataValue.json(ensemble), "per_class": dg.MetadataValue.md(md_table(per_class)),
-                  "confusion": dg.MetadataValue.md(png_md(confusion_png(metrics["confusion"], classes=classes))),
-                  "calibration": dg.MetadataValue.md(png_md(reliability_png(probs, y_te)))},
-        check_results=[dg.AssetCheckResult(check_name="promotion_gate", passed=decision.promote,
-                                           metadata={"reasons": "\n".join(decision.reasons)})],
-    )  # fmt: skip
+        metadata={
+            "model_version": version,
+            "accuracy": metrics["accuracy"],
+            "test_images": metrics["n"],
+            "false_reject_rate_good": metrics["false_reject_rate"],
+            "escape_rate": metrics["escape_rate"],
+            "ece": metrics["ece"],
+            "promoted": decision.promote,
+            "decision": "\n".join(decision.reasons),
+            "ensemble": dg.MetadataValue.json(ensemble),
+            "per_class": dg.MetadataValue.md(md_table(per_class)),
+            "confusion": dg.MetadataValue.md(
+                png_md(confusion_png(metrics["confusion"], classes=classes))
+            ),
+            "calibration": dg.MetadataValue.md(png_md(reliability_png(probs, y_te))),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="promotion_gate",
+                passed=decision.promote,
+                metadata={"reasons": "\n".join(decision.reasons)},
+            )
+        ],
+    )
 
 
 def _predictions(
@@ -259,5 +340,7 @@ def _ensemble_accuracy(registry, storage, x, y, classes, k, ensemble_proba, eval
             "accuracy": None,
             "note": "models not comparable",
         }
-    return {"models": top["model_version"].to_list()[: len(probs)],
-            "accuracy": evaluate(ensemble_proba(probs), y, classes=classes)["accuracy"]}  # fmt: skip
+    return {
+        "models": top["model_version"].to_list()[: len(probs)],
+        "accuracy": evaluate(ensemble_proba(probs), y, classes=classes)["accuracy"],
+    }

@@ -154,10 +154,14 @@ def cmd_models(args: argparse.Namespace) -> int:
         metrics = json.loads(row["metrics"] or "{}")
         style = {"champion": "bold green", "challenger": "yellow"}.get(row["alias"], "dim")
         table.add_row(
-            row["model_version"], f"[{style}]{row['alias']}[/]", f"{metrics.get('accuracy', float('nan')):.4f}",
-            f"{metrics.get('false_reject_rate') or 0:.4f}", str(row["dataset_version"]),
-            str(row["label_version"]), row["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
-        )  # fmt: skip
+            row["model_version"],
+            f"[{style}]{row['alias']}[/]",
+            f"{metrics.get('accuracy', float('nan')):.4f}",
+            f"{metrics.get('false_reject_rate') or 0:.4f}",
+            str(row["dataset_version"]),
+            str(row["label_version"]),
+            row["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+        )
     console.print(table if models.height else "no models registered yet")
     return 0
 

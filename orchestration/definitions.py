@@ -30,7 +30,7 @@ defs = dg.Definitions(
         fiftyone_predictions,
         trained_model,
         model_evaluation,
-    ],  # fmt: skip
+    ],
     jobs=[ingest_job],
     sensors=[new_video_sensor, new_labels_sensor, fiftyone_review_sensor],
     schedules=[retrain_schedule],
