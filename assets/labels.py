@@ -87,9 +87,15 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: Len
     videos = storage.read_table("videos")
     if videos is None:
         raise dg.Failure("no videos ingested yet: labels need the videos table")
-    videos = videos.filter(pl.col("status") == "ok").select(
-        "video_id", "camera_id", "frame_count", file=pl.col("uri").str.split("/").list.last()
+    # a video that failed ingestion is still known: its labels import (frame range unchecked)
+    # and wait in the table; downstream assets only use frames of videos whose status is ok
+    videos = videos.select(
+        "video_id",
+        "camera_id",
+        file=pl.col("uri").str.split("/").list.last(),
+        frame_count=pl.when(pl.col("status") == "ok").then(pl.col("frame_count")),
     )
+    unusable = set(storage.read_table("videos").filter(pl.col("status") != "ok")["video_id"])
     previous = storage.read_table("labels")
     parts, rejected = [], {}
     for f in label_files(storage):
@@ -140,6 +146,9 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: Len
             "new_version": changed,
             "classes": ", ".join(classes),
             "frames": table.select("video_id", "frame_index").n_unique(),
+            "labels_on_failed_videos": table.filter(
+                pl.col("video_id").is_in(list(unusable))
+            ).height,
             "per_annotator": dg.MetadataValue.md(md_table(per_annotator)),
             "rejected_files": dg.MetadataValue.md(
                 md_table(pl.DataFrame({"file": list(rejected), "error": list(rejected.values())}))

@@ -50,3 +50,28 @@ def test_bad_label_file_keeps_previous_labels(home, write_video):
     after = storage.read_table("labels")
     assert after.sort("frame_index").equals(first.sort("frame_index"))
     assert after.select(pl.col("source").unique()).item() == "line.csv"
+
+
+def test_labels_of_a_corrupt_video_do_not_reject_the_file(home, write_video):
+    write_video(home / "landing/videos/cam1/good.mp4", 12)
+    (home / "landing/videos/cam1/broken.mp4").write_bytes(b"\x00" * 2048)
+    csv = home / "landing/labels/all.csv"
+    csv.parent.mkdir(parents=True)
+    csv.write_text("video,frame_index,label\ngood.mp4,2,good\nbroken.mp4,40,dent\n")
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("videos", ["cam1__good", "cam1__broken"])
+        job = defs.resolve_job_def("ingest_video")
+        assert job.execute_in_process(partition_key="cam1__good", instance=instance).success
+        job.execute_in_process(
+            partition_key="cam1__broken", instance=instance, raise_on_error=False
+        )
+        result = materialize_labels(instance)
+        assert result.success
+        [check] = result.get_asset_check_evaluations()
+        assert check.passed
+        meta = result.get_asset_materialization_events()[0].materialization.metadata
+        assert meta["labels_on_failed_videos"].value == 1
+    assert sorted(LensStorage().read_table("labels")["video_id"].to_list()) == [
+        "cam1__broken",
+        "cam1__good",
+    ]
