@@ -3,6 +3,7 @@
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -11,7 +12,6 @@ from pydantic import Field
 from assets.previews import thumbnail_strip_md
 from data_quality import contract
 from data_quality.frame_quality import FrameEncoder
-from data_quality.frame_refs import referenced_frames
 from data_quality.video import scan_video
 from orchestration.landing import camera_of, discover_videos, label_files
 from orchestration.partitions import videos_partitions
@@ -84,8 +84,7 @@ def raw_video_and_frames(
         )
     started = time.perf_counter()
     name = source.key.split("/")[-1]
-    csvs = (storage.read_bytes(f.uri) for f in label_files(storage) if f.key.endswith(".csv"))
-    keep = referenced_frames(csvs, {video_id, name, name.rsplit(".", 1)[0]})
+    keep = _labeled_frames(storage, video_id, name)
     encoder = FrameEncoder(quality=config.jpeg_quality)
     with storage.local_path(source.uri) as local:
         report = scan_video(
@@ -198,4 +197,16 @@ def _store_frames(storage: LensStorage, video_id: str, camera: str, encoded, kee
     storage.write_table(frames, "frames", replace_where=f"video_id = '{video_id}'")
     stale = {f.uri for f in storage.list_files("artifacts", "frames", video_id)} - set(uris)
     storage.delete(sorted(stale))
+    return frames
+
+
+def _labeled_frames(storage: LensStorage, video_id: str, file: str) -> set[int]:
+    """Frames any label file (CSV, COCO, FiftyOne) gives for this video: always sampled."""
+    from data_quality.labels import frames_for_video
+
+    frames: set[int] = set()
+    for f in label_files(storage):
+        with storage.local_path(f.uri) as local:
+            root = local.parent if storage.is_s3 else Path(storage.uri("landing"))
+            frames |= frames_for_video(local, video_id=video_id, file=file, landing_root=root)
     return frames

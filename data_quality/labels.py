@@ -63,6 +63,7 @@ __all__ = [
     "LABEL_SCHEMA",
     "LabelFileError",
     "class_list",
+    "frames_for_video",
     "read_label_file",
 ]
 
@@ -451,23 +452,7 @@ def read_label_file(
     if not real.is_file():
         raise LabelFileError(path, ["label file does not exist"])
     index = _VideoIndex(videos)
-    suffix = real.suffix.lower()
-    if suffix == ".csv":
-        rows = _read_csv(real, root)
-    elif suffix == ".json":
-        try:
-            data = json.loads(real.read_text(encoding="utf-8-sig"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise LabelFileError(path, [f"invalid JSON: {exc}"]) from exc
-        if isinstance(data, dict) and "images" in data:
-            rows = _read_coco(real, data, root, index, empty_label)
-        elif isinstance(data, dict) and "labels" in data:
-            rows = _read_fiftyone(real, data, root, index)
-        else:
-            raise LabelFileError(path, ["JSON is neither COCO ('images') nor FiftyOne ('labels')"])
-    else:
-        raise LabelFileError(path, [f"unsupported label file type {suffix!r} (use .csv or .json)"])
-
+    rows = _read_rows(path, real, root, index, empty_label)
     good, problems = _validate(rows, index, classes)
     if problems:
         raise LabelFileError(path, problems)
@@ -482,6 +467,54 @@ def read_label_file(
         schema=LABEL_SCHEMA,
     )
     return df.sort(["video_id", "frame_index", "annotator"])
+
+
+def _read_rows(
+    path: Path, real: Path, root: Path, index: _VideoIndex, empty_label: str | None
+) -> list[_RawRow]:
+    """Unvalidated rows of a CSV, COCO or FiftyOne label file (dispatch on suffix and content)."""
+    suffix = real.suffix.lower()
+    if suffix == ".csv":
+        return _read_csv(real, root)
+    if suffix == ".json":
+        try:
+            data = json.loads(real.read_text(encoding="utf-8-sig"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise LabelFileError(path, [f"invalid JSON: {exc}"]) from exc
+        if isinstance(data, dict) and "images" in data:
+            return _read_coco(real, data, root, index, empty_label)
+        if isinstance(data, dict) and "labels" in data:
+            return _read_fiftyone(real, data, root, index)
+        raise LabelFileError(path, ["JSON is neither COCO ('images') nor FiftyOne ('labels')"])
+    raise LabelFileError(path, [f"unsupported label file type {suffix!r} (use .csv or .json)"])
+
+
+def frames_for_video(
+    path: Path | str, *, video_id: str, file: str, landing_root: Path | str
+) -> set[int]:
+    """Frame indices a label file (CSV, COCO or FiftyOne) gives for one video.
+
+    A sampling hint for ingestion, not an import: rows for other videos and bad rows are
+    ignored, and an unreadable file gives an empty set (the ``labels`` asset reports it).
+    """
+    one = pl.DataFrame(
+        {"video_id": [video_id], "file": [file], "frame_count": [None]},
+        schema={"video_id": pl.String, "file": pl.String, "frame_count": pl.Int64},
+    )
+    index = _VideoIndex(one)
+    root = Path(os.path.realpath(landing_root))
+    try:
+        rows = _read_rows(Path(path), Path(os.path.realpath(path)), root, index, None)
+    except (LabelFileError, OSError, ValueError):
+        return set()
+    frames = set()
+    for row in rows:
+        if row.problem or row.video is None or row.frame is None or not _INT_RE.match(row.frame):
+            continue
+        ours = row.video == video_id or index.resolve(row.video)[0] == video_id
+        if ours and int(row.frame) >= 0:
+            frames.add(int(row.frame))
+    return frames
 
 
 def class_list(labels: pl.DataFrame) -> list[str]:

@@ -62,9 +62,18 @@ def test_labeled_frames_are_always_kept(home, write_video):
     )
     with dg.DagsterInstance.get() as instance:
         assert ingest(instance, "cam1__a", stride=10).success
+    import json
+
+    (home / "landing/labels/coco.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "cam1__a/000017.jpg"}, {"id": 2, "file_name": "other/000003.jpg"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1}, {"id": 2, "image_id": 2, "category_id": 1}],
+        "categories": [{"id": 1, "name": "scratch"}],
+    }))  # fmt: skip
+    with dg.DagsterInstance.get() as instance:
+        assert ingest(instance, "cam1__a", stride=10).success
     frames = LensStorage().read_table("frames")
-    assert sorted(frames["frame_index"].to_list()) == [0, 7, 10, 13, 20, 30]
-    assert sorted(frames.filter("labeled")["frame_index"].to_list()) == [7, 13]
+    assert sorted(frames["frame_index"].to_list()) == [0, 7, 10, 13, 17, 20, 30]
+    assert sorted(frames.filter("labeled")["frame_index"].to_list()) == [7, 13, 17]
 
 
 def test_corrupt_video_is_blocked_and_disturbs_nothing(home, write_video):
