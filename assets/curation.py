@@ -38,7 +38,11 @@ def label_issues(context: dg.AssetExecutionContext, storage: LensStorage):
         issues.filter("is_label_issue")
         .sort("label_quality")
         .head(12)
-        .join(storage.read_table("frames").select(*KEYS, "uri"), on=KEYS, maintain_order="left")
+        .join(
+            storage.read_table("frames").select(*KEYS, "uri", "sha256"),
+            on=KEYS,
+            maintain_order="left",
+        )
     )
     grid = worst_examples_grid(
         list(load_frame_images(storage, worst, size=128)) if worst.height else [],

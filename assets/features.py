@@ -28,19 +28,25 @@ def load_frame_images(
     """Item crops, RGB uint8 (N, size, size, 3), for the ``uri`` column of ``frames``, in row order."""
     from data_quality.roi import load_item_crops
 
-    return load_item_crops(storage.fetch_local(frames["uri"].to_list()), size)
+    digests = frames["sha256"].to_list() if "sha256" in frames.columns else None
+    return load_item_crops(storage.fetch_local(frames["uri"].to_list(), digests=digests), size)
 
 
 def ok_frames(storage: LensStorage) -> pl.DataFrame:
     """Frames of videos whose latest ingestion is ``ok``, sorted by key."""
-    videos = storage.read_table("videos").filter(pl.col("status") == "ok").select("video_id")
-    return storage.read_table("frames").join(videos, on="video_id").sort(KEYS)
+    videos, frames = storage.read_table("videos"), storage.read_table("frames")
+    if videos is None or frames is None:
+        raise dg.Failure(
+            f"no ingested frames yet in {storage.table_uri('frames')}: land videos and ingest them first"
+        )
+    ok = videos.filter(pl.col("status") == "ok").select("video_id")
+    return frames.join(ok, on="video_id").sort(KEYS)
 
 
 def majority_vote(labels: pl.DataFrame, frames: pl.DataFrame) -> pl.DataFrame:
     """One label per labeled frame present in ``frames`` (ties: alphabetical), sorted by key."""
     vote = labels.group_by(KEYS).agg(pl.col("label").mode().sort().first().alias("vote_label"))
-    return vote.join(frames.select(*KEYS, "uri"), on=KEYS).sort(KEYS)
+    return vote.join(frames.select(*KEYS, "uri", "sha256"), on=KEYS).sort(KEYS)
 
 
 @dg.asset(deps=["labels", "frames"], group_name="labels", kinds={"pytorch", "delta"})

@@ -107,7 +107,9 @@ def raw_video_and_frames(
     }
     row.pop("file")
     videos_version = storage.write_table(
-        contract.conform([row], contract.VIDEOS), "videos", replace_where=f"video_id = '{video_id}'"
+        contract.conform([row], contract.VIDEOS),
+        "videos",
+        replace_where=storage.eq_predicate("video_id", video_id),
     )
     frames = (
         _store_frames(storage, video_id, camera_of(source), encoded, keep) if report.ok else None
@@ -127,6 +129,7 @@ def raw_video_and_frames(
             "frame_count": report.frame_count,
             "resolution": f"{report.width}x{report.height}",
             "ingest_s": round(ingest_s, 4),
+            "warnings": "; ".join(report.problems) if report.ok and report.problems else "none",
             "videos_table_version": videos_version,
         },
     )
@@ -194,7 +197,7 @@ def _store_frames(storage: LensStorage, video_id: str, camera: str, encoded, kee
         ],
         contract.FRAMES,
     )
-    storage.write_table(frames, "frames", replace_where=f"video_id = '{video_id}'")
+    storage.write_table(frames, "frames", replace_where=storage.eq_predicate("video_id", video_id))
     stale = {f.uri for f in storage.list_files("artifacts", "frames", video_id)} - set(uris)
     storage.delete(sorted(stale))
     return frames

@@ -16,6 +16,7 @@ from assets.tables import md_table
 from orchestration.storage import LensStorage
 
 CODE_VERSION = "train-v1"
+ROI_SIDE = 112  # source pixels cropped around the item before resizing (data_quality.roi)
 
 
 class TrainingConfig(dg.Config):
@@ -52,10 +53,19 @@ class PromotionConfig(dg.Config):
     ensemble_top_k: int = Field(default=3, description="Also score the mean of the top-k models.")
 
 
-def split_images(storage: LensStorage, split: str, classes: list[str], size: int):
-    """(images, label indices, keys) of one split of the curated dataset."""
-    dataset = storage.read_table("dataset").filter(pl.col("split") == split).sort(KEYS)
-    frames = storage.read_table("frames").select(*KEYS, "uri")
+def split_images(
+    storage: LensStorage, split: str, classes: list[str], size: int, *, version: int | None = None
+):
+    """(images, label indices, keys) of one split of the curated dataset (at ``version``)."""
+    dataset = (
+        storage.read_table("dataset", version=version).filter(pl.col("split") == split).sort(KEYS)
+    )
+    if dataset.is_empty():
+        raise dg.Failure(
+            f"the curated dataset has no {split!r} frames: splits are by video, so land more "
+            "videos (at least 3) or change the split fractions"
+        )
+    frames = storage.read_table("frames").select(*KEYS, "uri", "sha256")
     rows = dataset.join(frames, on=KEYS, maintain_order="left")
     labels = rows["label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
     return load_frame_images(storage, rows, size=size), labels, rows.select(KEYS)
@@ -70,11 +80,22 @@ def split_images(storage: LensStorage, split: str, classes: list[str], size: int
 def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, storage: LensStorage):
     """A compact depthwise-separable CNN trained on the curated train split (weights as safetensors)."""
     from training.checkpoint import save_checkpoint
+    from training.sweep import best_trial
     from training.train import TrainConfig, plot_history, train_model
 
-    classes = sorted(storage.read_table("dataset")["label"].unique().to_list())
-    x_tr, y_tr, _ = split_images(storage, "train", classes, config.image_size)
-    x_va, y_va, _ = split_images(storage, "val", classes, config.image_size)
+    # pin the versions first: the model records exactly the data it was trained on
+    dataset_version, label_version = (
+        storage.table_version("dataset"),
+        storage.table_version("labels"),
+    )
+    dataset = storage.read_table("dataset", version=dataset_version)
+    classes = sorted(dataset["label"].unique().to_list())
+    x_tr, y_tr, _ = split_images(
+        storage, "train", classes, config.image_size, version=dataset_version
+    )
+    x_va, y_va, _ = split_images(
+        storage, "val", classes, config.image_size, version=dataset_version
+    )
     init = None
     if config.init_checkpoint:
         init = str(storage.fetch_local([config.init_checkpoint])[0])
@@ -126,7 +147,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, sto
                 "wall_s": res.wall_s,
             }
         )
-    best = max(range(len(rows)), key=lambda i: (rows[i]["val_acc"], -i))
+    best = best_trial(rows, "val_acc")["trial"]
     result, cfg = results[best], trials[best]
     if config.sweep_trials:
         storage.write_table(
@@ -137,13 +158,16 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, sto
             mode="append",
         )
     versions = {
-        "dataset_version": str(storage.table_version("dataset")),
-        "label_version": str(storage.table_version("labels")),
+        "dataset_version": str(dataset_version),
+        "label_version": str(label_version),
         "code_version": CODE_VERSION,
     }
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "model.safetensors"
-        sha = save_checkpoint(result.model, local, metadata=result.checkpoint_metadata(**versions))
+        roi = json.dumps({"method": "item_crop", "side": ROI_SIDE, "resize": cfg.image_size})
+        sha = save_checkpoint(
+            result.model, local, metadata=result.checkpoint_metadata(**versions, roi=roi)
+        )
         uri = storage.uri("artifacts", "models", f"m-{sha[:12]}", "model.safetensors")
         storage.write_bytes(uri, local.read_bytes())
     return dg.MaterializeResult(
@@ -193,14 +217,18 @@ def model_evaluation(
     )
     from training.registry import ModelRegistry, PromotionDecision
 
-    meta = context.instance.get_latest_materialization_event(
-        dg.AssetKey("trained_model")
-    ).asset_materialization.metadata
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("trained_model"))
+    if event is None or event.asset_materialization is None:
+        raise dg.Failure("no trained_model to evaluate yet: materialise trained_model first")
+    meta = event.asset_materialization.metadata
     uri, sha = meta["checkpoint_uri"].value, meta["checkpoint_sha256"].value
     model, ckpt = load_checkpoint(storage.fetch_local([uri])[0], expected_sha256=sha)
     classes = json.loads(ckpt["classes"])
     size = json.loads(ckpt["config"])["image_size"]
-    x_te, y_te, keys = split_images(storage, "test", classes, size)
+    dataset_version = int(
+        meta["dataset_version"].value
+    )  # the test split of the model's own dataset
+    x_te, y_te, keys = split_images(storage, "test", classes, size, version=dataset_version)
     probs = predict_proba(model, x_te)
     metrics = evaluate(probs, y_te, classes=classes)
     metrics["test_set"] = hashlib.sha256(keys.write_csv().encode()).hexdigest()[:16]
@@ -231,7 +259,11 @@ def model_evaluation(
                 x_te
                 if json.loads(champ_meta["config"])["image_size"] == size
                 else split_images(
-                    storage, "test", classes, json.loads(champ_meta["config"])["image_size"]
+                    storage,
+                    "test",
+                    classes,
+                    json.loads(champ_meta["config"])["image_size"],
+                    version=dataset_version,
                 )[0]
             )
             champ_probs = in_class_order(
@@ -323,7 +355,7 @@ def _ensemble_accuracy(registry, storage, x, y, classes, k, ensemble_proba, eval
             "accuracy": None,
             "note": "needs two or more models",
         }
-    probs = []
+    probs, used = [], []
     for r in top.iter_rows(named=True):
         m, meta = load_checkpoint(
             storage.fetch_local([r["checkpoint_uri"]])[0], expected_sha256=r["checkpoint_sha256"]
@@ -334,6 +366,7 @@ def _ensemble_accuracy(registry, storage, x, y, classes, k, ensemble_proba, eval
         ):
             continue
         probs.append(predict_proba(m, x))
+        used.append(r["model_version"])
     if len(probs) < 2:
         return {
             "models": top["model_version"].to_list(),
@@ -341,6 +374,6 @@ def _ensemble_accuracy(registry, storage, x, y, classes, k, ensemble_proba, eval
             "note": "models not comparable",
         }
     return {
-        "models": top["model_version"].to_list()[: len(probs)],
+        "models": used,
         "accuracy": evaluate(ensemble_proba(probs), y, classes=classes)["accuracy"],
     }

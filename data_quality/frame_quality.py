@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -70,18 +71,25 @@ class FrameEncoder:
     def __init__(self, *, quality: int = 90, workers: int = 2) -> None:
         self.quality = quality
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lensline-jpeg")
+        self._slots = threading.BoundedSemaphore(
+            4 * workers
+        )  # decoded frames waiting: bounded memory
         self._pending: list[tuple[int, float, tuple[int, ...], Future]] = []
 
     def __call__(self, index: int, timestamp_s: float, image) -> None:
         """``image``: (H, W, 3) uint8 BGR, or a decoded ``av.VideoFrame`` (converted on the worker)."""
         lazy = hasattr(image, "to_ndarray")
         shape = (image.height, image.width) if lazy else image.shape
+        self._slots.acquire()  # decoding waits when encoding falls behind
         self._pending.append((index, timestamp_s, shape, self._pool.submit(self._encode, image)))
 
     def _encode(self, image) -> tuple[bytes, dict[str, float]]:
-        if hasattr(image, "to_ndarray"):  # av.VideoFrame: PyAV converts without holding the GIL
-            image = image.to_ndarray(format="bgr24")
-        return encode_frame(image, quality=self.quality)
+        try:
+            if hasattr(image, "to_ndarray"):  # av.VideoFrame: PyAV converts without holding the GIL
+                image = image.to_ndarray(format="bgr24")
+            return encode_frame(image, quality=self.quality)
+        finally:
+            self._slots.release()
 
     def results(self) -> list[EncodedFrame]:
         out = []

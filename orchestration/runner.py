@@ -16,6 +16,15 @@ from orchestration.landing import discover_videos, label_files, stale_videos
 from orchestration.partitions import videos_partitions
 from orchestration.storage import LensStorage, lensline_home
 
+# the instance Lensline creates: no telemetry, and lake-writing runs (jobs.LAKE_WRITER) one at a time
+INSTANCE_YAML = """telemetry:
+  enabled: false
+run_queue:
+  tag_concurrency_limits:
+    - key: "lensline/lake"
+      value: "writer"
+      limit: 1
+"""
 INGEST_KEYS = {dg.AssetKey("raw_video"), dg.AssetKey("frames")}
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -30,7 +39,7 @@ def prepare_instance_home(home: Path | None = None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     yaml = path / "dagster.yaml"
     if not yaml.exists():
-        yaml.write_text("telemetry:\n  enabled: false\n")
+        yaml.write_text(INSTANCE_YAML)
     return path
 
 

@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from orchestration.jobs import ingest_job
+from orchestration.jobs import LAKE_WRITER, ingest_job
 from orchestration.landing import discover_videos, label_files, stale_videos
 from orchestration.partitions import videos_partitions
 from orchestration.resources import FiftyOneResource
@@ -82,7 +82,10 @@ def fiftyone_review_sensor(context: dg.SensorEvaluationContext, fiftyone: FiftyO
     if not pending:
         return dg.SkipReason("no new corrections in FiftyOne")
     return dg.RunRequest(
-        tags={"lensline/reason": f"{pending} label correction(s) from FiftyOne review"}
+        tags={
+            "lensline/reason": f"{pending} label correction(s) from FiftyOne review",
+            **LAKE_WRITER,
+        }
     )
 
 
@@ -115,7 +118,10 @@ def new_labels_sensor(context: dg.SensorEvaluationContext, storage: LensStorage)
         run_requests=[
             dg.RunRequest(
                 run_key=":".join(f"{k}@{stamps[k]}" for k in changed)[:500],
-                tags={"lensline/reason": f"label files changed: {', '.join(changed)[:200]}"},
+                tags={
+                    "lensline/reason": f"label files changed: {', '.join(changed)[:200]}",
+                    **LAKE_WRITER,
+                },
             )
         ],
         cursor=json.dumps(stamps, sort_keys=True),
@@ -127,6 +133,6 @@ retrain_schedule = dg.ScheduleDefinition(
     target=DOWNSTREAM_OF_LABELS,
     cron_schedule="0 2 * * *",
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    tags={"lensline/reason": "scheduled retraining"},
+    tags={"lensline/reason": "scheduled retraining", **LAKE_WRITER},
     description="Rebuild labels -> dataset -> model every night (switch on in the UI).",
 )

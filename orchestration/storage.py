@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -201,20 +202,30 @@ class LensStorage(dg.ConfigurableResource):
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
-    def fetch_local(self, uris: list[str]) -> list[Path]:
-        """Local files for ``uris``: themselves when local, a cache under ``$LENSLINE_HOME/cache`` on S3."""
+    def fetch_local(self, uris: list[str], *, digests: list[str] | None = None) -> list[Path]:
+        """Local files for ``uris``: themselves when local, a cache under ``$LENSLINE_HOME/cache`` on S3.
+
+        With ``digests`` (sha256 of each object, e.g. the ``frames`` table's) the cache is
+        content-addressed, so a re-ingested frame at the same key is never served stale.
+        """
         if not self.is_s3:
             return [Path(u) for u in uris]
         cache = lensline_home() / "cache"
         out = []
-        client = self._s3()
-        for uri in uris:
+        for i, uri in enumerate(uris):
             bucket, key = self._split(uri)
-            local = cache / bucket / key
+            suffix = Path(key).suffix
+            local = (
+                cache / "sha256" / f"{digests[i]}{suffix}"
+                if digests and digests[i]
+                else cache / bucket / key
+            )
             if not local.exists():
                 local.parent.mkdir(parents=True, exist_ok=True)
-                client.download_file(bucket, key, str(local) + ".part")
-                os.replace(str(local) + ".part", local)
+                fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.")
+                os.close(fd)
+                self._s3().download_file(bucket, key, tmp)
+                os.replace(tmp, local)
             out.append(local)
         return out
 
@@ -235,6 +246,13 @@ class LensStorage(dg.ConfigurableResource):
         if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options()):
             return None
         return DeltaTable(uri, storage_options=self.storage_options()).version()
+
+    @staticmethod
+    def eq_predicate(column: str, value: str) -> str:
+        """A Delta predicate ``column = 'value'``; refuses values that could break out of the quotes."""
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", value):
+            raise ValueError(f"refusing {value!r} in a Delta predicate on {column}")
+        return f"{column} = '{value}'"
 
     def write_table(
         self,

@@ -33,3 +33,14 @@ def test_workspace_yaml_points_at_definitions():
         ws = yaml.safe_load(fh)
     assert ws["load_from"][0]["python_module"]["module_name"] == "orchestration.definitions"
     assert dg.__version__.startswith("1.13")
+
+
+def test_instance_yaml_queues_lake_writers_one_at_a_time(tmp_path, monkeypatch):
+    from orchestration.runner import prepare_instance_home
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    path = prepare_instance_home(tmp_path)
+    with dg.DagsterInstance.get() as instance:
+        assert str(instance.root_directory) == str(path)
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+    assert limits == [{"key": "lensline/lake", "value": "writer", "limit": 1}]

@@ -29,6 +29,7 @@ def test_new_label_files_request_the_labels_chain(home):
         result, _ = evaluate(instance)
         [request] = result.run_requests
         assert "batch1.csv" in request.tags["lensline/reason"]
+        assert request.tags["lensline/lake"] == "writer"  # queued behind other lake writers
         again, _ = evaluate(instance, cursor=result.cursor)
         assert isinstance(again, dg.SkipReason)
 
@@ -44,5 +45,6 @@ def test_new_label_files_request_the_labels_chain(home):
     targeted = {k.to_user_string() for k in DOWNSTREAM_OF_LABELS.resolve(graph)}
     assert {"labels", "curated_dataset", "trained_model", "model_evaluation"} <= targeted
     assert "frames" not in targeted
+    assert defs.resolve_job_def("ingest_video").tags["lensline/lake"] == "writer"
     schedule = defs.resolve_schedule_def("nightly_retrain")
     assert schedule.cron_schedule == "0 2 * * *"
