@@ -8,18 +8,24 @@ from orchestration.storage import LensStorage, StoredFile
 LABEL_SUFFIXES = (".csv", ".json")
 
 
-def discover_videos(storage: LensStorage) -> dict[str, StoredFile]:
+def discover_videos(
+    storage: LensStorage, *, collisions: dict[str, list[str]] | None = None
+) -> dict[str, StoredFile]:
     """``video_id -> file`` for every ``landing/videos/<camera_id>/<file>`` with a video suffix.
 
     Files directly under ``videos/`` (no camera folder) are ignored. When two files map to one
-    id (``a.mp4`` and ``a.mov``), the first by name wins and the other is reported by the sensor.
+    id (``a.mp4`` and ``a.mov``), the first by name wins; pass ``collisions`` to collect
+    ``video_id -> [ignored keys]`` so callers can report them.
     """
     found: dict[str, StoredFile] = {}
     for f in storage.list_files("landing", "videos", suffixes=VIDEO_SUFFIXES):
         parts = f.key.split("/")
         if len(parts) != 2:
             continue
-        found.setdefault(video_id_for(parts[0], parts[1]), f)
+        vid = video_id_for(parts[0], parts[1])
+        if vid in found and collisions is not None:
+            collisions.setdefault(vid, []).append(f.key)
+        found.setdefault(vid, f)
     return found
 
 

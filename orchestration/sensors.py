@@ -15,10 +15,12 @@ def plan_video_runs(storage: LensStorage, cursor: str | None, known: set[str]):
     """New partitions, run requests and the next cursor for the videos in the landing zone.
 
     The cursor maps ``video_id -> "size:mtime"``; a file whose size or mtime changed is
-    ingested again (tagged ``lensline/reason=changed``).
+    ingested again (tagged ``lensline/reason=changed``). Also returns the files ignored because
+    another file already maps to their video id.
     """
     seen: dict[str, str] = json.loads(cursor) if cursor else {}
-    videos = discover_videos(storage)
+    collisions: dict[str, list[str]] = {}
+    videos = discover_videos(storage, collisions=collisions)
     new_keys = sorted(set(videos) - known)
     stale = set(stale_videos(storage, videos))  # never ingested, or changed since
     requests = []
@@ -36,7 +38,7 @@ def plan_video_runs(storage: LensStorage, cursor: str | None, known: set[str]):
             )
         )
         seen[video_id] = stamp
-    return new_keys, requests, json.dumps(seen, sort_keys=True)
+    return new_keys, requests, json.dumps(seen, sort_keys=True), collisions
 
 
 @dg.sensor(
@@ -45,9 +47,14 @@ def plan_video_runs(storage: LensStorage, cursor: str | None, known: set[str]):
 def new_video_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
     """Register each new landing/videos/<camera>/<file> as a partition and ingest it."""
     known = set(context.instance.get_dynamic_partitions(videos_partitions.name))
-    new_keys, requests, cursor = plan_video_runs(storage, context.cursor, known)
+    new_keys, requests, cursor, collisions = plan_video_runs(storage, context.cursor, known)
+    for video_id, ignored in sorted(collisions.items()):
+        context.log.warning(
+            f"{', '.join(ignored)} ignored: another file already lands as video {video_id!r}; rename it"
+        )
     if not requests and not new_keys:
-        return dg.SkipReason(f"no new videos under {storage.uri('landing', 'videos')}")
+        clash = f"; ignored (id collision): {sorted(collisions)}" if collisions else ""
+        return dg.SkipReason(f"no new videos under {storage.uri('landing', 'videos')}{clash}")
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[videos_partitions.build_add_request(new_keys)]
