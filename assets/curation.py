@@ -101,12 +101,12 @@ def curated_dataset(
     context: dg.AssetExecutionContext, config: CurationConfig, storage: LensStorage
 ):
     """The cleaned dataset, split train/val/test by video; its Delta version is the dataset version."""
-    from data_quality.curate import CurationPolicy, curate
+    from data_quality.curate import CurationPolicy, apply_reviews, curate
 
     consensus = storage.read_table("label_consensus").join(ok_frames(storage).select(KEYS), on=KEYS)
     options = config.model_dump(exclude={"seed"})
     policy = CurationPolicy(**{**options, "drop_frame_quality": tuple(config.drop_frame_quality)})
-    result = _apply_reviews(
+    result = apply_reviews(
         curate(consensus, storage.read_table("label_issues"), policy=policy, seed=config.seed),
         storage.read_table("label_reviews"),
     )
@@ -176,19 +176,6 @@ def _sync(context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: Fif
             "with_predictions": "prediction" in samples.columns,
         }
     )
-
-
-def _apply_reviews(result: pl.DataFrame, reviews: pl.DataFrame | None) -> pl.DataFrame:
-    """A reviewer's latest word on a frame overrides consensus and curation (action ``reviewed``)."""
-    if reviews is None or reviews.is_empty():
-        return result
-    latest = reviews.sort("imported_at").group_by(KEYS).agg(pl.col("label").last().alias("_review"))
-    out = result.join(latest, on=KEYS, how="left")
-    reviewed = pl.col("_review").is_not_null() & pl.col("split").is_not_null()
-    return out.with_columns(
-        label=pl.when(reviewed).then(pl.col("_review")).otherwise(pl.col("label")),
-        action=pl.when(reviewed).then(pl.lit("reviewed")).otherwise(pl.col("action")),
-    ).drop("_review")
 
 
 def _samples(storage: LensStorage) -> tuple[pl.DataFrame, list[str], list[str]]:

@@ -84,18 +84,18 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: Len
     """Validated labels from landing/labels (CSV, COCO, FiftyOne) plus reviewers' corrections."""
     from data_quality.labels import LabelFileError, class_list, read_label_file
 
-    videos = storage.read_table("videos")
-    if videos is None:
+    all_videos = storage.read_table("videos")
+    if all_videos is None:
         raise dg.Failure("no videos ingested yet: labels need the videos table")
     # a video that failed ingestion is still known: its labels import (frame range unchecked)
     # and wait in the table; downstream assets only use frames of videos whose status is ok
-    videos = videos.select(
+    videos = all_videos.select(
         "video_id",
         "camera_id",
         file=pl.col("uri").str.split("/").list.last(),
         frame_count=pl.when(pl.col("status") == "ok").then(pl.col("frame_count")),
     )
-    unusable = set(storage.read_table("videos").filter(pl.col("status") != "ok")["video_id"])
+    unusable = set(all_videos.filter(pl.col("status") != "ok")["video_id"])
     previous = storage.read_table("labels")
     parts, rejected = [], {}
     for f in label_files(storage):

@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import polars as pl
 from pydantic import Field
 
@@ -212,6 +211,7 @@ def model_evaluation(
         confusion_png,
         ensemble_proba,
         evaluate,
+        in_class_order,
         predict_proba,
         reliability_png,
     )
@@ -329,15 +329,6 @@ def _predictions(
         prediction=pl.Series([classes[i] for i in probs.argmax(1)], dtype=pl.String),
         confidence=pl.Series(probs.max(1), dtype=pl.Float64),
     )
-
-
-def in_class_order(probs, source: list[str], target: list[str]):
-    """Probabilities (N, len(source)) re-indexed to ``target``; a class the model lacks gets 0."""
-    out = np.zeros((len(probs), len(target)), dtype=np.float64)
-    for j, name in enumerate(source):
-        if name in target:
-            out[:, target.index(name)] = probs[:, j]
-    return out
 
 
 def _ensemble_accuracy(registry, storage, x, y, classes, k, ensemble_proba, evaluate) -> dict:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["SPLITS", "CurationPolicy", "assign_splits", "curate", "decide_actions"]
+__all__ = ["apply_reviews", "SPLITS", "CurationPolicy", "assign_splits", "curate", "decide_actions"]
 
 SPLITS = ("train", "val", "test")
 _KEYS = ["video_id", "frame_index"]
@@ -328,3 +328,22 @@ def curate(
     split = assign_splits(keep, split_fractions=split_fractions, seed=seed, group_col=group_col)
     out = decided.join(split.select(*_KEYS, "split"), on=_KEYS, how="left")
     return out.select(*_KEYS, "label", "split", "action", "reason", "original_label").sort(_KEYS)
+
+
+def apply_reviews(result: pl.DataFrame, reviews: pl.DataFrame | None) -> pl.DataFrame:
+    """A reviewer's latest word on a frame overrides consensus and curation (action ``reviewed``).
+
+    ``result`` is :func:`curate`'s output; ``reviews`` has ``video_id``, ``frame_index``,
+    ``label`` and ``imported_at``. Frames curation dropped (no split) stay dropped.
+    """
+    if reviews is None or reviews.is_empty():
+        return result
+    latest = (
+        reviews.sort("imported_at").group_by(_KEYS).agg(pl.col("label").last().alias("_review"))
+    )
+    out = result.join(latest, on=_KEYS, how="left")
+    reviewed = pl.col("_review").is_not_null() & pl.col("split").is_not_null()
+    return out.with_columns(
+        label=pl.when(reviewed).then(pl.col("_review")).otherwise(pl.col("label")),
+        action=pl.when(reviewed).then(pl.lit("reviewed")).otherwise(pl.col("action")),
+    ).drop("_review")

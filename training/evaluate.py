@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "in_class_order",
     "predict_proba",
     "embed",
     "evaluate",
@@ -262,3 +263,12 @@ def _png(fig) -> bytes:
     fig.tight_layout()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def in_class_order(probs: np.ndarray, source: Sequence[str], target: Sequence[str]) -> np.ndarray:
+    """Probabilities (N, len(source)) re-indexed to ``target``; a class the model lacks gets 0."""
+    out = np.zeros((len(probs), len(target)), dtype=np.float64)
+    for j, name in enumerate(source):
+        if name in target:
+            out[:, list(target).index(name)] = probs[:, j]
+    return out
