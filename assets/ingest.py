@@ -1,4 +1,14 @@
-"""raw_video and frames: one decode pass per video proves integrity and samples frames."""
+"""raw_video and frames: one decode pass per video proves integrity and samples frames.
+
+Writes, in this order: (1) when the video was ``ok`` before, its ``videos`` row again with status
+``ingesting``; (2) the frame JPEGs under ``artifacts/frames/<video_id>/`` (temp file + rename);
+(3) the video's rows in ``frames``, one commit (for a bad video: its old rows deleted); (4) stale
+images and temp files removed; (5) the ``videos`` row with the final status, one commit. So
+``videos`` says ``ok`` only once the frames are committed. A crash before (5) leaves a row that
+is missing, ``ingesting`` or out of date (``ok`` without the matching frame rows); readers use
+only ``ok`` videos, ``landing.stale_videos`` counts such a video as not ingested, and the next
+run ingests it again and removes the orphan files.
+"""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +23,7 @@ from assets.previews import thumbnail_strip_md
 from data_quality import contract
 from data_quality.frame_quality import FrameEncoder
 from data_quality.video import scan_video
-from orchestration.landing import camera_of, discover_videos, label_files
+from orchestration.landing import INGESTING, camera_of, discover_videos, label_files
 from orchestration.partitions import videos_partitions
 from orchestration.storage import LensStorage
 
@@ -97,6 +107,12 @@ def raw_video_and_frames(
             lazy_sink=True,
         )
     encoded = encoder.results()
+    _mark_ingesting(storage, video_id)
+    frames = (
+        _store_frames(storage, video_id, camera_of(source), encoded, keep)
+        if report.ok
+        else _drop_frames(storage, video_id)
+    )
     row = {
         "video_id": video_id,
         "camera_id": camera_of(source),
@@ -104,15 +120,13 @@ def raw_video_and_frames(
         "source_mtime": source.mtime,
         "ingested_at": datetime.now(UTC),
         **report.as_row(),
+        "kept_frames": frames.height if frames is not None else 0,
     }
     row.pop("file")
     videos_version = storage.write_table(
         contract.conform([row], contract.VIDEOS),
         "videos",
         replace_where=storage.eq_predicate("video_id", video_id),
-    )
-    frames = (
-        _store_frames(storage, video_id, camera_of(source), encoded, keep) if report.ok else None
     )
     ingest_s = (
         time.perf_counter() - started
@@ -148,6 +162,13 @@ def raw_video_and_frames(
     )
     if frames is None:
         context.log.error(report.error)
+        yield dg.AssetCheckResult(  # declared, so always reported: here with why it did not run
+            asset_key="frames",
+            check_name="frame_quality",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"skipped": f"no frames sampled: video is {report.status}: {report.error}"},
+        )
         return
     bad = frames.filter(
         (pl.col("brightness") < DARK_BRIGHTNESS) | (pl.col("sharpness") < BLURRY_SHARPNESS)
@@ -172,8 +193,32 @@ def raw_video_and_frames(
     )
 
 
+def _mark_ingesting(storage: LensStorage, video_id: str) -> None:
+    """Before an ``ok`` video's frames are replaced, take the ``ok`` away (one commit)."""
+    table = storage.read_table("videos")
+    row = table.filter(pl.col("video_id") == video_id) if table is not None else None
+    if row is None or row.is_empty() or row["status"][0] != "ok":
+        return
+    storage.write_table(
+        row.with_columns(status=pl.lit(INGESTING), error=pl.lit("ingestion in progress")),
+        "videos",
+        replace_where=storage.eq_predicate("video_id", video_id),
+    )
+
+
+def _frame_files(storage: LensStorage, video_id: str) -> list[str]:
+    """Every file under ``artifacts/frames/<video_id>/``, temp files of killed writes included."""
+    return [f.uri for f in storage.list_files("artifacts", "frames", video_id, include_hidden=True)]
+
+
+def _drop_frames(storage: LensStorage, video_id: str) -> None:
+    """A video that is not ok has no frames: delete its rows (one commit), then its files."""
+    storage.delete_rows("frames", storage.eq_predicate("video_id", video_id))
+    storage.delete(_frame_files(storage, video_id))
+
+
 def _store_frames(storage: LensStorage, video_id: str, camera: str, encoded, keep) -> pl.DataFrame:
-    """Write the JPEGs, then replace the video's rows in ``frames`` in one Delta commit; drop stale images."""
+    """Write the JPEGs, then replace the video's rows in ``frames`` in one Delta commit; drop stale files."""
     uris = [
         storage.uri("artifacts", "frames", video_id, f"{f.frame_index:06d}.jpg") for f in encoded
     ]
@@ -198,7 +243,7 @@ def _store_frames(storage: LensStorage, video_id: str, camera: str, encoded, kee
         contract.FRAMES,
     )
     storage.write_table(frames, "frames", replace_where=storage.eq_predicate("video_id", video_id))
-    stale = {f.uri for f in storage.list_files("artifacts", "frames", video_id)} - set(uris)
+    stale = set(_frame_files(storage, video_id)) - set(uris)
     storage.delete(sorted(stale))
     return frames
 

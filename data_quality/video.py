@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,9 +32,26 @@ FrameSink = Callable[[int, float, Any], None]
 
 
 def video_id_for(camera_id: str, file_name: str) -> str:
-    """Stable partition key for a video: ``cam1`` + ``line_0001.mp4`` -> ``cam1__line_0001``."""
-    stem = Path(file_name).stem
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{camera_id}__{stem}")
+    """Stable, injective partition key for a video: ``cam1`` + ``line_0001.mp4`` -> ``cam1__line_0001``.
+
+    Characters outside ``[A-Za-z0-9_.-]`` become ``_``; whenever that changes the name, the
+    first 8 hex digits of the sha256 of the original (NFC-normalised) ``camera__stem`` are
+    appended, so ``line ü 1`` and ``line ä 1`` get different ids while already clean names keep
+    the id they always had. Two files with one stem (``a.mp4``, ``a.mov``) still share an id:
+    the landing zone reports that as a collision.
+
+    Examples
+    --------
+    >>> video_id_for("cam1", "line_0001.mp4")
+    'cam1__line_0001'
+    >>> video_id_for("cam 1", "line #1.mp4")
+    'cam_1__line__1-e1ddc256'
+    """
+    raw = unicodedata.normalize("NFC", f"{camera_id}__{Path(file_name).stem}")
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
+    if clean == raw:
+        return clean
+    return f"{clean}-{hashlib.sha256(raw.encode('utf-8')).hexdigest()[:8]}"
 
 
 def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:

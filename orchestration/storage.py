@@ -121,8 +121,14 @@ class LensStorage(dg.ConfigurableResource):
         return parsed.netloc, parsed.path.lstrip("/")
 
     # ---- files ------------------------------------------------------------------------
-    def list_files(self, *parts: str, suffixes: tuple[str, ...] = ()) -> list[StoredFile]:
-        """Every file under ``parts`` (recursive), sorted by key; empty if the folder is missing."""
+    def list_files(
+        self, *parts: str, suffixes: tuple[str, ...] = (), include_hidden: bool = False
+    ) -> list[StoredFile]:
+        """Every file under ``parts`` (recursive), sorted by key; empty if the folder is missing.
+
+        Local dot-files (e.g. the ``.<name>.*`` temp files of :meth:`write_bytes`) are left out
+        unless ``include_hidden``.
+        """
         base = self.uri(*parts)
         out: list[StoredFile] = []
         if self.is_s3:
@@ -143,7 +149,7 @@ class LensStorage(dg.ConfigurableResource):
             root = Path(base)
             if root.is_dir():
                 for p in root.rglob("*"):
-                    if p.is_file() and not p.name.startswith("."):
+                    if p.is_file() and (include_hidden or not p.name.startswith(".")):
                         st = p.stat()
                         out.append(
                             StoredFile(
@@ -172,6 +178,30 @@ class LensStorage(dg.ConfigurableResource):
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
+
+    def put_file(self, local: Path, uri: str) -> bool:
+        """Copy a local file to ``uri`` unless an identical object is there; True if it copied.
+
+        Identical: same size and (S3) an ETag equal to the file's MD5, or (local) same bytes.
+        """
+        import hashlib
+
+        data = Path(local).read_bytes()
+        if self.is_s3_uri(uri):
+            bucket, key = self._split(uri)
+            try:
+                head = self._s3().head_object(Bucket=bucket, Key=key)
+                same = head["ContentLength"] == len(data) and head["ETag"].strip('"') == (
+                    hashlib.md5(data, usedforsecurity=False).hexdigest()
+                )
+            except self._s3().exceptions.ClientError:
+                same = False
+        else:
+            path = Path(uri)
+            same = path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+        if not same:
+            self.write_bytes(uri, data)
+        return not same
 
     def delete(self, uris: list[str]) -> None:
         if not uris:
@@ -230,14 +260,34 @@ class LensStorage(dg.ConfigurableResource):
         return out
 
     # ---- Delta tables -----------------------------------------------------------------
-    def read_table(self, name: str, *, version: int | None = None) -> pl.DataFrame | None:
-        """The table as a polars frame, or None if it was never written."""
+    def read_table(
+        self, name: str, *, version: int | None = None, columns: list[str] | None = None
+    ) -> pl.DataFrame | None:
+        """The table (or only ``columns`` of it) as a polars frame, or None if it was never written."""
         from deltalake import DeltaTable
 
         uri = self.table_uri(name)
         if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options()):
             return None
-        return pl.read_delta(uri, version=version, storage_options=self.storage_options())
+        return pl.read_delta(
+            uri, version=version, columns=columns, storage_options=self.storage_options()
+        )
+
+    def delete_rows(self, name: str, predicate: str) -> int | None:
+        """Delete the rows matching ``predicate`` in one commit (none if nothing matches).
+
+        Returns the table version afterwards, or None if the table does not exist.
+        """
+        from deltalake import DeltaTable
+
+        uri = self.table_uri(name)
+        if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options()):
+            return None
+        table = DeltaTable(uri, storage_options=self.storage_options())
+        if _matches(table, predicate):
+            table.delete(predicate)
+            table = DeltaTable(uri, storage_options=self.storage_options())
+        return table.version()
 
     def table_version(self, name: str) -> int | None:
         from deltalake import DeltaTable
@@ -296,3 +346,12 @@ class LensStorage(dg.ConfigurableResource):
             delta_write_options=options or None,
         )
         return DeltaTable(uri, storage_options=self.storage_options()).version()
+
+
+def _matches(table, predicate: str) -> bool:
+    """Whether any row of a DeltaTable matches a simple ``column = 'value'`` predicate."""
+    import pyarrow.compute as pc
+
+    column, _, value = predicate.partition(" = ")
+    dataset = table.to_pyarrow_dataset()
+    return dataset.count_rows(filter=pc.field(column) == value.strip("'")) > 0

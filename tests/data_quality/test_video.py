@@ -74,7 +74,7 @@ def test_valid_edge_cases_ingest(bad, case):
 def test_missing_file_and_ids(tmp_path):
     report = scan_video(tmp_path / "nope.mp4")
     assert report.status == "unreadable" and "does not exist" in report.error
-    assert video_id_for("cam 1", "line #1.mp4") == "cam_1__line__1"
+    assert video_id_for("cam 1", "line #1.mp4") == "cam_1__line__1-e1ddc256"
     assert sample_stride(30, sample_fps=2, stride=None) == 15
     assert sample_stride(30, sample_fps=None, stride=7) == 7
     with pytest.raises(ValueError, match="stride"):
