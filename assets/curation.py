@@ -4,7 +4,8 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from assets.features import KEYS, held_out, load_frame_images, ok_frames
+from assets.features import KEYS, load_frame_images, ok_frames
+from assets.labels import held_out
 from assets.previews import png_md
 from assets.tables import md_table
 from orchestration.resources import FiftyOneResource

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
 from pydantic import Field
 
@@ -12,6 +13,7 @@ from orchestration.landing import label_files
 from orchestration.resources import FiftyOneResource
 from orchestration.storage import LensStorage
 
+KEYS = ["video_id", "frame_index"]
 LABELS_SCHEMA = {
     "video_id": pl.String,
     "frame_index": pl.Int64,
@@ -51,7 +53,15 @@ def label_reviews(
         return dg.MaterializeResult(
             metadata={"imported": 0, "note": "FiftyOne dataset not synced yet"}
         )
+    from data_quality.labels import class_name_problem, valid_class_names
+
     corrections = pull_corrections(fiftyone.dataset_name)
+    valid = valid_class_names(corrections["label"])
+    bad, corrections = corrections.filter(~valid), corrections.filter(valid)
+    for row in bad.iter_rows(named=True):  # left unimported in FiftyOne until fixed there
+        context.log.error(
+            f"{row['video_id']}#{row['frame_index']}: {class_name_problem(row['label'])}"
+        )
     version = storage.table_version("label_reviews")
     if corrections.height:
         rows = corrections.select(*list(LABELS_SCHEMA)[:5], imported_at="reviewed_at").cast(
@@ -62,6 +72,7 @@ def label_reviews(
     return dg.MaterializeResult(
         metadata={
             "imported": corrections.height,
+            "rejected_class_names": bad.height,
             "table_version": version or 0,
             "corrections": dg.MetadataValue.md(md_table(corrections)),
         }
@@ -82,8 +93,17 @@ def label_reviews(
 )
 def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: LensStorage):
     """Validated labels from landing/labels (CSV, COCO, FiftyOne) plus reviewers' corrections."""
-    from data_quality.labels import LabelFileError, class_list, read_label_file
+    from data_quality.labels import (
+        LabelFileError,
+        check_class_names,
+        class_list,
+        read_label_file,
+    )
 
+    try:  # a bad explicit class list fails before anything is read or written
+        check_class_names([*config.classes, *filter(None, [config.empty_label])])
+    except ValueError as exc:
+        raise dg.Failure(f"LabelsConfig: {exc}") from exc
     all_videos = storage.read_table("videos")
     if all_videos is None:
         raise dg.Failure("no videos ingested yet: labels need the videos table")
@@ -113,11 +133,11 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: Len
             except LabelFileError as exc:
                 rejected[f.key] = str(exc).replace(str(local), f.uri)
                 context.log.error(rejected[f.key])
-                if previous is not None:  # keep what this file gave last time
-                    parts.append(previous.filter(pl.col("source") == f.key))
+                if previous is not None:  # keep what this file gave last time (valid names only)
+                    parts.append(_valid(previous.filter(pl.col("source") == f.key)))
     reviews = storage.read_table("label_reviews")
     if reviews is not None:
-        parts.append(reviews.select(list(LABELS_SCHEMA)))
+        parts.append(_valid(reviews.select(list(LABELS_SCHEMA))))
     table = (
         pl.concat([p.select(list(LABELS_SCHEMA)).cast(LABELS_SCHEMA) for p in parts])
         if parts
@@ -144,7 +164,7 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: Len
             "classes_version": classes_version,
             "rows": table.height,
             "new_version": changed,
-            "classes": ", ".join(classes),
+            "classes": dg.MetadataValue.json(classes),
             "frames": table.select("video_id", "frame_index").n_unique(),
             "labels_on_failed_videos": table.filter(
                 pl.col("video_id").is_in(list(unusable))
@@ -169,7 +189,6 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: Len
 @dg.asset(deps=["labels", "frame_embeddings"], group_name="labels", kinds={"delta", "cleanlab"})
 def label_consensus(context: dg.AssetExecutionContext, storage: LensStorage):
     """One consensus label per frame and a quality score per frame and annotator (CROWDLAB)."""
-    from assets.features import KEYS, held_out
     from data_quality.consensus import compute_consensus
 
     keys = storage.read_table("frame_embeddings").select(KEYS)
@@ -189,6 +208,26 @@ def label_consensus(context: dg.AssetExecutionContext, storage: LensStorage):
             else "",
         },
     )
+
+
+def held_out(storage: LensStorage, keys: pl.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Classes, held-out probabilities (N, K) and embeddings (N, D) of frame_embeddings, by ``keys``.
+
+    Reads ``classes`` as a list column (or the legacy comma-joined string).
+    """
+    from data_quality.pred_probs import held_out_arrays
+
+    try:
+        return held_out_arrays(storage.read_table("frame_embeddings"), keys)
+    except ValueError as exc:
+        raise dg.Failure(str(exc)) from exc
+
+
+def _valid(rows: pl.DataFrame) -> pl.DataFrame:
+    """Rows whose label obeys data_quality.labels.CLASS_NAME_RULE (drops rows written before it)."""
+    from data_quality.labels import valid_class_names
+
+    return rows.filter(valid_class_names(rows["label"]))
 
 
 def _ts(mtime: float) -> pl.Expr:

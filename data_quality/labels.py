@@ -41,6 +41,14 @@ Image names (COCO ``file_name``, FiftyOne keys)
     where ``<video>`` is any form accepted for the CSV ``video`` column and
     leading folders are ignored (``data/cam1__line_0001/000012.jpg``).
 
+Class names
+    Every label (and every name in an explicit class list) must satisfy
+    :data:`CLASS_NAME_RULE`: 1 to 64 characters, each a letter, a digit, ``_``,
+    ``-``, ``.`` or a space, not starting or ending with a space (``"scratch"``,
+    ``"dent-2"``, ``"no defect"``). Commas, quotes, newlines and control
+    characters are rejected, so a name is always safe in a table, a file name,
+    a FiftyOne field and a log line.
+
 Paths
     The label file and every referenced path must stay inside ``landing_root``;
     relative references are resolved against ``landing_root``, so ``../x``
@@ -60,9 +68,13 @@ from typing import Any
 import polars as pl
 
 __all__ = [
+    "CLASS_NAME_RULE",
     "LABEL_SCHEMA",
     "LabelFileError",
+    "check_class_names",
     "class_list",
+    "class_name_problem",
+    "valid_class_names",
     "frames_for_video",
     "read_label_file",
 ]
@@ -76,6 +88,13 @@ LABEL_SCHEMA: dict[str, Any] = {
 }
 """Columns and dtypes of every table returned by :func:`read_label_file`."""
 
+CLASS_NAME_RULE = (
+    "class names are 1-64 characters, each a letter, a digit, '_', '-', '.' or a space, "
+    "with no leading or trailing space"
+)
+"""The rule every class name obeys (quoted in every error about a class name)."""
+_MAX_CLASS_NAME = 64
+_CLASS_NAME_RE = re.compile(r"^(?:[^\W_]|[_.-])(?:(?:[^\W_]|[_. -]){0,62}(?:[^\W_]|[_.-]))?$")
 _MAX_SHOWN_PROBLEMS = 20
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _DIR_FRAME_RE = re.compile(r"^(?:frame[_-]?)?(\d+)$", re.IGNORECASE)
@@ -110,6 +129,36 @@ class LabelFileError(ValueError):
 
     def __reduce__(self):  # keep picklable across process executors
         return (type(self), (self.path, self.problems))
+
+
+def class_name_problem(name: object) -> str | None:
+    """Why ``name`` is not a valid class name (see :data:`CLASS_NAME_RULE`), or ``None`` if it is.
+
+    Letters and digits are Unicode letters and digits (``"Kratzer"``, ``"défaut"``);
+    the message shows at most 40 characters of a long name.
+    """
+    if not isinstance(name, str):
+        return f"class name {name!r} is not a string ({CLASS_NAME_RULE})"
+    if _CLASS_NAME_RE.fullmatch(name) and len(name) <= _MAX_CLASS_NAME:
+        return None
+    shown = repr(name) if len(name) <= 40 else f"{name[:40]!r}... ({len(name)} characters)"
+    return f"invalid class name {shown}: {CLASS_NAME_RULE}"
+
+
+def valid_class_names(labels: pl.Series) -> pl.Series:
+    """Boolean Series, True where ``labels[i]`` obeys :data:`CLASS_NAME_RULE` (null counts as valid).
+
+    Checks each distinct value once, so it is cheap on a long labels table.
+    """
+    ok = [v for v in labels.drop_nulls().unique().to_list() if class_name_problem(v) is None]
+    return (labels.is_in(ok) | labels.is_null()).alias("valid_class_name")
+
+
+def check_class_names(names: Iterable[object]) -> None:
+    """Raise ``ValueError`` naming every invalid class name (see :data:`CLASS_NAME_RULE`)."""
+    problems = [p for p in map(class_name_problem, names) if p]
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -380,6 +429,8 @@ def _validate(
         if row.label is None:
             if not row.problem:
                 errs.append("empty label")
+        elif (bad_name := class_name_problem(row.label)) is not None:
+            errs.append(bad_name)
         elif known is not None and row.label not in known:
             errs.append(f"unknown class {row.label!r} (known: {', '.join(sorted(known))})")
         annotator = row.annotator or "unknown"
@@ -422,7 +473,7 @@ def read_label_file(
         checked) and optionally ``camera_id`` (disambiguates equal file names
         given as ``<camera_id>/<file>``).
     classes : sequence of str, optional
-        Allowed class names; ``None`` accepts any non-empty name.
+        Allowed class names; ``None`` accepts any name that obeys :data:`CLASS_NAME_RULE`.
     landing_root : Path or str
         The landing zone; the file and every path it references must stay inside.
     empty_label : str, optional
@@ -438,12 +489,16 @@ def read_label_file(
 
     Raises
     ------
+    ValueError
+        ``classes`` or ``empty_label`` break :data:`CLASS_NAME_RULE` (nothing is read).
     LabelFileError
         Listing every offending row: unknown or ambiguous video, frame index
-        not an integer / negative / out of range, empty or unknown class,
+        not an integer / negative / out of range, empty or unknown class, a class
+        name breaking :data:`CLASS_NAME_RULE`,
         duplicate (video, frame, annotator), a path outside the landing zone,
         or an unreadable file.
     """
+    check_class_names([*(classes or []), *([empty_label] if empty_label is not None else [])])
     path = Path(path)
     root = Path(os.path.realpath(landing_root))
     real = Path(os.path.realpath(path))

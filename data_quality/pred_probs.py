@@ -11,9 +11,74 @@ import math
 import warnings
 
 import numpy as np
+import polars as pl
 from scipy.sparse import csr_matrix
 
-__all__ = ["cosine_knn_graph", "out_of_sample_pred_probs"]
+__all__ = ["cosine_knn_graph", "embedding_classes", "held_out_arrays", "out_of_sample_pred_probs"]
+
+_KEYS = ["video_id", "frame_index"]
+
+
+# ------------------------------------------------- the frame_embeddings table ---
+
+
+def embedding_classes(table: pl.DataFrame) -> list[str]:
+    """The K class names of a ``frame_embeddings`` table (column ``k`` of ``pred_probs``).
+
+    ``classes`` is a list column (one list per row, all equal); a legacy string column holds
+    the names comma-joined (safe only because class names cannot contain a comma, see
+    :data:`data_quality.labels.CLASS_NAME_RULE`).
+    """
+    if table.is_empty():
+        return []
+    value = table["classes"][0]
+    if isinstance(value, str):
+        return value.split(",") if value else []
+    return [str(c) for c in (value.to_list() if isinstance(value, pl.Series) else value)]
+
+
+def held_out_arrays(
+    table: pl.DataFrame, keys: pl.DataFrame
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Classes, held-out probabilities and embeddings of a ``frame_embeddings`` table, by key.
+
+    Parameters
+    ----------
+    table : pl.DataFrame
+        ``frame_embeddings``: ``video_id``, ``frame_index``, ``pred_probs`` (list of K floats),
+        ``embedding`` (list of D floats), ``classes`` (list of K names, or comma-joined).
+    keys : pl.DataFrame of shape (N, 2+)
+        ``video_id``, ``frame_index`` of the wanted rows, in the wanted order.
+
+    Returns
+    -------
+    classes : list of str, length K
+    probs : np.ndarray of shape (N, K), float64
+        Row ``i`` is ``keys[i]``'s held-out class probabilities.
+    embeddings : np.ndarray of shape (N, D), float32
+
+    Raises
+    ------
+    ValueError
+        A key has no row in ``table``.
+    """
+    joined = keys.select(_KEYS).join(
+        table.select(*_KEYS, "pred_probs", "embedding"), on=_KEYS, how="left", maintain_order="left"
+    )
+    missing = joined.filter(pl.col("embedding").is_null())
+    if missing.height:
+        raise ValueError(
+            f"{missing.height} labeled frames have no embedding, e.g. {missing.row(0)}: "
+            "materialise frame_embeddings first"
+        )
+    classes = embedding_classes(table)
+    if joined.is_empty():
+        return classes, np.zeros((0, len(classes))), np.zeros((0, 0), np.float32)
+    probs = np.asarray(joined["pred_probs"].to_list(), dtype=np.float64).reshape(len(joined), -1)
+    emb = np.asarray(joined["embedding"].to_list(), dtype=np.float32).reshape(len(joined), -1)
+    if probs.shape[1] != len(classes):
+        raise ValueError(f"pred_probs has {probs.shape[1]} columns but {len(classes)} classes")
+    return classes, probs, emb
 
 
 # ------------------------------------------------------ nearest neighbours ---

@@ -161,3 +161,62 @@ def test_lensline_run_after_removing_a_label_file_reimports(home, write_video):
         summary = run_pending(defs, instance, select="labels")
         assert summary.downstream == ["labels"], summary.stopped_reason
     assert storage.read_table("labels")["source"].to_list() == ["main.csv"]
+
+
+def test_hostile_class_name_is_rejected_and_consensus_reads_a_list_column(home, write_video):
+    """Issue 7.4: nothing with a bad class name is written; label_consensus reads list classes."""
+    import numpy as np
+
+    write_video(home / "landing/videos/cam1/a.mp4", 12)
+    labels_dir = home / "landing/labels"
+    labels_dir.mkdir(parents=True)
+    rows = [
+        f"a.mp4,{i},{'dent' if i % 3 == 0 else 'no defect'},{who}"
+        for i in range(12)
+        for who in ("ann", "bob")
+    ]
+    (labels_dir / "main.csv").write_text(
+        "video,frame_index,label,annotator\n" + "\n".join(rows) + "\n"
+    )
+    storage = LensStorage()
+    with dg.DagsterInstance.get() as instance:
+        _ingest(instance, "cam1__a")
+        assert materialize_labels(instance).success
+        version = storage.table_version("labels")
+        (labels_dir / "hostile.csv").write_text(
+            'video,frame_index,label\na.mp4,1,"scr,atch ""big""\nline2"\na.mp4,2,'
+            + "x" * 10_000
+            + "\n"
+        )
+        result = materialize_labels(instance)
+        [check] = result.get_asset_check_evaluations()
+        assert not check.passed
+        meta = result.get_asset_materialization_events()[0].materialization.metadata
+        assert "1-64 characters" in meta["rejected_files"].value
+        assert storage.table_version("labels") == version
+        assert storage.read_table("label_classes")["name"].to_list() == ["dent", "no defect"]
+
+        rng = np.random.default_rng(0)
+        probs = rng.dirichlet([1, 1], 12).astype(np.float32)
+        storage.write_table(
+            pl.DataFrame(
+                {
+                    "video_id": ["cam1__a"] * 12,
+                    "frame_index": list(range(12)),
+                    "embedding": rng.normal(size=(12, 4)).astype(np.float32).tolist(),
+                    "pred_probs": probs.tolist(),
+                    "classes": [["dent", "no defect"]] * 12,
+                },
+                schema_overrides={
+                    "embedding": pl.List(pl.Float32),
+                    "pred_probs": pl.List(pl.Float32),
+                },
+            ),
+            "frame_embeddings",
+        )
+        consensus = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            asset_selection=[dg.AssetKey("label_consensus")], instance=instance
+        )
+        assert consensus.success
+    got = storage.read_table("label_consensus").sort("frame_index")["consensus_label"].to_list()
+    assert got == ["dent" if i % 3 == 0 else "no defect" for i in range(12)]

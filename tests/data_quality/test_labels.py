@@ -205,3 +205,42 @@ def test_fiftyone_classification_export(videos, landing):
 def test_empty_csv_gives_empty_typed_frame(videos, landing):
     df = _read(_write(landing, "e.csv", "video,frame_index,label\n"), videos, landing)
     assert df.height == 0 and dict(df.schema) == LABEL_SCHEMA
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ['scr,atch "big"\nline2', "x" * 10_000, "a/b", "tab\there", "semi;colon", "x" * 65],
+)
+def test_hostile_class_names_reject_the_file_with_the_rule(videos, landing, bad):
+    """Issue 7.4: a comma, quote, newline or 10,000 characters in a label is rejected up front."""
+    quoted = '"' + bad.replace('"', '""') + '"'
+    path = _write(
+        landing,
+        "bad.csv",
+        f"video,frame_index,label\ncam1__line_0001,1,good\nline_0002.mp4,2,{quoted}\n",
+    )
+    with pytest.raises(LabelFileError) as err:
+        _read(path, videos, landing, classes=None)
+    [problem] = err.value.problems
+    assert problem.startswith("row 2: invalid class name")
+    assert "1-64 characters" in problem and len(problem) < 300
+
+
+def test_valid_class_names_and_explicit_class_list_are_checked(videos, landing):
+    from data_quality.labels import CLASS_NAME_RULE, class_name_problem, valid_class_names
+
+    for ok in ["good", "no defect", "dent-2", "v1.2_a", "Kratzer", "défaut", "x" * 64]:
+        assert class_name_problem(ok) is None, ok
+    path = _write(landing, "ok.csv", "video,frame_index,label\ncam1__line_0001,1,no defect\n")
+    assert _read(path, videos, landing, classes=None)["label"].to_list() == ["no defect"]
+    with pytest.raises(ValueError, match="1-64 characters"):
+        _read(path, videos, landing, classes=["good", "a,b"])
+    with pytest.raises(ValueError, match="invalid class name"):
+        _read(path, videos, landing, classes=None, empty_label="bad\n")
+    assert valid_class_names(pl.Series(["a", "a,b", None, "a"])).to_list() == [
+        True,
+        False,
+        True,
+        True,
+    ]
+    assert "1-64" in CLASS_NAME_RULE
