@@ -5,10 +5,10 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
+from orchestration.resources import PreprocessResource
 from orchestration.storage import LensStorage
 
 KEYS = ["video_id", "frame_index"]
-IMAGE_SIZE = 64
 
 
 class EmbeddingConfig(dg.Config):
@@ -16,20 +16,25 @@ class EmbeddingConfig(dg.Config):
 
     n_folds: int = Field(default=3, description="Folds, grouped by video.")
     epochs: int = Field(default=15, description="Epochs per fold model.")
-    image_size: int = Field(
-        default=IMAGE_SIZE, description="Item crops are resized to this square."
-    )
     seed: int = Field(default=0)
 
 
 def load_frame_images(
-    storage: LensStorage, frames: pl.DataFrame, *, size: int = IMAGE_SIZE
+    storage: LensStorage, frames: pl.DataFrame, spec=None, *, size: int | None = None
 ) -> np.ndarray:
-    """Item crops, RGB uint8 (N, size, size, 3), for the ``uri`` column of ``frames``, in row order."""
-    from data_quality.roi import load_item_crops
+    """Model images, RGB uint8 (N, S, S, 3), for the ``uri`` column of ``frames``, in row order.
 
+    ``spec`` is the :class:`training.preprocess.PreprocessSpec` (a camera's crop comes from the
+    ``camera_id`` column when present); without one, the default spec at ``size`` (previews).
+    """
+    from training.preprocess import PreprocessSpec
+
+    if spec is None:
+        spec = PreprocessSpec(image_size=size or 64)
     digests = frames["sha256"].to_list() if "sha256" in frames.columns else None
-    return load_item_crops(storage.fetch_local(frames["uri"].to_list(), digests=digests), size)
+    paths = storage.fetch_local(frames["uri"].to_list(), digests=digests)
+    cameras = frames["camera_id"].to_list() if "camera_id" in frames.columns else None
+    return spec.images(paths, cameras)
 
 
 def ok_frames(storage: LensStorage) -> pl.DataFrame:
@@ -46,12 +51,15 @@ def ok_frames(storage: LensStorage) -> pl.DataFrame:
 def majority_vote(labels: pl.DataFrame, frames: pl.DataFrame) -> pl.DataFrame:
     """One label per labeled frame present in ``frames`` (ties: alphabetical), sorted by key."""
     vote = labels.group_by(KEYS).agg(pl.col("label").mode().sort().first().alias("vote_label"))
-    return vote.join(frames.select(*KEYS, "uri", "sha256"), on=KEYS).sort(KEYS)
+    return vote.join(frames.select(*KEYS, "camera_id", "uri", "sha256"), on=KEYS).sort(KEYS)
 
 
 @dg.asset(deps=["labels", "frames"], group_name="labels", kinds={"pytorch", "delta"})
 def frame_embeddings(
-    context: dg.AssetExecutionContext, config: EmbeddingConfig, storage: LensStorage
+    context: dg.AssetExecutionContext,
+    config: EmbeddingConfig,
+    storage: LensStorage,
+    preprocess: PreprocessResource,
 ):
     """Held-out class probabilities and penultimate embeddings per labeled frame, from K-fold CNNs."""
     from data_quality.labels import class_list
@@ -62,9 +70,10 @@ def frame_embeddings(
     classes = class_list(labels)
     vote = majority_vote(labels, ok_frames(storage))
     y = vote["vote_label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
-    images = load_frame_images(storage, vote, size=config.image_size)
+    spec = preprocess.spec()
+    images = load_frame_images(storage, vote, spec)
     cfg = TrainConfig(
-        epochs=config.epochs, image_size=config.image_size, seed=config.seed, batch_size=32
+        epochs=config.epochs, image_size=spec.image_size, seed=config.seed, batch_size=32
     )
     probs, emb, folds = cross_val_predict(
         images,
@@ -79,7 +88,7 @@ def frame_embeddings(
         embedding=pl.Series(emb.tolist(), dtype=pl.List(pl.Float32)),
         pred_probs=pl.Series(probs.tolist(), dtype=pl.List(pl.Float32)),
         fold=pl.Series(folds),
-        classes=pl.lit(",".join(classes)),
+        classes=pl.lit(list(classes), dtype=pl.List(pl.String)),
     )
     version = storage.write_table(table, "frame_embeddings")
     oos_acc = float((probs.argmax(1) == y).mean())
@@ -90,6 +99,7 @@ def frame_embeddings(
             "folds": int(folds.max() + 1),
             "held_out_agreement_with_vote": round(oos_acc, 4),
             "table_version": version,
+            "preprocess": dg.MetadataValue.json(spec.to_dict()),
         }
     )
 
@@ -104,6 +114,7 @@ def held_out(storage: LensStorage, keys: pl.DataFrame) -> tuple[list[str], np.nd
             f"{missing.height} labeled frames have no embedding, e.g. {missing.row(0)}: "
             "materialise frame_embeddings first"
         )
-    classes = emb["classes"][0].split(",")
+    first = emb["classes"][0]
+    classes = list(first) if not isinstance(first, str) else first.split(",")  # older tables
     probs = np.asarray(joined["pred_probs"].to_list(), dtype=np.float64)
     return classes, probs, np.asarray(joined["embedding"].to_list(), dtype=np.float32)

@@ -12,10 +12,10 @@ from pydantic import Field
 from assets.features import KEYS, load_frame_images
 from assets.previews import png_md
 from assets.tables import md_table
+from orchestration.resources import PreprocessResource
 from orchestration.storage import LensStorage
 
-CODE_VERSION = "train-v1"
-ROI_SIDE = 112  # source pixels cropped around the item before resizing (data_quality.roi)
+CODE_VERSION = "train-v2"  # v2: the preprocessing contract recorded in the checkpoint
 
 
 class TrainingConfig(dg.Config):
@@ -24,7 +24,6 @@ class TrainingConfig(dg.Config):
     epochs: int = Field(default=30, description="Passes over the training split.")
     lr: float = Field(default=5e-3, description="Peak AdamW learning rate (warmup, then cosine).")
     batch_size: int = Field(default=32)
-    image_size: int = Field(default=64, description="Item crops are resized to this square.")
     width: int = Field(default=16, description="Channel width of the edge CNN.")
     augment: bool = Field(
         default=True, description="Random shifts, blur and flips of the training crops."
@@ -53,9 +52,10 @@ class PromotionConfig(dg.Config):
 
 
 def split_images(
-    storage: LensStorage, split: str, classes: list[str], size: int, *, version: int | None = None
+    storage: LensStorage, split: str, classes: list[str], spec, *, version: int | None = None
 ):
-    """(images, label indices, keys) of one split of the curated dataset (at ``version``)."""
+    """(images, label indices, keys) of one split of the curated dataset (at ``version``), made
+    with the :class:`training.preprocess.PreprocessSpec` ``spec``."""
     dataset = (
         storage.read_table("dataset", version=version).filter(pl.col("split") == split).sort(KEYS)
     )
@@ -64,10 +64,10 @@ def split_images(
             f"the curated dataset has no {split!r} frames: splits are by video, so land more "
             "videos (at least 3) or change the split fractions"
         )
-    frames = storage.read_table("frames").select(*KEYS, "uri", "sha256")
+    frames = storage.read_table("frames").select(*KEYS, "camera_id", "uri", "sha256")
     rows = dataset.join(frames, on=KEYS, maintain_order="left")
     labels = rows["label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
-    return load_frame_images(storage, rows, size=size), labels, rows.select(KEYS)
+    return load_frame_images(storage, rows, spec), labels, rows.select(KEYS)
 
 
 @dg.asset(
@@ -76,7 +76,12 @@ def split_images(
     kinds={"pytorch", "safetensors"},
     code_version=CODE_VERSION,
 )
-def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, storage: LensStorage):
+def trained_model(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    storage: LensStorage,
+    preprocess: PreprocessResource,
+):
     """A compact depthwise-separable CNN trained on the curated train split (weights as safetensors)."""
     from training.checkpoint import save_checkpoint
     from training.sweep import best_trial
@@ -89,12 +94,9 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, sto
     )
     dataset = storage.read_table("dataset", version=dataset_version)
     classes = sorted(dataset["label"].unique().to_list())
-    x_tr, y_tr, _ = split_images(
-        storage, "train", classes, config.image_size, version=dataset_version
-    )
-    x_va, y_va, _ = split_images(
-        storage, "val", classes, config.image_size, version=dataset_version
-    )
+    spec = preprocess.spec()
+    x_tr, y_tr, _ = split_images(storage, "train", classes, spec, version=dataset_version)
+    x_va, y_va, _ = split_images(storage, "val", classes, spec, version=dataset_version)
     init = None
     if config.init_checkpoint:
         init = str(storage.fetch_local([config.init_checkpoint])[0])
@@ -102,7 +104,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, sto
         epochs=config.epochs,
         lr=config.lr,
         batch_size=config.batch_size,
-        image_size=config.image_size,
+        image_size=spec.image_size,
         width=config.width,
         augment=config.augment,
         seed=config.seed,
@@ -163,9 +165,8 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, sto
     }
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "model.safetensors"
-        roi = json.dumps({"method": "item_crop", "side": ROI_SIDE, "resize": cfg.image_size})
         sha = save_checkpoint(
-            result.model, local, metadata=result.checkpoint_metadata(**versions, roi=roi)
+            result.model, local, metadata=result.checkpoint_metadata(**versions), preprocess=spec
         )
         uri = storage.uri("artifacts", "models", f"m-{sha[:12]}", "model.safetensors")
         storage.write_bytes(uri, local.read_bytes())
@@ -176,6 +177,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, sto
             "checkpoint_sha256": sha,
             **versions,
             "config": dg.MetadataValue.json(json.loads(cfg.to_json())),
+            "preprocess": dg.MetadataValue.json(spec.to_dict()),
             "train_images": len(x_tr),
             "val_images": len(x_va),
             "best_epoch": result.best_epoch,
@@ -206,7 +208,7 @@ def model_evaluation(
     context: dg.AssetExecutionContext, config: PromotionConfig, storage: LensStorage
 ):
     """Test-split metrics of the new model, its predictions, and champion/challenger promotion."""
-    from training.checkpoint import load_checkpoint
+    from training.checkpoint import checkpoint_spec, load_checkpoint
     from training.evaluate import (
         confusion_png,
         ensemble_proba,
@@ -224,11 +226,9 @@ def model_evaluation(
     uri, sha = meta["checkpoint_uri"].value, meta["checkpoint_sha256"].value
     model, ckpt = load_checkpoint(storage.fetch_local([uri])[0], expected_sha256=sha)
     classes = json.loads(ckpt["classes"])
-    size = json.loads(ckpt["config"])["image_size"]
-    dataset_version = int(
-        meta["dataset_version"].value
-    )  # the test split of the model's own dataset
-    x_te, y_te, keys = split_images(storage, "test", classes, size, version=dataset_version)
+    spec = checkpoint_spec(ckpt)  # the model's own preprocessing contract
+    dataset_version = int(meta["dataset_version"].value)  # the test split of its own dataset
+    x_te, y_te, keys = split_images(storage, "test", classes, spec, version=dataset_version)
     probs = predict_proba(model, x_te)
     metrics = evaluate(probs, y_te, classes=classes)
     metrics["test_set"] = hashlib.sha256(keys.write_csv().encode()).hexdigest()[:16]
@@ -255,16 +255,11 @@ def model_evaluation(
                 storage.fetch_local([champion.checkpoint_uri])[0],
                 expected_sha256=champion.checkpoint_sha256,
             )
+            champ_spec = checkpoint_spec(champ_meta)
             champ_x = (
                 x_te
-                if json.loads(champ_meta["config"])["image_size"] == size
-                else split_images(
-                    storage,
-                    "test",
-                    classes,
-                    json.loads(champ_meta["config"])["image_size"],
-                    version=dataset_version,
-                )[0]
+                if champ_spec == spec
+                else split_images(storage, "test", classes, champ_spec, version=dataset_version)[0]
             )
             champ_probs = in_class_order(
                 predict_proba(champ_model, champ_x), json.loads(champ_meta["classes"]), classes
@@ -281,10 +276,18 @@ def model_evaluation(
         else:
             registry.archive(version, reason="; ".join(decision.reasons))
     ensemble = _ensemble_accuracy(
-        registry, storage, x_te, y_te, classes, config.ensemble_top_k, ensemble_proba, evaluate
+        registry,
+        storage,
+        x_te,
+        y_te,
+        classes,
+        spec,
+        config.ensemble_top_k,
+        ensemble_proba,
+        evaluate,
     )
     if decision.promote:  # the predictions table always holds the champion's predictions
-        storage.write_table(_predictions(storage, model, classes, size, version), "predictions")
+        storage.write_table(_predictions(storage, model, classes, spec, version), "predictions")
     per_class = pl.DataFrame([{"class": c, **v} for c, v in metrics["per_class"].items()])
     return dg.MaterializeResult(
         metadata={
@@ -314,16 +317,18 @@ def model_evaluation(
 
 
 def _predictions(
-    storage: LensStorage, model, classes: list[str], size: int, version: str
+    storage: LensStorage, model, classes: list[str], spec, version: str
 ) -> pl.DataFrame:
     """The model's prediction for every frame of the curated dataset (all splits), for FiftyOne."""
     from training.evaluate import predict_proba
 
     rows = storage.read_table("dataset").select(*KEYS, "split").sort(KEYS)
     rows = rows.join(
-        storage.read_table("frames").select(*KEYS, "uri"), on=KEYS, maintain_order="left"
+        storage.read_table("frames").select(*KEYS, "camera_id", "uri"),
+        on=KEYS,
+        maintain_order="left",
     )
-    probs = predict_proba(model, load_frame_images(storage, rows, size=size))
+    probs = predict_proba(model, load_frame_images(storage, rows, spec))
     return rows.select(*KEYS, "split").with_columns(
         model_version=pl.lit(version),
         prediction=pl.Series([classes[i] for i in probs.argmax(1)], dtype=pl.String),
@@ -331,9 +336,9 @@ def _predictions(
     )
 
 
-def _ensemble_accuracy(registry, storage, x, y, classes, k, ensemble_proba, evaluate) -> dict:
+def _ensemble_accuracy(registry, storage, x, y, classes, spec, k, ensemble_proba, evaluate) -> dict:
     """Accuracy of the mean of the top-k registered models' probabilities on the same test images."""
-    from training.checkpoint import load_checkpoint
+    from training.checkpoint import checkpoint_spec, load_checkpoint
     from training.evaluate import predict_proba
 
     rows = registry.list().with_columns(
@@ -351,10 +356,7 @@ def _ensemble_accuracy(registry, storage, x, y, classes, k, ensemble_proba, eval
         m, meta = load_checkpoint(
             storage.fetch_local([r["checkpoint_uri"]])[0], expected_sha256=r["checkpoint_sha256"]
         )
-        if (
-            json.loads(meta["classes"]) != classes
-            or json.loads(meta["config"])["image_size"] != x.shape[1]
-        ):
+        if json.loads(meta["classes"]) != classes or checkpoint_spec(meta) != spec:
             continue
         probs.append(predict_proba(m, x))
         used.append(r["model_version"])

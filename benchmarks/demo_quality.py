@@ -242,9 +242,9 @@ def detection_section(t: dict[str, pl.DataFrame], labels: pl.DataFrame, seed: in
 
 
 def model_section(t: dict[str, pl.DataFrame], src: pl.DataFrame, seed: int, home: Path) -> None:
-    from data_quality.roi import load_item_crops
-    from training.checkpoint import load_checkpoint
+    from training.checkpoint import checkpoint_spec, load_checkpoint
     from training.evaluate import evaluate, predict_proba
+    from training.preprocess import PreprocessSpec
     from training.train import TrainConfig, train_model
 
     section("3. Curated vs raw labels: same code, same config, scored on TRUE test labels")
@@ -256,7 +256,7 @@ def model_section(t: dict[str, pl.DataFrame], src: pl.DataFrame, seed: int, home
     classes = sorted(set().union(*(data[c].drop_nulls().to_list() for c in columns)))
     index = {c: i for i, c in enumerate(classes)}
     t0 = time.perf_counter()
-    images = load_item_crops(data["uri"].to_list(), IMAGE_SIZE)
+    images = PreprocessSpec(image_size=IMAGE_SIZE).images(data["uri"].to_list())
     print(f"  classes {classes}; {len(data)} item crops loaded in {time.perf_counter() - t0:.1f} s")
 
     split = data["split"].to_numpy()
@@ -314,7 +314,6 @@ def model_section(t: dict[str, pl.DataFrame], src: pl.DataFrame, seed: int, home
     c = champ.sort("created_at").row(-1, named=True)
     metrics = json.loads(c["metrics"] or "{}")
     model, meta = load_checkpoint(c["checkpoint_uri"], expected_sha256=c["checkpoint_sha256"])
-    size = int(json.loads(meta["config"]).get("image_size", IMAGE_SIZE))
     c_classes = json.loads(meta["classes"])
     ds_path = str(home / "lake" / "dataset")
     try:
@@ -329,13 +328,14 @@ def model_section(t: dict[str, pl.DataFrame], src: pl.DataFrame, seed: int, home
         .join(uris, on=KEYS, how="left")
         .sort(KEYS)
     )
-    imgs = load_item_crops(ct["uri"].to_list(), size)
+    spec = checkpoint_spec(meta)
+    imgs = spec.images(ct["uri"].to_list())
     probs = predict_proba(model, imgs)
     ci = {n: i for i, n in enumerate(c_classes)}
     vs_ds = evaluate(probs, np.array([ci[v] for v in ct["label"]]), classes=c_classes)
     vs_true = evaluate(probs, np.array([ci[v] for v in ct["truth"]]), classes=c_classes)
     print(f"\n  champion {c['model_version']} (checkpoint sha256 verified; {version}, "
-          f"image_size {size}, {ct.height} test frames)")  # fmt: skip
+          f"image_size {spec.image_size}, {ct.height} test frames)")  # fmt: skip
     print(
         table([
             {"champion scored on": "registered metrics (models table)",

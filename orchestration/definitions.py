@@ -8,7 +8,7 @@ from assets.ingest import raw_video_and_frames
 from assets.labels import label_consensus, label_reviews, labels
 from assets.models import model_evaluation, trained_model
 from orchestration.jobs import ingest_job
-from orchestration.resources import FiftyOneResource
+from orchestration.resources import FiftyOneResource, PreprocessResource
 from orchestration.sensors import (
     fiftyone_review_sensor,
     new_labels_sensor,
@@ -34,5 +34,9 @@ defs = dg.Definitions(
     jobs=[ingest_job],
     sensors=[new_video_sensor, new_labels_sensor, fiftyone_review_sensor],
     schedules=[retrain_schedule],
-    resources={"storage": LensStorage(), "fiftyone": FiftyOneResource()},
+    resources={
+        "storage": LensStorage(),
+        "fiftyone": FiftyOneResource(),
+        "preprocess": PreprocessResource(),
+    },
 )

@@ -35,3 +35,36 @@ class FiftyOneResource(dg.ConfigurableResource):
         from data_quality.fiftyone_sync import configure
 
         configure(self.home_path())
+
+
+class PreprocessResource(dg.ConfigurableResource):
+    """The one preprocessing contract (:class:`training.preprocess.PreprocessSpec`) for new models.
+
+    Embeddings and training make their inputs with it; every checkpoint records it, and
+    evaluation, export and the edge runner read it back from the checkpoint, never from here.
+
+    Example::
+
+        Definitions(assets=[...], resources={"preprocess": PreprocessResource(
+            crop="item:112", cameras={"cam2": "fixed:40,20,160,160", "cam3": "full"})})
+    """
+
+    image_size: int = Field(default=64, description="Side of the square model input, pixels.")
+    crop: str = Field(
+        default="item:112",
+        description="Default crop: 'item[:side]' (square around the located item), "
+        "'fixed:x,y,w,h' (a camera that does not move) or 'full' (whole frame).",
+    )
+    cameras: dict[str, str] = Field(
+        default_factory=dict, description="Per-camera crop overrides, camera_id -> crop."
+    )
+
+    def spec(self):
+        """The :class:`training.preprocess.PreprocessSpec` these settings describe."""
+        from training.preprocess import Crop, PreprocessSpec
+
+        return PreprocessSpec(
+            image_size=self.image_size,
+            crop=Crop.parse(self.crop),
+            cameras={cam: Crop.parse(text) for cam, text in self.cameras.items()},
+        )

@@ -6,7 +6,8 @@ name below is first used (``from training import train_model`` imports ``trainin
 Modules
 -------
 model       ``build_model``, ``LenslineNet`` (depthwise-separable CNN, ONNX-friendly)
-data        ``load_images``, ``ArrayLoader``, augmentation, the preprocessing contract
+preprocess  ``PreprocessSpec``, ``Crop``: the one preprocessing contract (numpy + OpenCV only)
+data        ``ArrayLoader``, augmentation, torch normalisation (same bits as the contract)
 train       ``TrainConfig``, ``train_model``, ``plot_history``
 evaluate    ``predict_proba``, ``evaluate``, ``ensemble_proba``, confusion/reliability PNGs
 checkpoint  ``save_checkpoint``, ``load_checkpoint`` (safetensors, verified), ``CheckpointError``
@@ -21,7 +22,8 @@ from typing import Any
 
 _EXPORTS = {
     "model": ["ModelConfig", "LenslineNet", "build_model", "count_parameters"],
-    "data": ["AugmentConfig", "ArrayLoader", "load_images", "preprocess", "preprocess_spec"],
+    "preprocess": ["PreprocessSpec", "Crop", "PreprocessError", "locate_item"],
+    "data": ["AugmentConfig", "ArrayLoader", "preprocess"],
     "train": ["TrainConfig", "TrainResult", "train_model", "plot_history"],
     "evaluate": [
         "predict_proba",
@@ -31,7 +33,13 @@ _EXPORTS = {
         "confusion_png",
         "reliability_png",
     ],
-    "checkpoint": ["CheckpointError", "save_checkpoint", "load_checkpoint", "file_sha256"],
+    "checkpoint": [
+        "CheckpointError",
+        "save_checkpoint",
+        "load_checkpoint",
+        "checkpoint_spec",
+        "file_sha256",
+    ],
     "registry": ["ModelRegistry", "PromotionDecision", "RegistryError", "decide_promotion"],
     "sweep": ["grid", "random_search", "best_trial"],
 }

@@ -5,7 +5,9 @@ A checkpoint is one ``.safetensors`` file: the state dict plus string metadata:
 - ``format``: ``"lensline.checkpoint/1"``
 - ``architecture``: JSON of :class:`training.model.ModelConfig` (rebuilds the network)
 - ``classes``: JSON list of class names, index order (required from the caller)
-- ``preprocess``: JSON of :func:`training.data.preprocess_spec` (``crop`` from ``config``)
+- ``preprocess``: JSON of the :class:`training.preprocess.PreprocessSpec` the model was
+  trained with: the one preprocessing contract (crop per camera, size, colour order,
+  normalisation) that evaluation, export and the edge runner follow
 - ``tensors_sha256``: digest of every tensor's name, dtype, shape and bytes, so flipped
   bytes in the data are caught even without the file's sha256
 - anything else the caller passes (``config``, ``dataset_version`` ...), as strings.
@@ -25,10 +27,17 @@ from pathlib import Path
 
 import torch
 
-from training.data import preprocess_spec
 from training.model import LenslineNet, ModelConfig
+from training.preprocess import PreprocessError, PreprocessSpec
 
-__all__ = ["CheckpointError", "FORMAT", "save_checkpoint", "load_checkpoint", "file_sha256"]
+__all__ = [
+    "CheckpointError",
+    "FORMAT",
+    "save_checkpoint",
+    "load_checkpoint",
+    "checkpoint_spec",
+    "file_sha256",
+]
 
 FORMAT = "lensline.checkpoint/1"
 _RESERVED = ("format", "architecture", "preprocess", "tensors_sha256")
@@ -62,7 +71,11 @@ def _tensors_digest(state: dict[str, torch.Tensor]) -> str:
 
 
 def save_checkpoint(
-    model: LenslineNet, path: str | os.PathLike, *, metadata: dict[str, str]
+    model: LenslineNet,
+    path: str | os.PathLike,
+    *,
+    metadata: dict[str, str],
+    preprocess: PreprocessSpec,
 ) -> str:
     """Write ``model`` to ``path`` atomically; return the file's hex sha256.
 
@@ -74,6 +87,8 @@ def save_checkpoint(
         Local destination; parent directories are created.
     metadata
         String values only. Must contain ``classes`` (JSON list, one name per output).
+    preprocess
+        The spec the model's inputs were made with; its ``image_size`` must match the model.
     """
     from safetensors.torch import save
 
@@ -88,20 +103,17 @@ def save_checkpoint(
             f"metadata['classes'] must be a JSON list of {model.config.num_classes} names, "
             f"got {metadata.get('classes')!r}"
         )
-    try:
-        crop = json.loads(metadata["config"]).get("crop") if "config" in metadata else None
-    except (ValueError, AttributeError) as e:
+    if preprocess.image_size != model.config.image_size:
         raise ValueError(
-            f"metadata['config'] must be a JSON object, got {metadata['config']!r}"
-        ) from e
+            f"preprocess.image_size {preprocess.image_size} != model image_size "
+            f"{model.config.image_size}"
+        )
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {
         **metadata,
         "format": FORMAT,
         "architecture": json.dumps(model.config.to_dict(), sort_keys=True),
-        "preprocess": json.dumps(
-            preprocess_spec(model.config.image_size, crop=crop), sort_keys=True
-        ),
+        "preprocess": preprocess.to_json(),
         "tensors_sha256": _tensors_digest(state),
     }
     blob = save(state, metadata=meta)
@@ -195,8 +207,21 @@ def load_checkpoint(
         raise CheckpointError(
             path, "tensor data does not match its recorded digest (corrupted or edited)"
         )
+    try:
+        spec = PreprocessSpec.from_json(meta.get("preprocess", ""))
+    except PreprocessError as e:
+        raise CheckpointError(path, f"unusable 'preprocess' metadata ({e})") from e
+    if spec.image_size != config.image_size:
+        raise CheckpointError(
+            path, f"preprocess image_size {spec.image_size} != architecture {config.image_size}"
+        )
     model.load_state_dict(state, strict=True)
     return model.eval(), meta
+
+
+def checkpoint_spec(meta: dict[str, str]) -> PreprocessSpec:
+    """The preprocessing contract recorded in a checkpoint's metadata (from :func:`load_checkpoint`)."""
+    return PreprocessSpec.from_json(meta["preprocess"])
 
 
 def _read_metadata(path: str | os.PathLike, blob: bytes) -> dict[str, str]:

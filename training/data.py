@@ -1,37 +1,33 @@
-"""Images in memory: decoding, normalisation, camera-suited augmentation, a seeded batch loader.
+"""Images in memory: normalisation, camera-suited augmentation, a seeded batch loader.
 
-Everything after :func:`load_images` is torch on whole batches (no per-image Python),
+Frames become RGB uint8 (N, S, S, 3) through :class:`training.preprocess.PreprocessSpec` (the
+one preprocessing contract). Everything here is torch on whole batches (no per-image Python),
 driven by a ``torch.Generator`` so a seed fixes every shuffle and every augmentation.
-
-Preprocessing contract (the edge runner must do the same):
-RGB uint8 (N, S, S, 3) -> float (N, 3, S, S) in [0, 1] -> ``(x - MEAN) / STD`` per channel.
+:func:`to_float` and :func:`normalize` run the contract's step 5 with the same float32
+operations as :meth:`PreprocessSpec.normalize`, so both give the same bits.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from training.preprocess import MEAN, STD
+
 __all__ = [
     "MEAN",
     "STD",
     "AugmentConfig",
     "ArrayLoader",
-    "load_images",
     "to_float",
     "normalize",
     "preprocess",
     "augment_batch",
-    "preprocess_spec",
 ]
-
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -48,71 +44,9 @@ class AugmentConfig:
     hflip: bool = True  # mirror left-right (off if defects are handed)
 
 
-def load_images(
-    paths: Sequence[str | os.PathLike | bytes], image_size: int, *, crop: float | None = None
-) -> np.ndarray:
-    """Decode images (JPEG/PNG files or raw encoded bytes) to RGB uint8 squares.
-
-    Parameters
-    ----------
-    paths
-        N local file paths, or N ``bytes`` objects holding an encoded image.
-    image_size
-        Side S of the square output.
-    crop
-        None (default): squash the whole frame to S x S (a 320x240 frame keeps all its
-        content). A fraction in (0, 1]: first cut the centred square whose side is that
-        fraction of the frame's short side (1.0 = largest centred square; 0.7 of a 240-high
-        frame = 168 px around a centred item), then resize. Training and the edge runner
-        must use the same value.
-
-    Returns
-    -------
-    np.ndarray
-        Shape (N, S, S, 3), dtype uint8, RGB.
-    """
-    import cv2
-
-    if crop is not None and not 0 < crop <= 1:
-        raise ValueError(f"crop must be None or in (0, 1], got {crop!r}")
-    out = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
-    for i, item in enumerate(paths):
-        raw = item if isinstance(item, bytes) else np.fromfile(os.fspath(item), dtype=np.uint8)
-        bgr = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            name = f"<bytes #{i}>" if isinstance(item, bytes) else os.fspath(item)
-            raise ValueError(f"cannot decode image {name}")
-        if crop is not None:
-            h, w = bgr.shape[:2]
-            side = max(1, round(crop * min(h, w)))
-            top, left = (h - side) // 2, (w - side) // 2
-            bgr = bgr[top : top + side, left : left + side]
-        interp = cv2.INTER_AREA if min(bgr.shape[:2]) >= image_size else cv2.INTER_LINEAR
-        small = cv2.resize(bgr, (image_size, image_size), interpolation=interp)
-        out[i] = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
-    return out
-
-
-def preprocess_spec(image_size: int, *, crop: float | None = None) -> dict:
-    """What an edge runner must do to a frame before the model (stored in checkpoints).
-
-    Decode to RGB; if ``crop``, cut the centred square of side ``crop * min(h, w)``; resize to
-    ``image_size`` square (cv2 INTER_AREA when shrinking); scale, normalise, NCHW.
-    """
-    return {
-        "image_size": image_size,
-        "crop": crop,
-        "channel_order": "RGB",
-        "layout": "NCHW",
-        "scale": 1 / 255,
-        "mean": list(MEAN),
-        "std": list(STD),
-    }
-
-
 def to_float(batch: torch.Tensor) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 1]."""
-    return batch.permute(0, 3, 1, 2).float().div_(255.0)
+    return batch.permute(0, 3, 1, 2).float().mul_(torch.tensor(1 / 255, dtype=torch.float32))
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:

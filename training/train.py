@@ -1,7 +1,8 @@
 """Train the inspection classifier on in-memory frames. Deterministic for a seed.
 
     result = train_model(images, labels, classes=classes, config=TrainConfig(epochs=10))
-    sha = save_checkpoint(result.model, "model.safetensors", metadata=result.checkpoint_metadata())
+    sha = save_checkpoint(result.model, "model.safetensors", metadata=result.checkpoint_metadata(),
+                          preprocess=spec)  # the PreprocessSpec that made ``images``
 
 Same seed, same data, same ``num_threads`` and same torch build -> bit-identical weights
 and history. Global torch state (RNG, thread count, deterministic-algorithms flag) is
@@ -37,10 +38,7 @@ class TrainConfig:
     lr: float = 5e-3  # peak AdamW learning rate (linear warmup, then cosine to zero)
     warmup_frac: float = 0.1  # fraction of all steps spent warming up
     batch_size: int = 32
-    image_size: int = 64  # images must already be (N, image_size, image_size, 3)
-    # centred square crop that load_images(..., crop=) applied (fraction of the short side);
-    # train_model does not crop, it records this so checkpoints tell the edge runner
-    crop: float | None = None
+    image_size: int = 64  # images must already be (N, S, S, 3): PreprocessSpec.images
     weight_decay: float = 5e-4  # on conv/linear weights only, not BN or biases
     width: int = 16  # model width (see training.model)
     dropout: float = 0.2

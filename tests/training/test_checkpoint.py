@@ -10,6 +10,7 @@ import torch
 from training.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from training.evaluate import predict_proba
 from training.model import build_model
+from training.preprocess import PreprocessSpec
 
 CLASSES = ["dent", "good", "scratch"]
 
@@ -20,7 +21,10 @@ def saved(tmp_path):
     model = build_model(3, width=4, image_size=16).eval()
     path = tmp_path / "models" / "m.safetensors"
     sha = save_checkpoint(
-        model, path, metadata={"classes": json.dumps(CLASSES), "config": '{"lr": 0.01}'}
+        model,
+        path,
+        metadata={"classes": json.dumps(CLASSES), "config": '{"lr": 0.01}'},
+        preprocess=PreprocessSpec(image_size=16),
     )
     return model, path, sha
 
@@ -123,13 +127,22 @@ def test_save_validates_metadata(tmp_path):
     model = build_model(3, width=4)
     with pytest.raises(ValueError, match="classes"):
         save_checkpoint(
-            model, tmp_path / "a.safetensors", metadata={"classes": json.dumps(["a", "b"])}
+            model,
+            tmp_path / "a.safetensors",
+            metadata={"classes": json.dumps(["a", "b"])},
+            preprocess=PreprocessSpec(),
         )
     with pytest.raises(TypeError):
-        save_checkpoint(model, tmp_path / "a.safetensors", metadata={"classes": CLASSES})
+        save_checkpoint(
+            model,
+            tmp_path / "a.safetensors",
+            metadata={"classes": CLASSES},
+            preprocess=PreprocessSpec(),
+        )
     with pytest.raises(ValueError, match="format"):
         save_checkpoint(
             model,
             tmp_path / "a.safetensors",
             metadata={"classes": json.dumps(CLASSES), "format": "x"},
+            preprocess=PreprocessSpec(),
         )

@@ -10,40 +10,8 @@ from training.data import (
     ArrayLoader,
     AugmentConfig,
     augment_batch,
-    load_images,
     preprocess,
 )
-
-
-def _write_frame(path, bgr):
-    import cv2
-
-    frame = np.zeros((240, 320, 3), np.uint8)
-    frame[:] = bgr
-    frame[:, :40] = 0  # black margins that a center crop removes
-    frame[:, -40:] = 0
-    assert cv2.imwrite(str(path), frame)
-
-
-def test_load_images_rgb_square(tmp_path):
-    _write_frame(tmp_path / "red.jpg", (0, 0, 255))  # BGR red
-    raw = (tmp_path / "red.jpg").read_bytes()
-    images = load_images([tmp_path / "red.jpg", str(tmp_path / "red.jpg"), raw], 32)
-    assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
-    centre = images[0, 16, 16]
-    assert centre[0] > 200 and centre[2] < 50  # RGB order: red first
-    np.testing.assert_array_equal(images[0], images[2])
-    squashed, cropped = load_images([raw], 32)[0], load_images([raw], 32, crop=1.0)[0]
-    assert squashed[16, 1].max() < 30 and cropped[16, 1, 0] > 200
-
-
-def test_load_images_names_a_bad_file(tmp_path):
-    bad = tmp_path / "broken.jpg"
-    bad.write_bytes(b"not a jpeg")
-    with pytest.raises(ValueError, match="broken.jpg"):
-        load_images([bad], 32)
-    with pytest.raises(ValueError, match="crop"):
-        load_images([bad], 32, crop=1.5)
 
 
 def test_preprocess_normalises_per_channel():

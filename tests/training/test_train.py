@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.checkpoint import load_checkpoint, save_checkpoint
+from training.checkpoint import checkpoint_spec, load_checkpoint, save_checkpoint
+from training.preprocess import Crop, PreprocessSpec
 from training.train import TrainConfig, plot_history, train_model
 
 SIDE = 24
@@ -99,14 +100,13 @@ def test_early_stopping_and_input_checks():
 
 def test_transfer_learning_keeps_backbone_and_matching_head_rows(tmp_path):
     x, y = _squares(32, 0)
-    parent = train_model(
-        x, y, classes=["dark", "bright"], config=TrainConfig(epochs=1, crop=0.7, **TINY)
-    )
+    parent = train_model(x, y, classes=["dark", "bright"], config=TrainConfig(epochs=1, **TINY))
     path = tmp_path / "parent.safetensors"
-    save_checkpoint(parent.model, path, metadata=parent.checkpoint_metadata())
+    spec = PreprocessSpec(image_size=TINY["image_size"], crop=Crop("fixed", box=(10, 20, 30, 40)))
+    save_checkpoint(parent.model, path, metadata=parent.checkpoint_metadata(), preprocess=spec)
     loaded, meta = load_checkpoint(path)
     assert TrainConfig.from_dict(json.loads(meta["config"])) == parent.config
-    assert json.loads(meta["preprocess"])["crop"] == 0.7
+    assert checkpoint_spec(meta) == spec
 
     # lr=0 so weights stay as initialised from the parent
     config = TrainConfig(epochs=1, lr=0.0, init_checkpoint=str(path), **TINY)

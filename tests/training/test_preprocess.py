@@ -1,0 +1,99 @@
+"""The preprocessing contract: crop policies, serialisation, and bit-for-bit agreement between
+the checkpoint's recorded spec (numpy, as the edge runner runs it) and the training path (torch)."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from training.checkpoint import checkpoint_spec, load_checkpoint, save_checkpoint
+from training.data import preprocess
+from training.evaluate import predict_proba
+from training.model import build_model
+from training.preprocess import Crop, PreprocessError, PreprocessSpec, locate_item
+
+
+def _belt_frame(cx=200, cy=130, seed=0):
+    """A dark belt with a bright grey washer at (cx, cy) and a saturated red glove, BGR."""
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(20, 40, (240, 320, 3), dtype=np.uint8)
+    cv2.circle(frame, (cx, cy), 28, (200, 200, 200), -1)
+    cv2.rectangle(frame, (10, 10), (60, 70), (0, 0, 230), -1)  # glove: saturated, ignored
+    return frame
+
+
+def test_item_crop_follows_the_item_and_fixed_and_full_crops():
+    frame = _belt_frame()
+    x, y = locate_item(frame)
+    assert abs(x - 200) < 2 and abs(y - 130) < 2
+    item = Crop("item", side=96).apply(frame)
+    assert item.shape == (96, 96, 3) and item[48, 48].mean() > 150
+    fixed = Crop.parse("fixed:100,50,120,90").apply(frame)
+    np.testing.assert_array_equal(fixed, frame[50:140, 100:220])
+    assert Crop.parse("full").apply(frame) is frame
+    with pytest.raises(PreprocessError, match="does not fit"):
+        Crop("fixed", box=(300, 0, 50, 50)).apply(frame)
+    with pytest.raises(PreprocessError, match="item\\[:side\\]"):
+        Crop.parse("zoom:2")
+
+
+def test_per_camera_crops_and_round_trip():
+    spec = PreprocessSpec(
+        image_size=32, cameras={"cam2": Crop.parse("fixed:0,0,160,120"), "cam3": Crop("full")}
+    )
+    assert spec.crop_for("cam1") == Crop() and spec.crop_for("cam3").policy == "full"
+    again = PreprocessSpec.from_json(spec.to_json())
+    assert again == spec
+    frame = _belt_frame()
+    images = spec.images([frame, frame, frame], ["cam1", "cam2", "cam3"])
+    assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
+    assert not np.array_equal(images[0], images[1]) and not np.array_equal(images[1], images[2])
+    with pytest.raises(PreprocessError, match="unknown preprocessing format"):
+        PreprocessSpec.from_dict({**json.loads(spec.to_json()), "format": "other/9"})
+
+
+def test_decoding_errors_name_the_file(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(PreprocessError, match="broken.jpg"):
+        PreprocessSpec().images([bad])
+
+
+def test_checkpoint_alone_reproduces_the_model_input_bit_for_bit(tmp_path):
+    """What training fed the model == what the recorded spec gives (numpy only, as at the edge)."""
+    spec = PreprocessSpec(image_size=48, crop=Crop("item", side=100))
+    frames = [_belt_frame(cx, 120 + i, seed=i) for i, cx in enumerate((90, 160, 230))]
+    paths = []
+    for i, f in enumerate(frames):
+        paths.append(tmp_path / f"{i:06d}.jpg")
+        cv2.imwrite(str(paths[-1]), f, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    # the training / evaluation path: spec -> uint8 images -> torch normalisation
+    train_input = preprocess(spec.images(paths)).numpy()
+
+    torch.manual_seed(0)
+    model = build_model(3, width=4, image_size=48).eval()
+    ckpt = tmp_path / "m.safetensors"
+    save_checkpoint(model, ckpt, metadata={"classes": '["a", "b", "c"]'}, preprocess=spec)
+    loaded, meta = load_checkpoint(ckpt)
+    edge_input = checkpoint_spec(meta).tensor(paths)  # numpy + OpenCV only
+
+    assert edge_input.dtype == np.float32 and edge_input.shape == (3, 3, 48, 48)
+    assert edge_input.tobytes() == train_input.tobytes()
+    with torch.inference_mode():
+        logits = loaded(torch.from_numpy(edge_input)).numpy()
+    probs = predict_proba(model, spec.images(paths))  # the evaluation path, same weights
+    np.testing.assert_array_equal(torch.softmax(torch.from_numpy(logits), 1).numpy(), probs)
+
+
+def test_preprocess_module_needs_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, training.preprocess as p; p.PreprocessSpec().tensor([__import__('numpy')"
+        ".zeros((240, 320, 3), 'uint8')]); bad = {'torch', 'dagster', 'polars'} & set(sys.modules);"
+        " assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
