@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# `dagster dev` in this folder reads .env: point it at the default home (./.lensline) only;
+# for any other home use `lensline ui`, which writes nothing into the current folder.
 demo: $(STAMP)
 	$(BIN)/lensline demo
+	@if [ -z "$$LENSLINE_HOME$$LENSLINE_STORAGE$$DAGSTER_HOME" ]; then \
+	  printf 'LENSLINE_HOME=%s\nDAGSTER_HOME=%s\n' "$(CURDIR)/.lensline" "$(CURDIR)/.lensline/dagster" > .env; \
+	fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,4 +1,8 @@
-"""The ``lensline`` command: ``demo``, ``run`` (and ``models`` once a registry exists)."""
+"""The ``lensline`` command: ``demo``, ``run``, ``ui`` and ``models``.
+
+Exit codes: 0 ok, 1 a step failed (or ``--no-wait`` found the home locked), 2 usage error,
+3 input rejected (a bad label file or video; the rest is processed first).
+"""
 
 from __future__ import annotations
 
@@ -15,57 +19,69 @@ def _console():
     return Console(stderr=False)
 
 
-def _write_dotenv(home: Path) -> None:
-    """Let ``dagster dev`` in the repo root find the same instance and lake (it reads ``.env``)."""
-    if not Path("workspace.yaml").exists():
-        return
-    env = Path(".env")
-    lines = [
-        ln
-        for ln in (env.read_text().splitlines() if env.exists() else [])
-        if not ln.startswith(("LENSLINE_HOME=", "DAGSTER_HOME="))
-    ]
-    lines += [f"LENSLINE_HOME={home}", f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}"]
-    env.write_text("\n".join(lines) + "\n")
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from orchestration.runner import prepare_instance_home, run_pending
-    from orchestration.storage import lensline_home
+    from orchestration.lock import HomeLocked, home_lock
+    from orchestration.runner import (
+        SelectionError,
+        prepare_instance_home,
+        resolve_selection,
+        run_pending,
+    )
+    from orchestration.storage import LensStorage, lensline_home
 
-    home = lensline_home()
-    prepare_instance_home(home)
-    _write_dotenv(home)
+    prepare_instance_home(lensline_home())
 
     import dagster as dg
 
     from orchestration.definitions import defs
 
     console = _console()
+    try:
+        resolve_selection(defs, args.select)
+    except SelectionError as exc:
+        console.print(f"[red]usage error:[/] {exc}", soft_wrap=True, markup=False, highlight=False)
+        return 2
     started = time.perf_counter()
-    with (
-        dg.DagsterInstance.get() as instance,
-        Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as progress,
-    ):
-        task = progress.add_task("lensline run", total=None)
+    lock = home_lock(LensStorage())
+    try:
+        with lock.hold(wait=not args.no_wait, on_wait=lambda text: console.print(text)):
+            waited = time.perf_counter() - started
+            if waited > 1:
+                console.print(f"got {lock.where} after {waited:.1f}s")
+            with (
+                dg.DagsterInstance.get() as instance,
+                Progress(
+                    TextColumn("[bold]{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=console,
+                    transient=False,
+                ) as progress,
+            ):
+                task = progress.add_task("lensline run", total=None)
 
-        def on_progress(what: str, done: int, total: int) -> None:
-            progress.update(task, description=what, completed=done, total=max(total, 1))
+                def on_progress(what: str, done: int, total: int) -> None:
+                    progress.update(task, description=what, completed=done, total=max(total, 1))
 
-        summary = run_pending(
-            defs, instance, select=args.select, on_progress=on_progress, force=args.force
+                summary = run_pending(
+                    defs, instance, select=args.select, on_progress=on_progress, force=args.force
+                )
+    except HomeLocked as exc:
+        console.print(
+            f"[red]not started:[/] {exc}; another lensline run is writing this home. "
+            "Run again later, or without --no-wait to wait for it.",
+            soft_wrap=True,
         )
+        return 1
 
+    for run_id in summary.recovered_runs:
+        console.print(f"[yellow]marked failed[/] run {run_id}: its lensline run process had died")
+    for problem in summary.landing_problems:
+        console.print(f"[yellow]landing:[/] {problem}", soft_wrap=True)
     if summary.registered:
         console.print(f"registered {len(summary.registered)} new video partition(s)")
     if summary.ingested:
@@ -75,48 +91,127 @@ def cmd_run(args: argparse.Namespace) -> int:
             table.add_row(o.video_id, f"[{style}]{o.status}[/]", o.error or "")
         console.print(table)
     console.print(f"{summary.up_to_date} video(s) already up to date")
+    for file, problems in summary.rejected_labels.items():
+        console.print(f"[red]label file rejected[/] {file}:", soft_wrap=True)
+        console.print(problems, markup=False, highlight=False, soft_wrap=True)
     if summary.stopped_reason:
         console.print(f"[yellow]stopped:[/] {summary.stopped_reason}")
     if summary.downstream:
         state = "[green]ok[/]" if summary.downstream_ok else "[red]FAILED[/]"
         console.print(f"materialised {', '.join(summary.downstream)}: {state}")
     for check in summary.failed_checks:
-        console.print(f"[yellow]check did not pass[/] {check}")
+        console.print(f"[yellow]check did not pass[/] {check}", soft_wrap=True)
     for failure in summary.step_failures:
-        console.print(f"[red]step failed[/] {failure}")
+        console.print(f"[red]step failed[/] {failure}", soft_wrap=True)
+    code = summary.exit_code
+    if code == 3:
+        console.print(
+            "[red]input rejected[/] (exit 3): "
+            + "; ".join(
+                [f"video {o.video_id} is {o.status}" for o in summary.rejected]
+                + [f"label file {f}" for f in summary.rejected_labels]
+            ),
+            soft_wrap=True,
+        )
     console.print(
         f"took {time.perf_counter() - started:.1f}s; instance {os.environ['DAGSTER_HOME']}"
     )
-    return 0 if summary.downstream_ok else 1
+    return code
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from data_quality.synthetic import make_demo_set
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Start ``dagster dev`` (and the FiftyOne App) for this home, from a temp working dir."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from orchestration.runner import prepare_instance_home
     from orchestration.storage import lensline_home
 
     home = lensline_home()
+    dagster_home = prepare_instance_home(home)
+    env = {**os.environ, "LENSLINE_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
+    bindir = Path(sys.executable).parent
+    dagster = shutil.which("dagster", path=str(bindir)) or shutil.which("dagster") or "dagster"
+    commands = [
+        [dagster, "dev", "-h", "127.0.0.1", "-p", str(args.port), "-m", "orchestration.definitions"]
+    ]
+    if args.fiftyone:
+        commands.append([sys.executable, "-m", "orchestration.fiftyone_app"])
+    console = _console()
+    console.print(f"LENSLINE_HOME={home}\nDAGSTER_HOME={dagster_home}", markup=False)
+    for cmd in commands:
+        console.print(" ".join(cmd), markup=False, highlight=False)
+    if args.dry_run:
+        return 0
+    # a temp cwd: nothing is written into the user's folder, and no stray .env there is read
+    with tempfile.TemporaryDirectory(prefix="lensline-ui-") as workdir:
+        procs = [subprocess.Popen(cmd, cwd=workdir, env=env) for cmd in commands]
+        try:
+            return procs[0].wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from data_quality.synthetic import make_demo_set
+    from orchestration.storage import LensStorage, lensline_home
+
+    home = lensline_home()
+    storage = LensStorage()
     console = _console()
     started = time.perf_counter()
-    with console.status("rendering the demo conveyor-belt videos..."):
-        demo = make_demo_set(
-            home / "landing",
-            seed=args.seed,
-            cameras=args.cameras,
-            videos_per_camera=args.videos_per_camera,
-            seconds=args.seconds,
-            conditions=args.conditions,
-            truth_path=home / "demo" / "truth.csv",
-        )
-    console.print(
-        f"demo set: {len(demo.videos)} videos, labels in {demo.labels_csv} "
-        f"({time.perf_counter() - started:.1f}s)"
+    options = dict(
+        seed=args.seed,
+        cameras=args.cameras,
+        videos_per_camera=args.videos_per_camera,
+        seconds=args.seconds,
+        conditions=args.conditions,
     )
-    code = cmd_run(argparse.Namespace(select=None, force=False))
+    with console.status("rendering the demo conveyor-belt videos..."):
+        if storage.is_s3:  # render locally, then upload to the S3 landing zone
+            with tempfile.TemporaryDirectory(prefix="lensline-demo-") as tmp:
+                root = Path(tmp)
+                demo = make_demo_set(
+                    root / "landing", **options, truth_path=root / "demo" / "truth.csv"
+                )
+                uploaded = 0
+                for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                    uploaded += storage.put_file(
+                        path, storage.uri(path.relative_to(root).as_posix())
+                    )
+                labels = storage.uri(Path(demo.labels_csv).relative_to(root).as_posix())
+            where = f"uploaded {uploaded} changed file(s) to {storage.uri('landing')}"
+        else:
+            demo = make_demo_set(
+                home / "landing", **options, truth_path=home / "demo" / "truth.csv"
+            )
+            labels, where = str(demo.labels_csv), f"in {home / 'landing'}"
+    console.print(
+        f"demo set: {len(demo.videos)} videos {where}, labels in {labels} "
+        f"({time.perf_counter() - started:.1f}s)",
+        soft_wrap=True,
+    )
+    code = cmd_run(argparse.Namespace(select=None, force=False, no_wait=False))
     console.print(
         "\nWhere to look:\n"
-        f"  lake (Delta tables):   {home / 'lake'}\n"
-        f"  frames and models:     {home / 'artifacts'}\n"
-        "  Dagster UI:            dagster dev   (in this folder; .env points it at the demo instance)\n"
+        f"  landing zone:          {storage.uri('landing')}\n"
+        f"  lake (Delta tables):   {storage.uri('lake')}\n"
+        f"  frames and models:     {storage.uri('artifacts')}\n"
+        f"  Dagster instance:      {os.environ['DAGSTER_HOME']}\n"
+        "  Dagster UI:            lensline ui   (add --fiftyone for the FiftyOne App)\n",
+        soft_wrap=True,
+        highlight=False,
     )
     return code
 
@@ -175,9 +270,24 @@ def main(argv: list[str] | None = None) -> int:
         "--select", help="Dagster asset selection, e.g. 'key:raw_video+' or 'group:ingest'"
     )
     run.add_argument(
-        "--force", action="store_true", help="rematerialise downstream assets even if up to date"
+        "--force",
+        action="store_true",
+        help="re-ingest every video and rematerialise downstream assets even if up to date",
+    )
+    run.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="exit (code 1) instead of waiting when another lensline run holds this home",
     )
     run.set_defaults(func=cmd_run)
+
+    ui = sub.add_parser(
+        "ui", help="start the Dagster UI (and FiftyOne App) for this home on 127.0.0.1"
+    )
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--fiftyone", action="store_true", help="also open the FiftyOne App")
+    ui.add_argument("--dry-run", action="store_true", help="print the commands, start nothing")
+    ui.set_defaults(func=cmd_ui)
 
     demo = sub.add_parser("demo", help="generate the demo set and run the whole graph on it")
     demo.add_argument("--seed", type=int, default=0)

@@ -1,10 +1,19 @@
 """Headless runs for cron/CI: register new videos, ingest what is new or changed, then refresh
 the unpartitioned part of the graph. Every run goes through the Dagster instance, so it shows in
-the UI exactly like a sensor-launched run."""
+the UI exactly like a sensor-launched run.
+
+The unpartitioned part runs in two stages: first ``labels`` (and ``label_reviews``) when the label
+files, reviews or videos changed since the latest settled labels run; then everything else when
+the tables it reads (frames, videos, labels, label classes) changed since the latest settled run
+of that stage. A label file that is rejected changes no table, so it retrains nothing.
+The caller holds the home's writer lock (``orchestration.lock``) while this runs; runs that a
+killed ``lensline run`` left STARTED are then marked failed (``fail_dead_runs``).
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,13 +21,15 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from orchestration.landing import discover_videos, label_files, stale_videos
+from orchestration.landing import LandingProblems, discover_videos, label_files, stale_videos
 from orchestration.partitions import videos_partitions
 from orchestration.storage import LensStorage, lensline_home
 
 # the instance Lensline creates: no telemetry, and lake-writing runs (jobs.LAKE_WRITER) one at a time
 INSTANCE_YAML = """telemetry:
   enabled: false
+run_monitoring:
+  enabled: true
 run_queue:
   tag_concurrency_limits:
     - key: "lensline/lake"
@@ -26,6 +37,9 @@ run_queue:
       limit: 1
 """
 INGEST_KEYS = {dg.AssetKey("raw_video"), dg.AssetKey("frames")}
+LABEL_KEYS = {dg.AssetKey("label_reviews"), dg.AssetKey("labels")}
+LABEL_CHECK = dg.AssetCheckKey(dg.AssetKey("labels"), "label_files_valid")
+RUNNER_TRIGGER = "lensline run"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -60,10 +74,88 @@ class RunSummary:
     stopped_reason: str | None = None
     failed_checks: list[str] = field(default_factory=list)
     step_failures: list[str] = field(default_factory=list)
+    landing_problems: list[str] = field(default_factory=list)
+    rejected_labels: dict[str, str] = field(default_factory=dict)
+    recovered_runs: list[str] = field(default_factory=list)
 
     @property
     def rejected(self) -> list[VideoOutcome]:
         return [o for o in self.ingested if o.status != "ok"]
+
+    @property
+    def exit_code(self) -> int:
+        """0 ok, 1 a step failed, 3 input rejected (a bad label file or video)."""
+        if not self.downstream_ok or any(o.status == "failed" for o in self.ingested):
+            return 1
+        if self.rejected or self.rejected_labels:
+            return 3
+        return 0
+
+
+class SelectionError(ValueError):
+    """A ``--select`` string that is malformed or matches no asset (says which exist)."""
+
+
+def resolve_selection(defs: dg.Definitions, select: str | None) -> set[dg.AssetKey]:
+    """The asset keys ``select`` names (all without it); ``SelectionError`` if none or malformed."""
+    graph = defs.resolve_asset_graph()
+    everything = set(graph.get_all_asset_keys())
+    if not select:
+        return everything
+    try:
+        keys = dg.AssetSelection.from_string(select).resolve(graph)
+    except dg.DagsterError as exc:
+        reason = str(exc).strip().splitlines()[0]
+    else:
+        if keys:
+            return keys
+        reason = "it matches no asset"
+    names = ", ".join(sorted(k.to_user_string() for k in everything))
+    groups = ", ".join(sorted({graph.get(k).group_name or "default" for k in everything}))
+    raise SelectionError(
+        f"--select {select!r}: {reason}. Asset keys: {names}. Groups: {groups} "
+        "(e.g. 'key:labels+', 'group:ingest')"
+    )
+
+
+def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark runs of ``lensline run`` left STARTING/STARTED by a killed process as failed.
+
+    Call it holding the home's writer lock: no other ``lensline run`` of this home is alive then,
+    so such a run is dead unless its recorded process (``lensline/pid`` on this host) still
+    runs. Runs launched by ``dagster dev`` are left to Dagster's run monitoring (enabled in the
+    instance Lensline creates). Returns the ids of the runs marked failed.
+    """
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+            tags={"lensline/trigger": RUNNER_TRIGGER},
+        )
+    )
+    failed = []
+    for run in runs:
+        pid, host = run.tags.get("lensline/pid"), run.tags.get("lensline/host")
+        if pid and host == socket.gethostname() and _alive(int(pid)):
+            continue
+        instance.report_run_failed(
+            run,
+            message=f"the lensline run process (pid {pid or 'unknown'} on {host or 'unknown'}) "
+            "died before the run finished; marked failed by the next lensline run",
+        )
+        failed.append(run.run_id)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_pending(
@@ -78,28 +170,34 @@ def run_pending(
 ) -> RunSummary:
     """Materialise what is missing or stale, optionally limited to a Dagster ``select`` string.
 
-    The unpartitioned part of the graph runs when its inputs changed since its last successful
-    run (ingested frames, label files, reviewers' corrections), when an asset was never
-    materialised, or with ``force``. ``run_config`` configures that run (e.g. epochs).
+    Videos are ingested when they are not complete in the lake (``landing.stale_videos``), or
+    all of them with ``force``. The unpartitioned part of the graph runs in two stages (module
+    docstring) when its inputs changed since the latest settled run of that stage, when an
+    asset was never materialised, or with ``force``. ``run_config`` configures those runs (e.g.
+    epochs). Raises ``SelectionError`` for a bad ``select``.
     """
     storage: LensStorage = defs.resources["storage"]  # type: ignore[assignment]
     graph = defs.resolve_asset_graph()
-    selected = (
-        dg.AssetSelection.from_string(select).resolve(graph)
-        if select
-        else set(graph.get_all_asset_keys())
-    )
+    selected = resolve_selection(defs, select)
     summary = RunSummary()
-    run_tags = {"lensline/trigger": "lensline run", **(tags or {})}
+    run_tags = {
+        "lensline/trigger": RUNNER_TRIGGER,
+        "lensline/pid": str(os.getpid()),
+        "lensline/host": socket.gethostname(),
+        **(tags or {}),
+    }
+    summary.recovered_runs = fail_dead_runs(instance)
 
-    videos = discover_videos(storage)
+    problems = LandingProblems()
+    videos = discover_videos(storage, problems=problems)
+    summary.landing_problems = problems.messages()
     known = set(instance.get_dynamic_partitions(videos_partitions.name))
     summary.registered = sorted(set(videos) - known)
     if summary.registered:
         instance.add_dynamic_partitions(videos_partitions.name, summary.registered)
 
     if selected & INGEST_KEYS:
-        todo = stale_videos(storage, videos)
+        todo = sorted(videos) if force else stale_videos(storage, videos)
         summary.up_to_date = len(videos) - len(todo)
         job = defs.resolve_job_def("ingest_video")
         for i, vid in enumerate(todo):
@@ -110,7 +208,10 @@ def run_pending(
                 instance=instance,
                 raise_on_error=False,
                 run_config=QUIET,
-                tags={**run_tags, "lensline/reason": "new or changed video"},
+                tags={
+                    **run_tags,
+                    "lensline/reason": "forced" if force else "new, changed or incomplete video",
+                },
             )
             summary.ingested.append(_outcome(storage, vid))
         if on_progress:
@@ -134,73 +235,154 @@ def run_pending(
         return summary
     from orchestration.sensors import pending_reviews
 
-    fingerprint = inputs_fingerprint(storage, pending_reviews(defs.resources["fiftyone"]))  # type: ignore[arg-type]
-    never = [k for k in downstream if instance.get_latest_materialization_event(k) is None]
-    # settled: a run on these inputs finished with no crashed step (a losing challenger stopped
-    # by the blocking promotion gate is settled too: retraining on the same inputs gives the same model)
-    previous = instance.get_runs(
-        filters=dg.RunsFilter(tags={"lensline/inputs": fingerprint, "lensline/settled": "true"}),
-        limit=1,
-    )
-    if previous and not never and not force:
+    stages = [
+        ("labels", [k for k in downstream if k in LABEL_KEYS]),
+        ("graph", [k for k in downstream if k not in LABEL_KEYS]),
+    ]
+    reviews = pending_reviews(defs.resources["fiftyone"])  # type: ignore[arg-type]
+    for stage, keys in stages:
+        if not keys:
+            continue
+        fingerprint = (
+            labels_fingerprint(storage, reviews, keys)
+            if stage == "labels"
+            else inputs_fingerprint(storage, keys)
+        )
+        never = [k for k in keys if instance.get_latest_materialization_event(k) is None]
+        if not (force or never or _latest_settled(instance, stage) != fingerprint):
+            if stage == "labels":
+                summary.rejected_labels = _label_rejections(instance)
+            continue
+        if on_progress:
+            on_progress(f"{stage}: " + ", ".join(k.to_user_string() for k in keys), 0, 1)
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            asset_selection=keys,
+            instance=instance,
+            raise_on_error=False,
+            run_config={**QUIET, **(run_config or {})},
+            tags={
+                **run_tags,
+                "lensline/reason": "forced"
+                if force
+                else "never materialised"
+                if never
+                else "inputs changed",
+                "lensline/stage": stage,
+                "lensline/inputs": fingerprint,
+            },
+        )
+        summary.downstream += [k.to_user_string() for k in keys]
+        failures = _collect(result, summary)
+        if stage == "labels":
+            summary.rejected_labels = _label_rejections(instance)
+        if failures:
+            summary.downstream_ok = False
+            break  # later stages would read what this one failed to write
+        # settled: a run on these inputs finished with no crashed step (a losing challenger
+        # stopped by the blocking promotion gate is settled too: same inputs, same model)
+        instance.add_run_tags(result.run_id, {"lensline/settled": "true"})
+    if summary.downstream_ok and not summary.downstream:
         summary.stopped_reason = (
             "downstream assets are up to date with the frames, labels and reviews"
         )
-        return summary
-    if on_progress:
-        on_progress("train & evaluate: " + ", ".join(k.to_user_string() for k in downstream), 0, 1)
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        asset_selection=downstream,
-        instance=instance,
-        raise_on_error=False,
-        run_config={**QUIET, **(run_config or {})},
-        tags={
-            **run_tags,
-            "lensline/reason": "forced"
-            if force
-            else "never materialised"
-            if never
-            else "inputs changed",
-            "lensline/inputs": fingerprint,
-        },
-    )
-    summary.downstream = [k.to_user_string() for k in downstream]
-    summary.failed_checks = [
-        f"{e.asset_key.to_user_string()}/{e.check_name}: {_check_text(e)}"
-        for e in result.get_asset_check_evaluations()
-        if not e.passed
-    ]
-    for event in result.get_step_failure_events():
-        error = event.step_failure_data.error
-        if error is not None and "DagsterAssetCheckFailedError" in (error.cls_name or ""):
-            continue  # a blocking check said no: reported above, not a crash
-        summary.step_failures.append(
-            f"{event.step_key}: {error.message.strip() if error else 'failed'}"
-        )
-    summary.downstream_ok = not summary.step_failures
-    if summary.downstream_ok:
-        instance.add_run_tags(result.run_id, {"lensline/settled": "true"})
     if on_progress:
         on_progress("done", 1, 1)
     return summary
 
 
-def inputs_fingerprint(storage: LensStorage, pending_reviews: int = 0) -> str:
-    """A digest of everything the unpartitioned graph reads from outside it."""
-    import hashlib
+def _latest_settled(instance: dg.DagsterInstance, stage: str) -> str | None:
+    """The inputs fingerprint of the latest settled run of ``stage`` (only the latest counts)."""
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(tags={"lensline/stage": stage, "lensline/settled": "true"}),
+        limit=1,
+    )
+    return runs[0].tags.get("lensline/inputs") if runs else None
 
+
+def _collect(result: dg.ExecuteInProcessResult, summary: RunSummary) -> list[str]:
+    """Add a run's failed checks and crashed steps to ``summary``; return the crashed steps."""
+    summary.failed_checks += [
+        f"{e.asset_key.to_user_string()}/{e.check_name}: {_check_text(e)}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    ]
+    failures = []
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        if error is not None and "DagsterAssetCheckFailedError" in (error.cls_name or ""):
+            continue  # a blocking check said no: reported above, not a crash
+        failures.append(f"{event.step_key}: {error.message.strip() if error else 'failed'}")
+    summary.step_failures += failures
+    return failures
+
+
+def _key_list(keys: list[dg.AssetKey]) -> str:
+    return "selection=" + ",".join(k.to_user_string() for k in keys)
+
+
+def labels_fingerprint(storage: LensStorage, pending_reviews: int, keys: list[dg.AssetKey]) -> str:
+    """A digest of what ``labels`` reads from outside the lake: label files, reviews, videos."""
     parts = [
+        _key_list(keys),
         f"pending_reviews={pending_reviews}",
-        f"frames={storage.table_version('frames')}",
         f"videos={storage.table_version('videos')}",
+        f"label_reviews={storage.table_version('label_reviews')}",
     ]
     parts += [f"{f.key}:{f.size}:{f.mtime:.3f}" for f in label_files(storage)]
+    return _digest(parts)
+
+
+def inputs_fingerprint(storage: LensStorage, keys: list[dg.AssetKey] | None = None) -> str:
+    """A digest of the tables the graph after ``labels`` reads (and of what it is asked to build)."""
+    tables = ("frames", "videos", "labels", "label_classes", "label_reviews")
+    parts = [_key_list(keys or []), *(f"{t}={storage.table_version(t)}" for t in tables)]
+    return _digest(parts)
+
+
+def _digest(parts: list[str]) -> str:
+    import hashlib
+
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _label_rejections(instance: dg.DagsterInstance) -> dict[str, str]:
+    """``file -> problems`` from the latest ``labels/label_files_valid`` evaluation (empty if it passed).
+
+    Reads the check's ``files`` metadata (a JSON map) when present, else the ``rejected_files``
+    table of the ``labels`` materialisation of the same run.
+    """
+    record = instance.get_latest_asset_check_evaluation_record(LABEL_CHECK)
+    evaluation = record.evaluation if record is not None else None
+    if evaluation is None or evaluation.passed:
+        return {}
+    meta = evaluation.metadata or {}
+    if "files" in meta and isinstance(meta["files"].value, dict):
+        return {str(k): str(v) for k, v in meta["files"].value.items()}
+    event = instance.get_latest_materialization_event(dg.AssetKey("labels"))
+    table = ""
+    if event is not None and event.run_id == record.run_id and event.asset_materialization:
+        value = event.asset_materialization.metadata.get("rejected_files")
+        table = str(value.value) if value is not None else ""
+    rows = _md_rows(table)
+    count = meta["rejected"].value if "rejected" in meta else "?"
+    return rows or {
+        "(label files)": f"{count} file(s) rejected; see the labels run {record.run_id}"
+    }
+
+
+def _md_rows(table: str) -> dict[str, str]:
+    """``file -> error`` from a two-column markdown table whose cells may span lines."""
+    body = table.split("\n", 2)[2] if table.count("\n") >= 2 else ""
+    rows: dict[str, str] = {}
+    for chunk in ("\n" + body).split("\n| ")[1:]:
+        name, _, error = chunk.partition(" | ")
+        rows[name.strip()] = error.rstrip().removesuffix("|").rstrip()
+    return rows
 
 
 def _check_text(evaluation) -> str:
     meta = evaluation.metadata or {}
-    for key in ("reasons", "error", "rejected"):
+    for key in ("reasons", "error", "rejected", "skipped"):
         if key in meta:
             return str(meta[key].value)
     return "failed"
@@ -211,4 +393,7 @@ def _outcome(storage: LensStorage, video_id: str) -> VideoOutcome:
     row = table.filter(pl.col("video_id") == video_id) if table is not None else None
     if row is None or row.is_empty():
         return VideoOutcome(video_id, "failed", "ingestion run failed before recording the video")
-    return VideoOutcome(video_id, row["status"][0], row["error"][0])
+    status = row["status"][0]
+    if status == "ingesting":
+        return VideoOutcome(video_id, "failed", "ingestion run failed before completing the video")
+    return VideoOutcome(video_id, status, row["error"][0])

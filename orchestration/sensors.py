@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 from orchestration.jobs import LAKE_WRITER, ingest_job
-from orchestration.landing import discover_videos, label_files, stale_videos
+from orchestration.landing import LandingProblems, discover_videos, label_files, stale_videos
 from orchestration.partitions import videos_partitions
 from orchestration.resources import FiftyOneResource
 from orchestration.storage import LensStorage
@@ -15,12 +15,14 @@ def plan_video_runs(storage: LensStorage, cursor: str | None, known: set[str]):
     """New partitions, run requests and the next cursor for the videos in the landing zone.
 
     The cursor maps ``video_id -> "size:mtime"``; a file whose size or mtime changed is
-    ingested again (tagged ``lensline/reason=changed``). Also returns the files ignored because
-    another file already maps to their video id.
+    ingested again (tagged ``lensline/reason=changed``), and so is one that is not complete in
+    the lake (e.g. its frames never committed). Also returns the files left out
+    (``LandingProblems``: another file already maps to their video id, or they link outside the
+    landing zone).
     """
     seen: dict[str, str] = json.loads(cursor) if cursor else {}
-    collisions: dict[str, list[str]] = {}
-    videos = discover_videos(storage, collisions=collisions)
+    problems = LandingProblems()
+    videos = discover_videos(storage, problems=problems)
     new_keys = sorted(set(videos) - known)
     stale = set(stale_videos(storage, videos))  # never ingested, or changed since
     requests = []
@@ -38,7 +40,7 @@ def plan_video_runs(storage: LensStorage, cursor: str | None, known: set[str]):
             )
         )
         seen[video_id] = stamp
-    return new_keys, requests, json.dumps(seen, sort_keys=True), collisions
+    return new_keys, requests, json.dumps(seen, sort_keys=True), problems
 
 
 @dg.sensor(
@@ -47,14 +49,15 @@ def plan_video_runs(storage: LensStorage, cursor: str | None, known: set[str]):
 def new_video_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
     """Register each new landing/videos/<camera>/<file> as a partition and ingest it."""
     known = set(context.instance.get_dynamic_partitions(videos_partitions.name))
-    new_keys, requests, cursor, collisions = plan_video_runs(storage, context.cursor, known)
-    for video_id, ignored in sorted(collisions.items()):
-        context.log.warning(
-            f"{', '.join(ignored)} ignored: another file already lands as video {video_id!r}; rename it"
-        )
+    new_keys, requests, cursor, problems = plan_video_runs(storage, context.cursor, known)
+    for message in problems.messages():
+        context.log.warning(message)
     if not requests and not new_keys:
-        clash = f"; ignored (id collision): {sorted(collisions)}" if collisions else ""
-        return dg.SkipReason(f"no new videos under {storage.uri('landing', 'videos')}{clash}")
+        ignored = "; ".join(problems.messages())
+        return dg.SkipReason(
+            f"no new videos under {storage.uri('landing', 'videos')}"
+            + (f"; ignored: {ignored}" if ignored else "")
+        )
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[videos_partitions.build_add_request(new_keys)]

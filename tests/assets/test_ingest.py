@@ -131,10 +131,10 @@ def test_sensor_reports_files_that_collide_on_one_video_id(home, write_video):
     (home / "landing/videos/cam1/a.mov").write_bytes(
         (home / "landing/videos/cam1/a.mp4").read_bytes()
     )
-    new_keys, requests, _, collisions = plan_video_runs(LensStorage(), None, set())
+    new_keys, requests, _, problems = plan_video_runs(LensStorage(), None, set())
     assert new_keys == ["cam1__a"] and len(requests) == 1
     assert requests[0].tags["lensline/source"] == "cam1/a.mov"  # first by name wins
-    assert collisions == {"cam1__a": ["cam1/a.mp4"]}
+    assert problems.collisions == {"cam1__a": ["cam1/a.mp4"]}
 
 
 def test_ingest_on_s3(s3_env, write_video, tmp_path):
