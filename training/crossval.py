@@ -3,7 +3,9 @@
 cleanlab needs predicted probabilities that no model saw the label of. Training the same small
 CNN once per fold (folds grouped by video, so frames of one item never sit on both sides) gives,
 for every frame, the probabilities *and* the penultimate embedding of the fold model that held it
-out. Those feed multi-annotator consensus (CROWDLAB), label issues and Datalab's outlier and
+out. With fewer than 2 videos (one long recording) the folds are contiguous time blocks of the
+video instead (:func:`data_quality.splits.group_ids`), and each fold model leaves out of training
+every frame within ``guard_frames`` of a held-out frame (near-duplicates never straddle a fold). Those feed multi-annotator consensus (CROWDLAB), label issues and Datalab's outlier and
 near-duplicate search.
 """
 
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
+from data_quality.splits import group_ids, near
 from training.train import TrainConfig
 
 __all__ = ["cross_val_predict"]
@@ -28,7 +32,10 @@ def cross_val_predict(
     config: TrainConfig | None = None,
     n_folds: int = 3,
     progress: Callable[[str], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    frame_indices: np.ndarray | None = None,
+    guard_frames: int = 15,
+    return_grouping: bool = False,
+) -> Any:
     """K-fold out-of-sample class probabilities and embeddings.
 
     Parameters
@@ -40,11 +47,24 @@ def cross_val_predict(
     classes
         K class names.
     groups
-        (N,) group per image (video id): a group is never split across folds.
+        (N,) video id per image: a video is never split across folds when there are at least
+        2 videos; with one video, each fold is one contiguous time block of it (see
+        :func:`data_quality.splits.group_ids`).
     config
         Training hyper-parameters for every fold (same seed in each fold).
     n_folds
-        Folds; capped by the number of groups (at least 2 groups are needed).
+        Folds; capped by the number of groups.
+    progress
+        Called with one line per fold.
+    frame_indices
+        int (N,) frame number of each image within its video (for time blocks and the guard);
+        default: the image's position among its video's rows (pass it: rows of sampled
+        frames are further apart than one frame, so the guard in rows is wider than needed).
+    guard_frames
+        With time blocks: frames within this many frames of a held-out frame (same video) are
+        left out of that fold's training set.
+    return_grouping
+        Also return the grouping record (below).
 
     Returns
     -------
@@ -54,6 +74,14 @@ def cross_val_predict(
         float32 (N, D), penultimate features from the same held-out model.
     folds : np.ndarray
         int (N,), the fold that held each image out.
+    grouping : dict, only with ``return_grouping``
+        ``{"grouping": "video" | "time_block", "blocks": n, "guard_frames": g,
+        "guard_left_out": frames left out of training summed over folds}``.
+
+    Raises
+    ------
+    ValueError
+        Fewer images than folds, or a guard so wide that a fold has nothing to train on.
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -61,16 +89,29 @@ def cross_val_predict(
     from training.train import train_model
 
     config = config or TrainConfig()
-    groups = np.asarray(groups)
-    n_groups = len(np.unique(groups))
-    if n_groups < 2:
-        raise ValueError(f"cross-validation needs frames from at least 2 videos, got {n_groups}")
-    k = min(n_folds, n_groups)
+    videos = np.asarray(groups)
+    frames = _positions(videos) if frame_indices is None else np.asarray(frame_indices, np.int64)
+    # one contiguous block per fold: the fewest boundaries, so the least left out by the guard
+    fold_groups, grouping = group_ids(
+        videos, frames, min_groups=2, guard=guard_frames, n_blocks=n_folds
+    )
+    k = min(n_folds, grouping["blocks"])
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=config.seed)
     probs = np.zeros((len(labels), len(classes)), np.float32)
     embeddings: np.ndarray | None = None
     fold_of = np.full(len(labels), -1, np.int64)
-    for fold, (train, test) in enumerate(splitter.split(images, labels, groups)):
+    left_out = 0
+    for fold, (train, test) in enumerate(splitter.split(images, labels, fold_groups)):
+        held = np.zeros(len(labels), bool)
+        held[test] = True
+        purge = near(videos, frames, held, guard=grouping["guard_frames"])
+        left_out += int(purge[train].sum())
+        train = train[~purge[train]]
+        if len(train) == 0:
+            raise ValueError(
+                f"fold {fold + 1}: every training frame lies within guard_frames={guard_frames} "
+                "of a held-out frame; label more of the recording or lower guard_frames"
+            )
         if progress:
             progress(f"fold {fold + 1}/{k}: train {len(train)}, predict {len(test)}")
         result = train_model(
@@ -83,4 +124,15 @@ def cross_val_predict(
         embeddings[test] = emb
         fold_of[test] = fold
     assert embeddings is not None
+    if return_grouping:
+        return probs, embeddings, fold_of, {**grouping, "guard_left_out": left_out}
     return probs, embeddings, fold_of
+
+
+def _positions(videos: np.ndarray) -> np.ndarray:
+    """int (N,): each row's position among the rows of its video (a stand-in frame number)."""
+    out = np.zeros(len(videos), np.int64)
+    for v in np.unique(videos):
+        rows = np.flatnonzero(videos == v)
+        out[rows] = np.arange(len(rows))
+    return out
