@@ -138,10 +138,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     ]
     if args.fiftyone:
         commands.append([sys.executable, "-m", "orchestration.fiftyone_app"])
-    console = _console()
-    console.print(f"LENSLINE_HOME={home}\nDAGSTER_HOME={dagster_home}", markup=False)
+    print(f"LENSLINE_HOME={home}\nDAGSTER_HOME={dagster_home}")
     for cmd in commands:
-        console.print(" ".join(cmd), markup=False, highlight=False)
+        print(" ".join(cmd), flush=True)
     if args.dry_run:
         return 0
     # a temp cwd: nothing is written into the user's folder, and no stray .env there is read
