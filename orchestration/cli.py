@@ -46,11 +46,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     started = time.perf_counter()
     lock = home_lock(LensStorage())
+    waits: list[str] = []
+
+    def on_wait(text: str) -> None:
+        waits.append(text)
+        console.print(text, soft_wrap=True, markup=False)
+
     try:
-        with lock.hold(wait=not args.no_wait, on_wait=lambda text: console.print(text)):
-            waited = time.perf_counter() - started
-            if waited > 1:
-                console.print(f"got {lock.where} after {waited:.1f}s")
+        with lock.hold(wait=not args.no_wait, on_wait=on_wait):
+            if waits:
+                waited = time.perf_counter() - started
+                console.print(f"got {lock.where} after {waited:.1f}s", soft_wrap=True)
             with (
                 dg.DagsterInstance.get() as instance,
                 Progress(
