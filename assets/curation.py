@@ -95,22 +95,52 @@ class CurationConfig(dg.Config):
         default=True, description="Never relabel or drop a frame all its annotators agree on."
     )
     seed: int = Field(default=0, description="Seed of the by-video split.")
+    split_guard_frames: int = Field(
+        default=15,
+        description="With fewer videos than splits (time-block splits): frames this close to a "
+        "frame of another split are dropped.",
+    )
+    max_quality_drop_share: float = Field(
+        default=0.1,
+        description="frame_quality_drop warns when frame-quality rules drop more than this "
+        "share of any camera's frames.",
+    )
 
 
-@dg.asset(deps=["label_issues"], group_name="labels", kinds={"delta"})
+@dg.asset(
+    deps=["label_issues"],
+    group_name="labels",
+    kinds={"delta"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "frame_quality_drop",
+            asset="curated_dataset",
+            description="No camera loses more than max_quality_drop_share of its frames to the "
+            "dark / overexposed / blurry rules.",
+        )
+    ],
+)
 def curated_dataset(
     context: dg.AssetExecutionContext, config: CurationConfig, storage: LensStorage
 ):
-    """The cleaned dataset, split train/val/test by video; its Delta version is the dataset version."""
-    from data_quality.curate import CurationPolicy, apply_reviews, curate
+    """The cleaned dataset, split train/val/test by video (or time block); its Delta version is the dataset version."""
+    from data_quality.curate import CurationPolicy, apply_reviews, curate, quality_drops
 
-    consensus = storage.read_table("label_consensus").join(ok_frames(storage).select(KEYS), on=KEYS)
-    options = config.model_dump(exclude={"seed"})
+    frames = ok_frames(storage)
+    consensus = storage.read_table("label_consensus").join(frames.select(KEYS), on=KEYS)
+    options = config.model_dump(exclude={"seed", "split_guard_frames", "max_quality_drop_share"})
     policy = CurationPolicy(**{**options, "drop_frame_quality": tuple(config.drop_frame_quality)})
-    result = apply_reviews(
-        curate(consensus, storage.read_table("label_issues"), policy=policy, seed=config.seed),
-        storage.read_table("label_reviews"),
+    curated, grouping = curate(
+        consensus,
+        storage.read_table("label_issues"),
+        policy=policy,
+        seed=config.seed,
+        guard_frames=config.split_guard_frames,
+        return_grouping=True,
     )
+    result = apply_reviews(curated, storage.read_table("label_reviews"))
+    drops = quality_drops(result, frames, policy.drop_frame_quality)
+    worst = drops["share"].max() if drops.height else 0.0
     kept = result.filter(pl.col("split").is_not_null())
     version = storage.write_table(
         kept.select(*KEYS, "label", "split", "action", "original_label"),
@@ -132,7 +162,20 @@ def curated_dataset(
             ),
             "class_balance": dg.MetadataValue.md(md_table(summary)),
             "actions": dg.MetadataValue.md(md_table(actions)),
+            "split_grouping": dg.MetadataValue.json(grouping),
         },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="frame_quality_drop",
+                passed=bool(worst <= config.max_quality_drop_share),
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "max_share": float(worst or 0.0),
+                    "threshold": config.max_quality_drop_share,
+                    "per_camera": dg.MetadataValue.md(md_table(drops)),
+                },
+            )
+        ],
     )
 
 

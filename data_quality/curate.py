@@ -6,6 +6,9 @@ Two steps, both deterministic:
    keep, relabel to the model's suggestion, or drop (with the reasons).
 2. :func:`assign_splits` puts whole videos (and videos linked by
    near-duplicate frames) into train / val / test, balancing class counts.
+   With fewer videos than non-empty splits (one long recording) it splits
+   contiguous time blocks of the videos instead and drops the frames within
+   a guard gap of a frame in another split (:mod:`data_quality.splits`).
 
 :func:`curate` runs both. Its output keeps dropped frames, for audit; the
 ``dataset`` Delta table is ``curated.filter(pl.col("action") != "dropped")``
@@ -20,10 +23,22 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["apply_reviews", "SPLITS", "CurationPolicy", "assign_splits", "curate", "decide_actions"]
+from data_quality.splits import group_ids, near
+
+__all__ = [
+    "SPLIT_GUARD",
+    "apply_reviews",
+    "SPLITS",
+    "CurationPolicy",
+    "assign_splits",
+    "curate",
+    "decide_actions",
+]
 
 SPLITS = ("train", "val", "test")
 _KEYS = ["video_id", "frame_index"]
+SPLIT_GUARD = "split_guard"
+"""Drop reason of a frame within the guard gap of a frame in another split (time blocks)."""
 
 
 @dataclass(frozen=True)
@@ -102,9 +117,9 @@ def decide_actions(
     pl.DataFrame
         Sorted by key: ``video_id``, ``frame_index``, ``label`` (final),
         ``original_label``, ``action`` (``"kept"``, ``"relabelled"``,
-        ``"dropped"``), ``reason`` (comma-separated issue names behind a
-        drop; ``"label_issue"`` or ``"low_label_quality"`` for a relabel;
-        null for plain keeps), ``near_duplicate_set`` (Int64 or null).
+        ``"dropped"``), ``reasons`` (list of str: the issue names behind a
+        drop, ``["label_issue"]`` or ``["low_label_quality"]`` for a relabel,
+        empty for plain keeps), ``near_duplicate_set`` (Int64 or null).
     """
     base = consensus_frames.select(
         *_KEYS,
@@ -155,13 +170,14 @@ def decide_actions(
             "label_issue",
         ),
     ]
-    drop_reason = pl.concat_str(
-        [pl.when(cond).then(pl.lit(name)) for cond, name in reasons],
-        separator=",",
-        ignore_nulls=True,
-    )
-    df = df.with_columns(_drop=drop_reason).with_columns(
-        _drop=pl.when(pl.col("_drop") == "").then(None).otherwise(pl.col("_drop"))
+    drop_reasons = pl.concat_list(
+        [
+            pl.when(cond).then(pl.lit(name)).otherwise(pl.lit(None, pl.String))
+            for cond, name in reasons
+        ]
+    ).list.drop_nulls()
+    df = df.with_columns(_drop=drop_reasons).with_columns(
+        _drop=pl.when(pl.col("_drop").list.len() == 0).then(None).otherwise(pl.col("_drop"))
     )
     return df.select(
         *_KEYS,
@@ -181,11 +197,11 @@ def decide_actions(
         pl.when(pl.col("_drop").is_not_null())
         .then(pl.col("_drop"))
         .when(pl.col("_relabel") & pl.col("_issue"))
-        .then(pl.lit("label_issue"))
+        .then(pl.lit(["label_issue"], pl.List(pl.String)))
         .when(pl.col("_relabel"))
-        .then(pl.lit("low_label_quality"))
-        .otherwise(pl.lit(None, pl.String))
-        .alias("reason"),
+        .then(pl.lit(["low_label_quality"], pl.List(pl.String)))
+        .otherwise(pl.lit([], pl.List(pl.String)))
+        .alias("reasons"),
         pl.col("near_duplicate_set").cast(pl.Int64),
     )
 
@@ -220,8 +236,16 @@ def assign_splits(
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
     group_col: str = "video_id",
-) -> pl.DataFrame:
+    guard_frames: int = 15,
+    return_grouping: bool = False,
+) -> pl.DataFrame | tuple[pl.DataFrame, dict]:
     """Assign whole groups to train / val / test, balancing per-class counts.
+
+    With fewer ``group_col`` values (videos) than splits of positive fraction and a
+    ``frame_index`` column, the groups are contiguous time blocks of the videos instead
+    (:func:`data_quality.splits.group_ids`, ``max(splits, ceil(1 / smallest fraction))``
+    blocks in all), and a frame within ``guard_frames`` of a frame of another split in the
+    same video gets split null (test frames are kept over val and train, val over train).
 
     Groups (videos) linked by a ``near_duplicate_set`` form one unit, unless
     that would leave fewer units than non-empty splits. With at least as
@@ -239,18 +263,62 @@ def assign_splits(
         Target fractions for train, val, test (zeros allowed).
     seed : int
     group_col : str
+    guard_frames : int
+        Time blocks only: frame-index distance within which two frames of one video may not
+        sit in different splits.
+    return_grouping : bool
+        Also return ``{"grouping": "video" | "time_block", "blocks": n, "guard_frames": g,
+        "guard_dropped": frames given no split}``.
 
     Returns
     -------
     pl.DataFrame
-        ``frames`` with a ``split`` column (``"train"``, ``"val"``, ``"test"``).
+        ``frames`` with a ``split`` column (``"train"``, ``"val"``, ``"test"``, or null for a
+        frame in a guard gap) and ``split_group`` (the video, or ``"<video>@<block>"``).
     """
     fractions = np.asarray(split_fractions, dtype=float)
     if fractions.shape != (3,) or (fractions < 0).any() or not np.isclose(fractions.sum(), 1.0):
         raise ValueError("split_fractions must be three non-negative numbers summing to 1")
-    if frames.height == 0:
-        return frames.with_columns(split=pl.lit(None, pl.String))
     active = [s for s in range(3) if fractions[s] > 0]
+    info = {"grouping": "video", "blocks": 0, "guard_frames": 0, "guard_dropped": 0}
+    if frames.height == 0:
+        out = frames.with_columns(
+            split=pl.lit(None, pl.String), split_group=pl.lit(None, pl.String)
+        )
+        return (out, info) if return_grouping else out
+    videos = frames[group_col].to_numpy()
+    if "frame_index" in frames.columns:
+        blocks = max(len(active), int(np.ceil(1 / fractions[active].min() - 1e-9)))
+        groups, grouping = group_ids(
+            videos,
+            frames["frame_index"].to_numpy(),
+            min_groups=min(len(active), frames.height),
+            guard=guard_frames,
+            n_blocks=blocks,
+        )
+        info.update(grouping)
+    else:
+        groups = videos.astype(str).astype(object)
+        info["blocks"] = len(set(groups))
+    frames = frames.with_columns(split_group=pl.Series(groups, dtype=pl.String))
+    out = _assign_units(frames, fractions, active, seed, "split_group")
+    if info["grouping"] == "time_block":
+        split = out["split"].to_numpy().astype(object)
+        frame_index = out["frame_index"].to_numpy()
+        dropped = np.zeros(len(split), bool)
+        for higher, lower in (("test", ("val", "train")), ("val", ("train",))):
+            ref = (split == higher) & ~dropped
+            dropped |= near(videos, frame_index, ref, guard=guard_frames) & np.isin(split, lower)
+        split[dropped] = None
+        out = out.with_columns(split=pl.Series(split, dtype=pl.String))
+        info["guard_dropped"] = int(dropped.sum())
+    return (out, info) if return_grouping else out
+
+
+def _assign_units(
+    frames: pl.DataFrame, fractions: np.ndarray, active: list[int], seed: int, group_col: str
+) -> pl.DataFrame:
+    """The greedy, class-balancing assignment of :func:`assign_splits` over ``group_col``."""
     unit_of = _units(frames, group_col)
     if len(set(unit_of.values())) < min(len(active), len(unit_of)):
         unit_of = {g: g for g in unit_of}
@@ -303,14 +371,16 @@ def curate(
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
     group_col: str = "video_id",
-) -> pl.DataFrame:
-    """Curate the dataset: decide per-frame actions, then split by video.
+    guard_frames: int = 15,
+    return_grouping: bool = False,
+) -> pl.DataFrame | tuple[pl.DataFrame, dict]:
+    """Curate the dataset: decide per-frame actions, then split by video (or time block).
 
     Parameters
     ----------
     consensus_frames, issues, policy
         See :func:`decide_actions`.
-    split_fractions, seed, group_col
+    split_fractions, seed, group_col, guard_frames, return_grouping
         See :func:`assign_splits`; only frames that are not dropped are split.
 
     Returns
@@ -318,16 +388,37 @@ def curate(
     pl.DataFrame
         One row per consensus frame, sorted by key: ``video_id``,
         ``frame_index``, ``label``, ``split`` (null when dropped), ``action``,
-        ``reason``, ``original_label``. No ``group_col`` value (video)
-        appears in two splits.
+        ``reasons`` (list of str), ``original_label``, ``split_group``. No
+        ``split_group`` appears in two splits; with time blocks, frames in a
+        guard gap are ``dropped`` with reason :data:`SPLIT_GUARD`.
+    grouping : dict, only with ``return_grouping``
+        See :func:`assign_splits`.
     """
     decided = decide_actions(consensus_frames, issues, policy=policy)
     if group_col not in decided.columns:
         decided = decided.join(consensus_frames.select(*_KEYS, group_col), on=_KEYS, how="left")
     keep = decided.filter(pl.col("action") != "dropped")
-    split = assign_splits(keep, split_fractions=split_fractions, seed=seed, group_col=group_col)
-    out = decided.join(split.select(*_KEYS, "split"), on=_KEYS, how="left")
-    return out.select(*_KEYS, "label", "split", "action", "reason", "original_label").sort(_KEYS)
+    split, grouping = assign_splits(
+        keep,
+        split_fractions=split_fractions,
+        seed=seed,
+        group_col=group_col,
+        guard_frames=guard_frames,
+        return_grouping=True,
+    )
+    out = decided.join(split.select(*_KEYS, "split", "split_group"), on=_KEYS, how="left")
+    guarded = (pl.col("action") != "dropped") & pl.col("split").is_null()
+    out = out.with_columns(
+        action=pl.when(guarded).then(pl.lit("dropped")).otherwise(pl.col("action")),
+        label=pl.when(guarded).then(pl.col("original_label")).otherwise(pl.col("label")),
+        reasons=pl.when(guarded)
+        .then(pl.lit([SPLIT_GUARD], pl.List(pl.String)))
+        .otherwise(pl.col("reasons")),
+    )
+    out = out.select(
+        *_KEYS, "label", "split", "action", "reasons", "original_label", "split_group"
+    ).sort(_KEYS)
+    return (out, grouping) if return_grouping else out
 
 
 def apply_reviews(result: pl.DataFrame, reviews: pl.DataFrame | None) -> pl.DataFrame:
@@ -347,3 +438,45 @@ def apply_reviews(result: pl.DataFrame, reviews: pl.DataFrame | None) -> pl.Data
         label=pl.when(reviewed).then(pl.col("_review")).otherwise(pl.col("label")),
         action=pl.when(reviewed).then(pl.lit("reviewed")).otherwise(pl.col("action")),
     ).drop("_review")
+
+
+def quality_drops(
+    curated: pl.DataFrame, frames: pl.DataFrame, issue_names: Sequence[str]
+) -> pl.DataFrame:
+    """Per camera: how many curated frames the frame-quality rules dropped.
+
+    Parameters
+    ----------
+    curated : pl.DataFrame
+        :func:`curate`'s output (``video_id``, ``frame_index``, ``action``, ``reasons``).
+    frames : pl.DataFrame
+        ``video_id``, ``frame_index``, ``camera_id`` (e.g. the ``frames`` table).
+    issue_names : sequence of str
+        The frame-quality reasons counted (``CurationPolicy.drop_frame_quality``).
+
+    Returns
+    -------
+    pl.DataFrame
+        One row per camera, worst share first: ``camera_id``, ``frames`` (curated frames of the
+        camera), ``dropped_for_quality`` (dropped with at least one of ``issue_names`` among
+        their reasons), ``share`` (0..1), and one count column per issue name.
+    """
+    names = list(issue_names)
+    df = curated.join(frames.select(*_KEYS, "camera_id"), on=_KEYS, how="left").with_columns(
+        pl.col("camera_id").fill_null("unknown"),
+        _q=(pl.col("action") == "dropped")
+        & pl.col("reasons").list.eval(pl.element().is_in(names)).list.any(),
+    )
+    return (
+        df.group_by("camera_id")
+        .agg(
+            frames=pl.len(),
+            dropped_for_quality=pl.col("_q").sum().cast(pl.Int64),
+            **{
+                n: (pl.col("_q") & pl.col("reasons").list.contains(n)).sum().cast(pl.Int64)
+                for n in names
+            },
+        )
+        .with_columns(share=pl.col("dropped_for_quality") / pl.col("frames"))
+        .sort(["share", "camera_id"], descending=[True, False])
+    )

@@ -37,6 +37,7 @@ __all__ = [
     "NearDuplicateIssue",
     "OutlierIssue",
     "OverexposedIssue",
+    "camera_stats",
     "cosine_knn_graph",
     "find_label_issues",
     "issue_counts",
@@ -60,6 +61,9 @@ class IssueContext:
     features : np.ndarray of shape (N, D) or None
     quality : pl.DataFrame or None
         ``brightness`` and ``sharpness`` aligned to the N rows (null where missing).
+    cameras : np.ndarray of shape (N,)
+        Camera of each row (``camera_id`` of ``quality``; one camera for all when absent):
+        frame-quality issue types judge a frame against its own camera.
     """
 
     def __init__(self, labels, pred_probs, features, quality, knn_graph, knn_k: int) -> None:
@@ -69,6 +73,13 @@ class IssueContext:
         self.quality = quality
         self._graph = knn_graph
         self._knn_k = knn_k
+
+    @cached_property
+    def cameras(self) -> np.ndarray:
+        """(N,) camera per row; ``"all"`` where unknown."""
+        if self.quality is not None and "camera_id" in self.quality.columns:
+            return self.quality["camera_id"].fill_null("all").cast(pl.String).to_numpy()
+        return np.full(len(self.labels), "all", dtype=object)
 
     @cached_property
     def knn_graph(self) -> csr_matrix:
@@ -215,70 +226,184 @@ def _ratio_score(margin: np.ndarray, threshold: float) -> np.ndarray:
     return margin / (margin + max(threshold, 1e-9))
 
 
-class DarkIssue(IssueType):
-    """Underexposed frame: mean gray ``brightness`` (0..255) below ``threshold``."""
+def camera_stats(
+    values: np.ndarray, cameras: np.ndarray, *, min_frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each frame's camera median and robust spread of ``values``.
+
+    Parameters
+    ----------
+    values : np.ndarray of shape (N,), float
+        A per-frame statistic (NaN where unknown; NaNs are ignored).
+    cameras : np.ndarray of shape (N,)
+        Camera of each frame.
+    min_frames : int
+        Cameras with fewer finite values are marked not ``enough``.
+
+    Returns
+    -------
+    median : np.ndarray of shape (N,), float
+        Median of the frame's camera.
+    scale : np.ndarray of shape (N,), float
+        1.4826 x the median absolute deviation of the frame's camera (the standard deviation
+        of a normal distribution; robust to the outliers being looked for).
+    enough : np.ndarray of shape (N,), bool
+        The camera has at least ``min_frames`` finite values.
+    """
+    median = np.full(len(values), np.nan)
+    scale = np.full(len(values), np.nan)
+    enough = np.zeros(len(values), bool)
+    cams = np.asarray(cameras).astype(str)
+    for cam in np.unique(cams):
+        rows = cams == cam
+        finite = values[rows][np.isfinite(values[rows])]
+        if not len(finite):
+            continue
+        med = float(np.median(finite))
+        median[rows] = med
+        scale[rows] = 1.4826 * float(np.median(np.abs(finite - med)))
+        enough[rows] = len(finite) >= min_frames
+    return median, scale, enough
+
+
+def _z_score(z: np.ndarray, z_threshold: float) -> np.ndarray:
+    """0..1 from a robust z-score (lower = worse): 0.5 at ``-z_threshold``, 2/3 at the median."""
+    return _ratio_score(z + 2 * z_threshold, z_threshold)
+
+
+class _CameraRelative(IssueType):
+    """Judges a frame against the frames of its own camera (robust z-score).
+
+    A frame is flagged when its robust z-score ``(x - camera median) / max(1.4826 MAD,
+    min_scale)`` is beyond ``z_threshold`` *and* it differs from the camera median by a
+    material amount (``min_change``), so a camera whose every frame is dark (bright parts on
+    black, back-lit or X-ray inspection) keeps its frames, while a frame much darker than its
+    camera's usual is flagged. Cameras with fewer than ``min_frames`` frames (whose normal
+    cannot be estimated) fall back to the absolute ``threshold``.
+    """
+
+    needs = ("brightness",)
+    stat = "brightness"
+
+    def __init__(
+        self,
+        *,
+        threshold: float | None = None,
+        z_threshold: float = 3.5,
+        min_change: float = 0.3,
+        min_scale: float = 2.0,
+        min_frames: int = 10,
+    ) -> None:
+        self.threshold = self.default_threshold if threshold is None else threshold
+        self.z_threshold, self.min_change = z_threshold, min_change
+        self.min_scale, self.min_frames = min_scale, min_frames
+
+    default_threshold: ClassVar[float]
+
+    def _inputs(self, ctx: IssueContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(values (N,), camera median (N,), robust z (N,), camera has enough frames (N,))."""
+        x = ctx.quality[self.stat].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        med, scale, enough = camera_stats(x, ctx.cameras, min_frames=self.min_frames)
+        z = (x - med) / np.maximum(np.nan_to_num(scale), self.min_scale)
+        return x, med, z, enough
+
+
+class DarkIssue(_CameraRelative):
+    """Underexposed frame: much darker than its camera's usual ``brightness`` (0..255 mean gray).
+
+    Flagged when the robust z-score of brightness against the frame's camera is below
+    ``-z_threshold`` and the brightness is at least ``min_change`` (30%) below the camera's
+    median; see :class:`_CameraRelative`. ``threshold`` (absolute, default 40) applies to
+    cameras with fewer than ``min_frames`` frames. ``dark_score`` is 0.5 at the z threshold.
+    """
 
     issue_name = "dark"
-    needs = ("brightness",)
+    default_threshold = 40.0
     columns: ClassVar[dict[str, Any]] = {"is_dark": pl.Boolean, "dark_score": pl.Float64}
 
-    def __init__(self, *, threshold: float = 40.0) -> None:
-        self.threshold = threshold
-
     def find(self, ctx: IssueContext) -> dict[str, Any]:
-        b = ctx.quality["brightness"].cast(pl.Float64).to_numpy()
-        return {
-            "is_dark": np.where(np.isnan(b), None, b < self.threshold),
-            "dark_score": _ratio_score(b, self.threshold),
-        }
+        b, med, z, enough = self._inputs(ctx)
+        relative = (z < -self.z_threshold) & (b < (1.0 - self.min_change) * med)
+        flag = np.where(enough, relative, b < self.threshold)
+        score = np.where(enough, _z_score(z, self.z_threshold), _ratio_score(b, self.threshold))
+        return {"is_dark": np.where(np.isnan(b), None, flag), "dark_score": score}
 
 
-class OverexposedIssue(IssueType):
-    """Washed-out frame (glare): ``brightness`` above ``threshold`` (0..255)."""
+class OverexposedIssue(_CameraRelative):
+    """Washed-out frame (glare): much brighter than its camera's usual ``brightness``.
+
+    Flagged when the robust z-score is above ``z_threshold`` and the headroom ``255 -
+    brightness`` is at least ``min_change`` (30%) below the camera's median headroom; cameras
+    with fewer than ``min_frames`` frames use the absolute ``threshold`` (default 235).
+    """
 
     issue_name = "overexposed"
-    needs = ("brightness",)
+    default_threshold = 235.0
     columns: ClassVar[dict[str, Any]] = {
         "is_overexposed": pl.Boolean,
         "overexposed_score": pl.Float64,
     }
 
-    def __init__(self, *, threshold: float = 235.0) -> None:
-        self.threshold = threshold
-
     def find(self, ctx: IssueContext) -> dict[str, Any]:
-        b = ctx.quality["brightness"].cast(pl.Float64).to_numpy()
-        return {
-            "is_overexposed": np.where(np.isnan(b), None, b > self.threshold),
-            "overexposed_score": _ratio_score(255.0 - b, 255.0 - self.threshold),
-        }
+        b, med, z, enough = self._inputs(ctx)
+        relative = (z > self.z_threshold) & (255.0 - b < (1.0 - self.min_change) * (255.0 - med))
+        flag = np.where(enough, relative, b > self.threshold)
+        score = np.where(
+            enough,
+            _z_score(-z, self.z_threshold),
+            _ratio_score(255.0 - b, 255.0 - self.threshold),
+        )
+        return {"is_overexposed": np.where(np.isnan(b), None, flag), "overexposed_score": score}
 
 
-class BlurryIssue(IssueType):
-    """Out-of-focus or motion-blurred frame: low variance of the Laplacian.
+class BlurryIssue(_CameraRelative):
+    """Out-of-focus or motion-blurred frame: low variance of the Laplacian for its camera.
 
-    Sharpness depends on resolution and scene, so by default the threshold
-    is ``relative`` x the median sharpness of the frames checked together;
-    pass an absolute ``threshold`` once a line's normal range is known.
+    Sharpness depends on resolution and scene (a black background has little texture), so a
+    frame is judged against its camera: flagged when the robust z-score of ``log1p(sharpness)``
+    is below ``-z_threshold`` and the sharpness is below ``relative`` x the camera's median.
+    Cameras with fewer than ``min_frames`` frames use ``threshold`` when given, else
+    ``relative`` x the median of every frame checked together.
     """
 
     issue_name = "blurry"
     needs = ("sharpness",)
+    stat = "sharpness"
+    default_threshold = float("nan")
     columns: ClassVar[dict[str, Any]] = {"is_blurry": pl.Boolean, "blurry_score": pl.Float64}
 
-    def __init__(self, *, threshold: float | None = None, relative: float = 0.25) -> None:
-        self.threshold, self.relative = threshold, relative
+    def __init__(
+        self,
+        *,
+        threshold: float | None = None,
+        relative: float = 0.25,
+        z_threshold: float = 3.5,
+        min_scale: float = 0.1,
+        min_frames: int = 10,
+    ) -> None:
+        super().__init__(
+            threshold=threshold,
+            z_threshold=z_threshold,
+            min_change=1.0 - relative,
+            min_scale=min_scale,
+            min_frames=min_frames,
+        )
+        self.relative = relative
 
     def find(self, ctx: IssueContext) -> dict[str, Any]:
-        s = ctx.quality["sharpness"].cast(pl.Float64).to_numpy()
-        finite = s[np.isfinite(s)]
+        s = ctx.quality["sharpness"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        log_s = np.log1p(np.clip(s, 0.0, None))
+        med_log, scale, enough = camera_stats(log_s, ctx.cameras, min_frames=self.min_frames)
+        z = (log_s - med_log) / np.maximum(np.nan_to_num(scale), self.min_scale)
+        camera_median = np.expm1(med_log)
+        relative = (z < -self.z_threshold) & (s < self.relative * camera_median)
         thr = self.threshold
-        if thr is None:
+        if np.isnan(thr):
+            finite = s[np.isfinite(s)]
             thr = self.relative * float(np.median(finite)) if len(finite) else 0.0
-        return {
-            "is_blurry": np.where(np.isnan(s), None, s < thr),
-            "blurry_score": _ratio_score(s, thr),
-        }
+        flag = np.where(enough, relative, s < thr)
+        score = np.where(enough, _z_score(z, self.z_threshold), _ratio_score(s, thr))
+        return {"is_blurry": np.where(np.isnan(s), None, flag), "blurry_score": score}
 
 
 REGISTRY: dict[str, type[IssueType]] = {
@@ -325,8 +450,10 @@ def find_label_issues(
         Embeddings; enables ``outlier`` and ``near_duplicate``.
     quality : pl.DataFrame, optional
         Per-frame ``video_id``, ``frame_index``, ``brightness`` (0..255 mean
-        gray) and/or ``sharpness`` (variance of Laplacian), e.g. the
-        ``frames`` table; enables ``dark``, ``overexposed``, ``blurry``.
+        gray) and/or ``sharpness`` (variance of Laplacian) and optionally
+        ``camera_id``, e.g. the ``frames`` table; enables ``dark``,
+        ``overexposed``, ``blurry``, which judge each frame against the
+        frames of its camera (all frames as one camera without ``camera_id``).
     classes : sequence of str, optional
         Class names for ``given_label`` / ``suggested_label`` (default ``"0"``, ``"1"``...).
     issue_types : sequence of str, optional
@@ -367,7 +494,7 @@ def find_label_issues(
         raise ValueError("features and labels differ in length")
     aligned = None
     if quality is not None:
-        cols = [c for c in ("brightness", "sharpness") if c in quality.columns]
+        cols = [c for c in ("brightness", "sharpness", "camera_id") if c in quality.columns]
         aligned = keys.select(_KEYS).join(
             quality.select(*_KEYS, *cols).unique(subset=_KEYS, keep="first"),
             on=_KEYS,

@@ -89,13 +89,13 @@ def test_policy_actions_and_reasons():
     assert (
         got[0]["action"] == "relabelled"
         and got[0]["label"] == other[lab[0]]
-        and got[0]["reason"] == "label_issue"
+        and got[0]["reasons"] == ["label_issue"]
     )
-    assert got[1]["action"] == "dropped" and got[1]["reason"] == "label_issue"
-    assert got[2]["action"] == "dropped" and got[2]["reason"] == "dark"
-    assert got[3]["action"] == "kept" and got[3]["reason"] is None  # outliers kept by default
-    assert got[4]["action"] == "dropped" and got[4]["reason"] == "blurry,label_issue"
-    assert got[5]["action"] == "dropped" and got[5]["reason"] == "low_consensus"
+    assert got[1]["action"] == "dropped" and got[1]["reasons"] == ["label_issue"]
+    assert got[2]["action"] == "dropped" and got[2]["reasons"] == ["dark"]
+    assert got[3]["action"] == "kept" and got[3]["reasons"] == []  # outliers kept by default
+    assert got[4]["action"] == "dropped" and got[4]["reasons"] == ["blurry", "label_issue"]
+    assert got[5]["action"] == "dropped" and got[5]["reasons"] == ["low_consensus"]
     assert out.filter(pl.col("action") == "kept").height == frames.height - 5
 
     lenient = decide_actions(
@@ -106,7 +106,7 @@ def test_policy_actions_and_reasons():
         ),
     )
     assert lenient.row(1, named=True)["action"] == "kept"
-    assert lenient.row(3, named=True)["reason"] == "outlier"
+    assert lenient.row(3, named=True)["reasons"] == ["outlier"]
     assert lenient.row(2, named=True)["action"] == "kept"
 
 
@@ -118,7 +118,7 @@ def test_dedupe_keeps_best_of_each_set_and_missing_issue_rows_are_kept():
         r1={"near_duplicate_set": 0, "is_near_duplicate": True, "label_quality": 0.9},
     ).filter(pl.col("frame_index") != 3)
     out = decide_actions(frames, issues, policy=CurationPolicy(dedupe_near_duplicates=True))
-    assert out.row(0, named=True)["reason"] == "near_duplicate"
+    assert out.row(0, named=True)["reasons"] == ["near_duplicate"]
     assert out.row(1, named=True)["action"] == "kept"
     assert out.filter(pl.col("frame_index") == 3)["action"].unique().to_list() == ["kept"]
 
@@ -135,8 +135,9 @@ def test_splits_are_by_video_balanced_and_deterministic():
         "label",
         "split",
         "action",
-        "reason",
+        "reasons",
         "original_label",
+        "split_group",
     ]
     per_video = a.group_by("video_id").agg(pl.col("split").n_unique())
     assert per_video["split"].max() == 1
@@ -174,3 +175,34 @@ def test_few_videos_still_fill_every_split_and_near_duplicates_stay_together():
     assert set(no_test["split"].unique()) == {"train", "val"}
     with pytest.raises(ValueError, match="split_fractions"):
         assign_splits(frames.rename({"consensus_label": "label"}), split_fractions=(0.5, 0.2, 0.2))
+
+
+@pytest.mark.parametrize("n_videos", [1, 2])
+def test_one_or_two_long_recordings_split_by_time_blocks_with_a_guard_gap(n_videos):
+    """Issue 7.11: one long recording per line used to leave 'test' (and 'val') empty."""
+    rng = np.random.default_rng(n_videos)
+    n = 300 // n_videos
+    frames = pl.DataFrame(
+        {
+            "video_id": np.repeat([f"cam1__shift_{v}" for v in range(n_videos)], n),
+            "frame_index": np.tile(np.arange(n) * 4, n_videos),  # every 4th frame labelled
+            "consensus_label": np.where(rng.random(300) < 0.3, "defect", "good"),
+            "consensus_quality": 0.9,
+        }
+    )
+    out, grouping = curate(frames, _issues(frames), guard_frames=10, return_grouping=True)
+    assert grouping["grouping"] == "time_block" and grouping["blocks"] == 7
+    assert grouping["guard_frames"] == 10 and grouping["guard_dropped"] > 0
+    kept = out.filter(pl.col("split").is_not_null())
+    share = kept.group_by("split").len().with_columns(pl.col("len") / kept.height)
+    share = dict(share.iter_rows())
+    assert set(share) == {"train", "val", "test"} and share["train"] > 0.5
+    guarded = out.filter(pl.col("reasons").list.contains("split_guard"))
+    assert guarded.height == grouping["guard_dropped"]
+    assert (guarded["action"] == "dropped").all()
+    assert kept.group_by("split_group").agg(pl.col("split").n_unique())["split"].max() == 1
+    for video in kept.partition_by("video_id"):  # no two frames of different splits within 10
+        video = video.sort("frame_index")
+        idx, split = video["frame_index"].to_numpy(), video["split"].to_numpy()
+        gaps = np.diff(idx)[split[1:] != split[:-1]]
+        assert (gaps > 10).all()

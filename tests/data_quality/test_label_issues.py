@@ -155,3 +155,57 @@ def test_worst_examples_grid_png():
     assert worst_examples_grid([], []).startswith(b"\x89PNG")
     with pytest.raises(ValueError):
         worst_examples_grid(images, ["only one"])
+
+
+def _two_cameras(seed: int = 0, n: int = 200):
+    """Camera ``xray``: bright parts on black (every frame dark, little texture); camera ``belt``:
+    a lit belt. One real anomaly per camera and kind: lights off, glare, out of focus."""
+    rng = np.random.default_rng(seed)
+    brightness = np.r_[rng.normal(22, 3, n), rng.normal(120, 8, n)].clip(0, 255)
+    sharpness = np.r_[rng.lognormal(np.log(40), 0.2, n), rng.lognormal(np.log(300), 0.2, n)]
+    brightness[[5, n + 5]] = [2.0, 30.0]  # black frame; belt with its lights off
+    brightness[n + 6] = 250.0  # glare
+    sharpness[[7, n + 7]] = [3.0, 20.0]  # out of focus
+    keys = pl.DataFrame(
+        {"video_id": np.repeat(["xray__a", "belt__a"], n), "frame_index": np.tile(np.arange(n), 2)}
+    )
+    quality = keys.with_columns(
+        camera_id=pl.Series(np.repeat(["xray", "belt"], n)),
+        brightness=pl.Series(brightness),
+        sharpness=pl.Series(sharpness),
+    )
+    return keys, quality
+
+
+def test_a_camera_of_dark_background_frames_keeps_them_and_anomalies_are_still_found():
+    """Issue 7.14: absolute thresholds flagged every frame of a dark-background camera."""
+    from data_quality.curate import curate
+
+    keys, quality = _two_cameras()
+    n = keys.height
+    labels = np.arange(n) % 2
+    probs = np.eye(2)[labels] * 0.9 + 0.05
+    df = find_label_issues(
+        labels,
+        probs,
+        keys=keys,
+        quality=quality,
+        classes=["good", "defect"],
+        issue_types=["dark", "overexposed", "blurry"],
+    )
+    flagged = df.with_row_index().filter(
+        pl.col("is_dark") | pl.col("is_overexposed") | pl.col("is_blurry")
+    )
+    assert sorted(flagged["index"].to_list()) == [5, 7, 205, 206, 207]
+    assert flagged.filter(pl.col("is_dark"))["index"].to_list() == [5, 205]
+    consensus = keys.with_columns(
+        consensus_label=pl.Series(np.array(["good", "defect"])[labels]), consensus_quality=0.9
+    )
+    out = curate(consensus, df)
+    quality_drop = pl.col("reasons").list.set_intersection(["dark", "overexposed", "blurry"])
+    kept = (
+        out.filter(quality_drop.list.len() == 0)
+        .group_by(pl.col("video_id").str.split("__").list.first().alias("camera"))
+        .len()
+    )
+    assert dict(kept.iter_rows()) == {"xray": 198, "belt": 197}  # absolute thresholds: 0 / 197
