@@ -25,9 +25,11 @@ class CameraShift:
     Attributes
     ----------
     dx, dy : float
-        Translation in pixels of the new image relative to the reference (x right, y down).
+        Displacement in pixels of the image centre's content, new relative to the
+        reference (x right, y down).
     angle_deg : float
-        Rotation in degrees (counter-clockwise positive); 0.0 when ECC did not converge.
+        Rotation in degrees (counter-clockwise positive, as ``cv2.getRotationMatrix2D``);
+        0.0 when ECC did not converge.
     response : float
         Phase-correlation peak (0..1); low means little common structure.
     refined : bool
@@ -78,23 +80,25 @@ def estimate_shift(
     win = cv2.createHanningWindow(a.shape[::-1], cv2.CV_32F)
     (dx, dy), response = cv2.phaseCorrelate(a, b, win)
     # ECC: find warp W with new(W(x)) ~ reference(x); W = [R | t] maps reference to new.
-    warp = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+    # Started from the phase-correlation translation and from the identity (phase
+    # correlation is unreliable under rotation); the better-correlated fit wins.
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
-    try:
-        _, warp = cv2.findTransformECC(
-            cv2.GaussianBlur(a, (0, 0), 1.0),
-            cv2.GaussianBlur(b, (0, 0), 1.0),
-            warp,
-            cv2.MOTION_EUCLIDEAN,
-            criteria,
-            None,
-            5,
-        )
-    except cv2.error:
+    sa, sb = cv2.GaussianBlur(a, (0, 0), 1.0), cv2.GaussianBlur(b, (0, 0), 1.0)
+    best: tuple[float, np.ndarray] | None = None
+    for init in ((dx, dy), (0.0, 0.0)):
+        warp = np.array([[1, 0, init[0]], [0, 1, init[1]]], np.float32)
+        try:
+            cc, warp = cv2.findTransformECC(sa, sb, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 5)
+        except cv2.error:
+            continue
+        if abs(math.degrees(math.atan2(float(warp[1, 0]), float(warp[0, 0])))) > 30.0:
+            continue  # not a plausible camera knock
+        if best is None or cc > best[0]:
+            best = (float(cc), warp)
+    if best is None:
         return CameraShift(float(dx), float(dy), 0.0, float(response), False)
+    warp = best[1]
     angle = math.degrees(math.atan2(float(warp[1, 0]), float(warp[0, 0])))
     centre = np.array([a.shape[1] / 2.0, a.shape[0] / 2.0, 1.0], np.float32)
     ex, ey = (warp @ centre - centre[:2]).tolist()  # displacement of the image centre
-    if math.hypot(ex - dx, ey - dy) > 3.0 + 0.05 * max(a.shape):  # ECC wandered off: keep phase
-        return CameraShift(float(dx), float(dy), 0.0, float(response), False)
     return CameraShift(ex, ey, -angle, float(response), True)
