@@ -489,8 +489,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "verify":
             print(_describe(champion))
             return EXIT_OK
+        champion.model_path(args.target)
         if args.shadow is not None:
             bundles.append(_open(args.shadow, trusted, "shadow"))
+            bundles[1].model_path(args.target)
         sources = discover(args.input, camera=args.camera)
         return _run_cli(args, champion, bundles[1] if len(bundles) > 1 else None, sources)
     except (BundleError, SigningKeyError, InputError) as e:
