@@ -278,3 +278,70 @@ def test_progress_lines_when_not_a_tty(make_bundle, videos, tmp_path, capsys):
     assert main([*args, "--batch", "2", "--progress-every", "0"]) == 0
     err = capsys.readouterr().err
     assert "stream 1/2 cam1__a" in err and "fps" in err
+
+
+# ------------------------------------------------------------------------------- fresh venv
+
+_PROBE = """
+import importlib.util, json, sys
+from edge_export.runner import main
+rc = main(sys.argv[1:])
+print(json.dumps({
+    "rc": rc,
+    "imported": sorted(m for m in ("torch", "dagster", "polars") if m in sys.modules),
+    "installed": sorted(m for m in ("torch", "dagster", "polars")
+                        if importlib.util.find_spec(m) is not None),
+}))
+"""
+
+
+@pytest.mark.slow
+def test_lensline_edge_in_a_fresh_minimal_venv(make_bundle, keys, videos, tmp_path):
+    """``python -m venv`` + requirements-edge.txt + ``pip install --no-deps`` of the repo:
+    the runner verifies a signed bundle and inspects a video with no torch, Dagster or polars."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[2]
+    venv = tmp_path / "edge-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    t0 = time.perf_counter()
+    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-r", str(repo / "edge_export" / "requirements-edge.txt")], check=True)
+    t_deps = time.perf_counter() - t0
+    # install the lensline package from a copy, so the build leaves nothing in the work tree
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for pkg in ("orchestration", "assets", "data_quality", "training", "edge_export"):
+        shutil.copytree(repo / pkg, src / pkg, ignore=ignore)
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / f, src / f)
+    subprocess.run([*pip, "--no-deps", str(src)], check=True)
+    t_total = time.perf_counter() - t0
+    print(f"\nfresh edge venv: requirements-edge {t_deps:.1f} s, total install {t_total:.1f} s")
+
+    private, public = keys
+    pub = tmp_path / "signer.pem"
+    pub.write_bytes(public)
+    bundle = make_bundle("fresh", key=private)
+    out = tmp_path / "fresh.jsonl"
+    args = ["run", str(bundle), str(videos), "--out", str(out), "--trusted-key", str(pub)]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    proc = subprocess.run(
+        [str(py), "-c", _PROBE, *args], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    probe = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert probe == {"rc": 0, "imported": [], "installed": []}, proc.stderr
+    assert "signed by trusted key" in proc.stderr
+    assert len(read(out)) == 20
+    script = venv / "bin" / "lensline-edge"
+    if script.exists():  # once pyproject declares the console script
+        res = subprocess.run(
+            [str(script), "verify", str(bundle)], capture_output=True, text=True, env=env
+        )
+        assert res.returncode == 0, res.stderr
