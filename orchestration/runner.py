@@ -249,7 +249,7 @@ def run_pending(
             else inputs_fingerprint(storage, keys)
         )
         never = [k for k in keys if instance.get_latest_materialization_event(k) is None]
-        if not (force or never or _latest_settled(instance, stage) != fingerprint):
+        if not (force or never or fingerprint not in _latest_settled(instance, stage)):
             if stage == "labels":
                 summary.rejected_labels = _label_rejections(instance)
             continue
@@ -280,7 +280,13 @@ def run_pending(
             break  # later stages would read what this one failed to write
         # settled: a run on these inputs finished with no crashed step (a losing challenger
         # stopped by the blocking promotion gate is settled too: same inputs, same model)
-        instance.add_run_tags(result.run_id, {"lensline/settled": "true"})
+        settled = {"lensline/settled": "true"}
+        if (
+            stage == "labels"
+        ):  # importing reviews changes what this stage reads: that is settled too
+            after = labels_fingerprint(storage, pending_reviews(defs.resources["fiftyone"]), keys)  # type: ignore[arg-type]
+            settled["lensline/inputs_after"] = after
+        instance.add_run_tags(result.run_id, settled)
     if summary.downstream_ok and not summary.downstream:
         summary.stopped_reason = (
             "downstream assets are up to date with the frames, labels and reviews"
@@ -290,13 +296,15 @@ def run_pending(
     return summary
 
 
-def _latest_settled(instance: dg.DagsterInstance, stage: str) -> str | None:
-    """The inputs fingerprint of the latest settled run of ``stage`` (only the latest counts)."""
+def _latest_settled(instance: dg.DagsterInstance, stage: str) -> set[str]:
+    """The input fingerprints of the latest settled run of ``stage`` (only the latest counts):
+    what it read and, for ``labels``, what its own writes left (``lensline/inputs_after``)."""
     runs = instance.get_runs(
         filters=dg.RunsFilter(tags={"lensline/stage": stage, "lensline/settled": "true"}),
         limit=1,
     )
-    return runs[0].tags.get("lensline/inputs") if runs else None
+    tags = runs[0].tags if runs else {}
+    return {tags[k] for k in ("lensline/inputs", "lensline/inputs_after") if k in tags}
 
 
 def _collect(result: dg.ExecuteInProcessResult, summary: RunSummary) -> list[str]:
