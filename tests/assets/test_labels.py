@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from orchestration.definitions import defs
 from orchestration.storage import LensStorage
@@ -136,11 +135,6 @@ def test_removed_label_file_removes_its_labels_and_reviews_stay(home, write_vide
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs orchestration/runner.py: compare the fingerprint with the latest settled run only "
-    "(A -> A+B -> A matches the first run's fingerprint today)",
-)
 def test_lensline_run_after_removing_a_label_file_reimports(home, write_video):
     """Issue 7.2 through ``lensline run``: A, then A+B, then A again must not count as up to date."""
     from orchestration.runner import run_pending

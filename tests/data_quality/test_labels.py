@@ -244,3 +244,24 @@ def test_valid_class_names_and_explicit_class_list_are_checked(videos, landing):
         True,
     ]
     assert "1-64" in CLASS_NAME_RULE
+
+
+def test_clean_csv_fast_path_matches_the_row_by_row_path(videos, landing):
+    """Issue 7.12: the column-wise path gives exactly what the row path gives."""
+    from data_quality import labels as mod
+
+    rows = [
+        f"{v},{i},{'good' if i % 3 else 'defect'},a{i % 4}"
+        for v in ("line_0002.mp4", "cam1__line_0001")
+        for i in range(100)
+    ]
+    path = _write(landing, "ok.csv", "video,frame_index,label,annotator\n" + "\n".join(rows) + "\n")
+    fast = _read(path, videos, landing)
+    index = mod._VideoIndex(videos)
+    good, problems = mod._validate(mod._read_csv(path, landing), index, CLASSES)
+    assert not problems
+    slow = pl.DataFrame(good, schema=list(LABEL_SCHEMA)[:4], orient="row").sort(
+        ["video_id", "frame_index", "annotator"]
+    )
+    assert fast.drop("source").equals(slow)
+    assert mod._csv_fast_path(path, landing.resolve(), index, ["good"]) is None  # unknown class
