@@ -75,7 +75,7 @@ def colour_histogram(image: np.ndarray, *, bins: int = COLOUR_BINS) -> np.ndarra
     return (np.concatenate([hue, sat, val]) / n).astype(np.float32)
 
 
-def median_background(images: Sequence[np.ndarray]) -> np.ndarray:
+def median_background(images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     """Static scene of a camera: the per-pixel median of (up to 101 evenly spaced) grey frames.
 
     Moving items, the belt texture and hands average out; rails, bolts and belt edges stay.

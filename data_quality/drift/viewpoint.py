@@ -57,7 +57,7 @@ def _prepare(gray: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def estimate_shift(
-    reference: np.ndarray, new: np.ndarray, *, highpass_sigma: float = 6.0
+    reference: np.ndarray, new: np.ndarray, *, highpass_sigma: float | None = None
 ) -> CameraShift:
     """Estimate the camera shift between two backgrounds.
 
@@ -65,8 +65,9 @@ def estimate_shift(
     ----------
     reference, new : np.ndarray
         (H, W) uint8 grey backgrounds of the same size.
-    highpass_sigma : float
-        Gaussian sigma (px) of the illumination removed before matching.
+    highpass_sigma : float, optional
+        Gaussian sigma (px) of the illumination removed before matching; default 2.5 % of
+        the image height (6 px at 240 rows).
 
     Returns
     -------
@@ -76,23 +77,30 @@ def estimate_shift(
 
     if reference.shape != new.shape:
         raise ValueError(f"background sizes differ: {reference.shape} vs {new.shape}")
-    a, b = _prepare(reference, highpass_sigma), _prepare(new, highpass_sigma)
+    sigma = highpass_sigma if highpass_sigma is not None else 0.025 * reference.shape[0]
+    a, b = _prepare(reference, sigma), _prepare(new, sigma)
     win = cv2.createHanningWindow(a.shape[::-1], cv2.CV_32F)
     (dx, dy), response = cv2.phaseCorrelate(a, b, win)
     # ECC: find warp W with new(W(x)) ~ reference(x); W = [R | t] maps reference to new.
-    # Started from the phase-correlation translation and from the identity (phase
-    # correlation is unreliable under rotation); the better-correlated fit wins.
+    # Started from the phase-correlation translation, kept when it agrees with it (within
+    # 3 px); otherwise (phase correlation is unreliable under rotation) also started from
+    # the identity, and the better-correlated fit wins.
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
     sa, sb = cv2.GaussianBlur(a, (0, 0), 1.0), cv2.GaussianBlur(b, (0, 0), 1.0)
     best: tuple[float, np.ndarray] | None = None
     for init in ((dx, dy), (0.0, 0.0)):
         warp = np.array([[1, 0, init[0]], [0, 1, init[1]]], np.float32)
         try:
-            cc, warp = cv2.findTransformECC(sa, sb, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 5)
+            cc, warp = cv2.findTransformECC(  # type: ignore[call-overload]
+                sa, sb, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 5
+            )
         except cv2.error:
             continue
         if abs(math.degrees(math.atan2(float(warp[1, 0]), float(warp[0, 0])))) > 30.0:
             continue  # not a plausible camera knock
+        if init != (0.0, 0.0) and math.hypot(warp[0, 2] - dx, warp[1, 2] - dy) <= 3.0:
+            best = (float(cc), warp)
+            break
         if best is None or cc > best[0]:
             best = (float(cc), warp)
     if best is None:

@@ -28,12 +28,13 @@ from data_quality.synthetic import CONDITIONS, _Scene
 
 ALL_STATS = DATA_STATISTICS + VIEWPOINT_STATISTICS + PREDICTION_STATISTICS
 FRAMES = 200  # 100 s of line at the 2 fps ingestion keeps
+SIZE = (320, 240)  # the demo size
 _W = np.random.default_rng(7).standard_normal((48, 4))
 
 
 def _frames(seed: int, conditions: str, n: int = FRAMES) -> list[np.ndarray]:
     scene = _Scene(
-        seed=seed, camera_id="cam1", seconds=n / 2, fps=2, size=(320, 240),
+        seed=seed, camera_id="cam1", seconds=n / 2, fps=2, size=SIZE,
         cond=CONDITIONS[conditions],
     )  # fmt: skip
     return [img for img, _ in scene.frames()][:n]
@@ -104,7 +105,7 @@ def test_rotation_is_measured_in_degrees(reference):
     bg = reference.background
     assert bg is not None
     turned = cv2.warpAffine(
-        bg, cv2.getRotationMatrix2D((160, 120), 3.0, 1.0), (320, 240),
+        bg, cv2.getRotationMatrix2D((160, 120), 3.0, 1.0), SIZE,
         borderMode=cv2.BORDER_REFLECT,
     )  # fmt: skip
     shift = estimate_shift(bg, turned)
@@ -155,9 +156,6 @@ def test_serialised_reference_gives_the_same_result(reference):
     for name, arr in reference.to_arrays().items():
         assert np.array_equal(arr, back.to_arrays()[name]), name
     new = _summary(15, "nominal", n=40)
-    assert [r.to_row() for r in detect_drift(back, new)] == [
-        r.to_row() for r in detect_drift(reference, new)
-    ] or True  # NaN != NaN in dict compare; compare the numbers below
     a, b = detect_drift(back, new), detect_drift(reference, new)
     assert [(r.drifted, r.status) for r in a] == [(r.drifted, r.status) for r in b]
     assert np.allclose([r.p_value for r in a], [r.p_value for r in b], equal_nan=True)
