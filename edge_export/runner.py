@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -54,6 +55,7 @@ from edge_export.bundle import ENV_TRUSTED, Bundle, BundleError, SigningKeyError
 from edge_export.bundle import load_trusted_key as _load_trusted_key
 from edge_export.postprocess import AlarmStateMachine, frame_quality
 from edge_export.shadow import compare_shadow, format_summary
+from training.preprocess import PreprocessError
 
 __all__ = [
     "EXIT_FAILED",
@@ -182,7 +184,7 @@ def iter_images(
     source: Source, *, every: int = 1, errors: list[str] | None = None
 ) -> Iterator[tuple[int, float | None, np.ndarray]]:
     """Decode an image stream; undecodable files go to ``errors`` (named) and are skipped."""
-    from training.preprocess import PreprocessError, decode_image
+    from training.preprocess import decode_image
 
     for n, (index, path) in enumerate(source.images):
         if n % every:
@@ -307,7 +309,7 @@ Prepared = tuple[int, float | None, np.ndarray, np.ndarray, str | None]
 
 
 class _Inspection:
-    """One run: decode + preprocess on a worker thread, score in batches, alarms, JSON lines."""
+    """One run: decode on a thread, preprocess on a pool, score in batches, alarms, JSON lines."""
 
     def __init__(
         self,
@@ -319,6 +321,7 @@ class _Inspection:
         every: int,
         batch_size: int,
         threads: int | None,
+        workers: int | None,
     ):
         self.champion, self.shadow, self.out = champion, shadow, out
         self.every, self.batch_size = every, batch_size
@@ -328,30 +331,39 @@ class _Inspection:
         self.rules = champion.postprocess
         self.stats = RunStats()
         self.rows: list[dict[str, Any]] = []
+        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="lensline-edge-prep")
 
-    def prepared(self, src: Source) -> Iterator[Prepared]:
-        frames = (
-            iter_video(src.path, every=self.every)
-            if src.kind == "video"
-            else iter_images(src, every=self.every, errors=self.stats.errors)
-        )
-        for index, ts, bgr in frames:
-            img = self.champion.preprocess.image(bgr, src.camera_id)
-            other = img
-            if self.shadow is not None and not self.same_spec:
-                other = self.shadow.preprocess.image(bgr, src.camera_id)
-            quality = frame_quality(bgr, self.rules) if self.rules.ignore_quality else None
-            yield index, ts, img, other, quality
+    def frames(self, src: Source) -> Iterator[tuple[int, float | None, np.ndarray]]:
+        if src.kind == "video":
+            return iter_video(src.path, every=self.every)
+        return iter_images(src, every=self.every, errors=self.stats.errors)
+
+    def prepare(self, src: Source, index: int, ts: float | None, bgr: np.ndarray) -> Prepared:
+        """Crop + resize for each model, quality on the raw frame (OpenCV: runs off the GIL)."""
+        img = self.champion.preprocess.image(bgr, src.camera_id)
+        other = img
+        if self.shadow is not None and not self.same_spec:
+            other = self.shadow.preprocess.image(bgr, src.camera_id)
+        quality = frame_quality(bgr, self.rules) if self.rules.ignore_quality else None
+        return index, ts, img, other, quality
 
     def inspect(self, src: Source, progress: Progress | None, total: int, start: float) -> None:
+        """Decode on one thread, preprocess on the pool, score batches here, in frame order."""
         stats = self.stats
         stats.streams += 1
         stats.alarms.setdefault(src.video, 0)
         fsm = AlarmStateMachine(self.rules)
         batch: list[Prepared] = []
+
+        def submitted() -> Iterator[Future[Prepared]]:
+            for index, ts, bgr in self.frames(src):
+                yield self.pool.submit(self.prepare, src, index, ts, bgr)
+
+        depth = self.batch_size + 2 * self.workers
         try:
-            for item in _prefetch(lambda: self.prepared(src), depth=4 * self.batch_size):
-                batch.append(item)
+            for future in _prefetch(submitted, depth=depth):
+                batch.append(future.result())
                 if len(batch) >= self.batch_size:
                     self.score(src, fsm, batch)
                     batch = []
@@ -360,6 +372,8 @@ class _Inspection:
                         progress.update(stats, src.video, total)
         except DecodeError as e:
             stats.errors.append(str(e))
+        except PreprocessError as e:
+            stats.errors.append(f"{src.path}: cannot preprocess ({e})")
         if batch:
             self.score(src, fsm, batch)
 
@@ -403,12 +417,15 @@ def run(
     every: int = 1,
     batch_size: int = 16,
     threads: int | None = None,
+    workers: int | None = None,
     progress: Progress | None = None,
 ) -> RunStats:
     """Inspect ``sources`` with ``champion`` (and ``shadow``), writing one JSON line per frame.
 
-    Raises :class:`BundleError` / :class:`InputError` for unusable bundles; a stream that
-    cannot be decoded is recorded in ``RunStats.errors`` and the run goes on.
+    ``threads``: inference threads (runtime default when ``None``); ``workers``: preprocessing
+    threads (default ``min(4, cpu_count)``). Raises :class:`BundleError` / :class:`InputError`
+    for unusable bundles; a stream that cannot be decoded is recorded in ``RunStats.errors``
+    and the run goes on.
     """
     if shadow is not None and list(shadow.classes) != list(champion.classes):
         raise InputError(
@@ -416,11 +433,21 @@ def run(
             f"champion {champion.path} {champion.classes}"
         )
     job = _Inspection(
-        champion, shadow, out, target=target, every=every, batch_size=batch_size, threads=threads
+        champion,
+        shadow,
+        out,
+        target=target,
+        every=every,
+        batch_size=batch_size,
+        threads=threads,
+        workers=workers,
     )
     start = time.perf_counter()
-    for src in sources:
-        job.inspect(src, progress, len(sources), start)
+    try:
+        for src in sources:
+            job.inspect(src, progress, len(sources), start)
+    finally:
+        job.pool.shutdown(wait=True, cancel_futures=True)
     job.stats.seconds = time.perf_counter() - start
     if shadow is not None:
         job.stats.shadow = compare_shadow(job.rows)
@@ -448,6 +475,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--camera", help="camera id for per-camera crops (default: parent folder)")
     r.add_argument("--batch", type=int, default=16, help="frames per model call (default 16)")
     r.add_argument("--threads", type=int, help="inference threads (default: runtime decides)")
+    r.add_argument("--workers", type=int, help="preprocessing threads (default: min(4, CPUs))")
     r.add_argument("--progress-every", type=float, default=10.0, help=argparse.SUPPRESS)
     r.add_argument("--quiet", action="store_true", help="no progress lines")
     v = sub.add_parser("verify", help="verify a bundle and print its manifest summary")
@@ -476,8 +504,8 @@ def _open(path: Path, trusted: Any, role: str) -> Bundle:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point of ``lensline-edge``; returns the exit code."""
     args = _parser().parse_args(argv)
-    if args.command == "run" and (args.every < 1 or args.batch < 1):
-        _err("--every and --batch must be >= 1")
+    if args.command == "run" and min(args.every, args.batch, args.workers or 1) < 1:
+        _err("--every, --batch and --workers must be >= 1")
         return EXIT_USAGE
     bundles: list[Bundle] = []
     try:
@@ -532,6 +560,7 @@ def _run_cli(args: argparse.Namespace, champion: Bundle, shadow: Bundle | None, 
                     every=args.every,
                     batch_size=args.batch,
                     threads=args.threads,
+                    workers=args.workers,
                     progress=progress,
                 )
             except (TargetUnavailable, PredictorError) as e:

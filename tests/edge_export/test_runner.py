@@ -32,14 +32,14 @@ def make_bundle(tmp_path_factory, brightness_onnx):
     """``make_bundle(version, model=None, key=None, classes=CLASSES, rules=...)`` -> path."""
     root = tmp_path_factory.mktemp("bundles")
 
-    def _make(version="m-1", model=None, key=None, classes=CLASSES, rules=None, size=32):
+    def _make(version="m-1", model=None, key=None, classes=CLASSES, rules=None, size=32, crop=None):
         out = root / f"{version}-{len(list(root.iterdir()))}.tar.gz"
         return build_bundle(
             out,
             files={"model.onnx": model or brightness_onnx.path},
             model_version=version,
             classes=classes,
-            preprocess=PreprocessSpec(image_size=size, crop=Crop("full")),
+            preprocess=PreprocessSpec(image_size=size, crop=crop or Crop("full")),
             postprocess=rules or AlarmRules(raise_after=3, clear_after=2),
             model_card={"metrics": {"accuracy": 1.0}},
             lineage={"model": version},
@@ -192,6 +192,14 @@ def test_undecodable_video_named_others_processed(make_bundle, videos, tmp_path,
     assert "broken.mp4: not a readable video" in text.err
     assert {r["video"] for r in read(out)} == {"cam1__a", "cam2__b"}
     assert "decode errors: 1" in text.out
+
+
+def test_crop_that_does_not_fit_a_video_is_reported(make_bundle, videos, tmp_path, capsys):
+    bundle = make_bundle("crop", crop=Crop("fixed", box=(0, 0, 500, 500)))
+    rc = main(["run", str(bundle), str(videos), "--out", str(tmp_path / "c.jsonl"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "a.mp4: cannot preprocess" in err and "b.mp4: cannot preprocess" in err
 
 
 def test_truncated_video_keeps_decoded_frames(make_bundle, videos, tmp_path, capsys):
