@@ -170,7 +170,9 @@ class Predictor:
             raise TargetUnavailable(
                 "target 'openvino' needs the openvino package (pip install openvino)"
             ) from e
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        # f32: CPUs with bf16 units would otherwise run the float parts in bf16 (OpenVINO's
+        # default there), off by ~1e-2 from ONNX Runtime; INT8 parts of an NNCF IR stay INT8.
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if self.threads is not None:
             config["INFERENCE_NUM_THREADS"] = self.threads
         try:
