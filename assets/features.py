@@ -75,14 +75,16 @@ def frame_embeddings(
     cfg = TrainConfig(
         epochs=config.epochs, image_size=spec.image_size, seed=config.seed, batch_size=32
     )
-    probs, emb, folds = cross_val_predict(
+    probs, emb, folds, grouping = cross_val_predict(
         images,
         y,
         classes=classes,
         groups=vote["video_id"].to_numpy(),
+        frame_indices=vote["frame_index"].to_numpy(),
         config=cfg,
         n_folds=config.n_folds,
         progress=context.log.info,
+        return_grouping=True,
     )
     table = vote.select(*KEYS, "vote_label").with_columns(
         embedding=pl.Series(emb.tolist(), dtype=pl.List(pl.Float32)),
@@ -100,21 +102,6 @@ def frame_embeddings(
             "held_out_agreement_with_vote": round(oos_acc, 4),
             "table_version": version,
             "preprocess": dg.MetadataValue.json(spec.to_dict()),
+            "fold_grouping": dg.MetadataValue.json(grouping),
         }
     )
-
-
-def held_out(storage: LensStorage, keys: pl.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Classes, held-out probabilities (N, K) and embeddings (N, D) aligned with ``keys``."""
-    emb = storage.read_table("frame_embeddings")
-    joined = keys.select(KEYS).join(emb, on=KEYS, how="left", maintain_order="left")
-    missing = joined.filter(pl.col("embedding").is_null())
-    if missing.height:
-        raise dg.Failure(
-            f"{missing.height} labeled frames have no embedding, e.g. {missing.row(0)}: "
-            "materialise frame_embeddings first"
-        )
-    first = emb["classes"][0]
-    classes = list(first) if not isinstance(first, str) else first.split(",")  # older tables
-    probs = np.asarray(joined["pred_probs"].to_list(), dtype=np.float64)
-    return classes, probs, np.asarray(joined["embedding"].to_list(), dtype=np.float32)
