@@ -2,7 +2,7 @@
 
 ::
 
-    lensline-edge run BUNDLE INPUT --out OUT.jsonl [--target onnx|int8|openvino]
+    lensline-edge run BUNDLE INPUT --out OUT.jsonl [--target onnx|int8|openvino|openvino_int8]
                       [--shadow OTHER_BUNDLE] [--every N] [--trusted-key PUB] [--camera ID]
     lensline-edge verify BUNDLE [--trusted-key PUB]
 
@@ -207,7 +207,8 @@ class Model:
         from edge_export.runtime import Predictor
 
         self.bundle = bundle
-        self.predictor = Predictor(bundle.model_path(target), target, threads=threads)
+        runtime_target = "openvino" if target == "openvino_int8" else target
+        self.predictor = Predictor(bundle.model_path(target), runtime_target, threads=threads)
         self.classes = np.asarray(bundle.classes, dtype=object)
 
     def predict(self, images: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -469,7 +470,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("bundle", type=Path, help="bundle.tar.gz of the champion")
     r.add_argument("input", type=Path, help="video file, folder of videos, or image folder")
     r.add_argument("--out", type=Path, required=True, help="JSONL output, one line per frame")
-    r.add_argument("--target", default="onnx", choices=["onnx", "int8", "openvino"])
+    r.add_argument(
+        "--target", default="onnx", choices=["onnx", "int8", "openvino", "openvino_int8"]
+    )
     r.add_argument("--shadow", type=Path, help="challenger bundle run beside the champion")
     r.add_argument("--every", type=int, default=1, help="inspect every N-th frame (default 1)")
     r.add_argument("--camera", help="camera id for per-camera crops (default: parent folder)")
