@@ -108,7 +108,7 @@ def resolve_selection(defs: dg.Definitions, select: str | None) -> set[dg.AssetK
         reason = str(exc).strip().splitlines()[0]
     else:
         if keys:
-            return keys
+            return set(keys)
         reason = "it matches no asset"
     names = ", ".join(sorted(k.to_user_string() for k in everything))
     groups = ", ".join(sorted({graph.get(k).group_name or "default" for k in everything}))
@@ -360,9 +360,9 @@ def _label_rejections(instance: dg.DagsterInstance) -> dict[str, str]:
     table of the ``labels`` materialisation of the same run.
     """
     record = instance.get_latest_asset_check_evaluation_record(LABEL_CHECK)
-    evaluation = record.evaluation if record is not None else None
-    if evaluation is None or evaluation.passed:
+    if record is None or record.evaluation is None or record.evaluation.passed:
         return {}
+    evaluation = record.evaluation
     meta = evaluation.metadata or {}
     if "files" in meta and isinstance(meta["files"].value, dict):
         return {str(k): str(v) for k, v in meta["files"].value.items()}
