@@ -3,29 +3,41 @@
 ``detect_drift`` returns one :class:`DriftTest` per statistic, always the same rows in the
 same order whatever the input, so the ``drift`` table has a stable shape:
 
-==========  =====================  =======================================================
-kind        statistic              value / p_value / threshold
-==========  =====================  =======================================================
-data        brightness             KS D of block means / Holm-adjusted p / alpha
-data        contrast               same
-data        sharpness              same
-data        colour_hue             max KS D over the bins / Holm(Bonferroni over bins) / alpha
-data        colour_saturation      same
-data        colour_value           same
-data        embedding_mmd          squared MMD of block-mean embeddings / Holm p / alpha
-viewpoint   shift_px               shift of the static scene in px / NaN / max_shift_px
-viewpoint   rotation_deg           |rotation| in degrees / NaN / max_rotation_deg
-prediction  confidence_ks          KS D of block-mean top-class confidence / Holm p / alpha
-prediction  label_mix_chi2         chi-square of predicted-label counts / Holm p / alpha
-==========  =====================  =======================================================
+==========  =================  ============================================  ==============
+kind        statistic          value                                         threshold
+==========  =================  ============================================  ==============
+data        brightness         relative change of the mean (0.3 = 30 %)      alpha
+data        contrast           same
+data        sharpness          same
+data        colour_hue         relative change of the most significant bin   alpha
+data        colour_saturation  same
+data        colour_value       same
+data        embedding_mmd      squared MMD of block-mean embeddings (RBF)    alpha
+viewpoint   shift_px           shift of the static scene in pixels           max_shift_px
+viewpoint   rotation_deg       absolute rotation in degrees                  max_rotation_deg
+prediction  confidence_ks      KS D of block-mean top-class confidence       alpha
+prediction  label_mix_chi2     chi-square of predicted-label counts          alpha
+==========  =================  ============================================  ==============
 
-Holm's correction runs within a kind (each kind is one asset check). ``status`` is
-``"ok"`` for a conclusive test and otherwise says why the test could not run
+Statistical rows carry a Holm-adjusted ``p_value`` (Holm runs within a kind: each kind is
+one asset check) and drift when it is below alpha; the six frame-statistic and colour rows
+must *also* show a practically relevant change (``value >= DriftConfig.min_change``,
+10 %), because videos of one unchanged line differ a little (belt texture, item mix) and
+with hundreds of frames such harmless differences are already significant. Viewpoint rows
+drift when ``value > threshold``; their ``p_value`` is NaN.
+
+All statistical tests run on blocks of consecutive frames (see :mod:`.stats`), since the
+frames of one video are autocorrelated: frame statistics and colour bins by Welch's t-test
+on block means, confidence by KS on block means, embeddings by MMD on block means with a
+permutation p-value, the label mix by a chi-square statistic with a block-permutation
+p-value.
+
+``status`` is ``"ok"`` for a test that ran, otherwise why it could not run
 (``no_reference``, ``too_few_frames``, ``no_images``, ``no_embeddings``,
-``no_reference_embeddings``, ``no_predictions``, ``no_reference_predictions``,
-``embedding_dim_mismatch``, ``class_mismatch``, ``size_mismatch``): such a row has
-``drifted=False`` and NaN value and p-value, and must be shown as inconclusive, never as
-"no drift".
+``no_reference_embeddings``, ``embedding_dim_mismatch``, ``no_predictions``,
+``no_reference_predictions``, ``class_mismatch``, ``size_mismatch``): such a row has
+``drifted=False`` and NaN value and p-value, and must be shown as inconclusive (see
+:func:`summary`), never as "no drift".
 """
 
 from __future__ import annotations
@@ -184,6 +196,12 @@ def _blocks(obj: CameraReference, block: int) -> np.ndarray:
     return block_ids(obj.segment, block)
 
 
+def _enough_blocks(rb: np.ndarray, nb: np.ndarray, block: int) -> bool:
+    """At least two full blocks on each side (short videos in a reference give none)."""
+    full = [int((np.bincount(b) >= block).sum()) if len(b) else 0 for b in (rb, nb)]
+    return min(full) >= 2
+
+
 def data_drift_tests(
     reference: CameraReference, new: CameraReference, *, config: DriftConfig = DriftConfig()
 ) -> list[DriftTest]:
@@ -203,6 +221,8 @@ def data_drift_tests(
     """
     block = config.effective_block(new.n_frames)
     rb, nb = _blocks(reference, block), _blocks(new, block)
+    if not _enough_blocks(rb, nb, block):
+        return _skipped("data", DATA_STATISTICS, "too_few_frames", config.alpha)
     raw: list[tuple[str, float, float, str, float]] = []
     gate = config.min_change
     for j, name in enumerate(FRAME_STATS):
@@ -324,6 +344,8 @@ def prediction_drift_tests(
     assert reference.probs is not None and new.probs is not None
     block = config.effective_block(new.n_frames)
     rb, nb = _blocks(reference, block), _blocks(new, block)
+    if not _enough_blocks(rb, nb, block):
+        return _skipped("prediction", PREDICTION_STATISTICS, "too_few_frames", config.alpha)
     d, p_conf = ks_blocks(
         block_means(reference.probs.max(axis=1), rb, min_size=block),
         block_means(new.probs.max(axis=1), nb, min_size=block),

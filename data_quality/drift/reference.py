@@ -221,7 +221,7 @@ def build_reference(
     -------
     CameraReference
     """
-    images = isinstance(frames, Sequence) or (isinstance(frames, np.ndarray) and frames.ndim == 4)
+    images = len(frames) > 0 and np.ndim(frames[0]) == 3
     n = len(frames)
     seg = _segment_ids(segments, n)
     colour = background = None

@@ -100,7 +100,8 @@ def mean_change_test(
     """
     ref, new = np.asarray(ref, np.float64), np.asarray(new, np.float64)
     diff = float(new.mean() - ref.mean())
-    change = abs(diff) / (abs(float(ref.mean())) + floor) if (ref.mean() or floor) else 0.0
+    denom = abs(float(ref.mean())) + floor
+    change = abs(diff) / denom if denom > 0 else (0.0 if diff == 0 else float("inf"))
     var = ref.var(ddof=1) / len(ref) + new.var(ddof=1) / len(new)
     if not var > 0:
         return change, (1.0 if diff == 0 else 0.0), (0.0 if diff == 0 else np.inf)

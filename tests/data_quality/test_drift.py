@@ -149,6 +149,17 @@ def test_missing_embeddings_images_and_predictions_have_their_own_status(referen
     assert rows["label_mix_chi2"].status == "no_reference_predictions"
 
 
+def test_reference_of_only_short_videos_is_too_few_frames(reference):
+    rows_of_stats = list(reference.stats[:90])  # a list of (3,) per-frame stats rows
+    choppy = build_reference(
+        rows_of_stats, camera_id="cam1", version="choppy", segments=np.arange(90) // 3
+    )
+    new = build_reference(reference.stats[:60], camera_id="cam1", version="v")
+    rows = _by_stat(detect_drift(choppy, new))
+    assert {rows[s].status for s in DATA_STATISTICS} == {"too_few_frames"}
+    assert not any(r.drifted for r in rows.values())
+
+
 def test_serialised_reference_gives_the_same_result(reference):
     blob = reference.to_bytes()
     back = CameraReference.from_bytes(blob)
