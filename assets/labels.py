@@ -180,7 +180,7 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: Len
             dg.AssetCheckResult(
                 check_name="label_files_valid",
                 passed=not rejected,
-                metadata={"rejected": len(rejected)},
+                metadata={"rejected": len(rejected), "files": dg.MetadataValue.json(rejected)},
             )
         ],
     )

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,8 @@ import numpy as np
 import polars as pl
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
+
+from data_quality.video import video_id_for
 
 __all__ = [
     "ANNOTATORS",
@@ -136,19 +137,6 @@ CONDITIONS: dict[str, Conditions] = {
     )
 }
 """Named conditions: ``nominal`` plus shifted ones for drift work."""
-
-
-def video_id_for(camera_id: str, file_name: str) -> str:
-    """Return the video id of a file: ``f"{camera_id}__{stem}"``, made path-safe.
-
-    Characters outside ``[A-Za-z0-9_.-]`` become ``_``; the ingestion uses the same rule.
-
-    Examples
-    --------
-    >>> video_id_for("cam1", "line_0001.mp4")
-    'cam1__line_0001'
-    """
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{camera_id}__{Path(file_name).stem}")
 
 
 # --------------------------------------------------------------------------- scene model

@@ -113,6 +113,7 @@ def new_labels_sensor(context: dg.SensorEvaluationContext, storage: LensStorage)
     stamps = {f.key: f"{f.size}:{f.mtime:.0f}" for f in files}
     before: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     changed = sorted(k for k, v in stamps.items() if before.get(k) != v)
+    removed = sorted(set(before) - set(stamps))  # a deleted file is a change: its labels go
     if (
         context.cursor is None
         and files
@@ -122,14 +123,18 @@ def new_labels_sensor(context: dg.SensorEvaluationContext, storage: LensStorage)
             json.dumps(stamps, sort_keys=True)
         )  # first tick after the fact: baseline only
         return dg.SkipReason("recorded the current label files as the baseline")
-    if not changed:
+    if not changed and not removed:
         return dg.SkipReason(f"no new label files under {storage.uri('landing', 'labels')}")
+    what = [f"changed: {', '.join(changed)}"] if changed else []
+    what += [f"removed: {', '.join(removed)}"] if removed else []
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
-                run_key=":".join(f"{k}@{stamps[k]}" for k in changed)[:500],
+                run_key=":".join(
+                    [*(f"{k}@{stamps[k]}" for k in changed), *(f"-{k}" for k in removed)]
+                )[:500],
                 tags={
-                    "lensline/reason": f"label files changed: {', '.join(changed)[:200]}",
+                    "lensline/reason": f"label files {'; '.join(what)}"[:250],
                     **LAKE_WRITER,
                 },
             )

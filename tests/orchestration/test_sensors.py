@@ -38,6 +38,11 @@ def test_new_label_files_request_the_labels_chain(home):
         changed, _ = evaluate(instance, cursor=result.cursor)
         assert len(changed.run_requests) == 1 and changed.run_requests[0].run_key != request.run_key
 
+        labels.unlink()  # a deleted label file is a change too: its labels must go
+        removed, _ = evaluate(instance, cursor=changed.cursor)
+        [request] = removed.run_requests
+        assert "removed: batch1.csv" in request.tags["lensline/reason"]
+
     from orchestration.sensors import DOWNSTREAM_OF_LABELS
 
     assert defs.resolve_sensor_def("new_labels_sensor")
