@@ -139,6 +139,7 @@ def quantize_int8(
     method: CalibrationMethodName = "minmax",
     batch_size: int = 16,
     nodes_to_exclude: Sequence[str] = (),
+    symmetric_activations: bool = False,
 ) -> Path:
     """Quantise an FP32 ONNX model to QDQ S8S8 INT8 with static calibration.
 
@@ -161,6 +162,10 @@ def quantize_int8(
         Calibration frames per ONNX Runtime call.
     nodes_to_exclude
         Node names left in float (e.g. a sensitive final ``Gemm``).
+    symmetric_activations
+        Activation zero points of 0 (TensorRT accepts nothing else; see
+        :mod:`edge_export.tensorrt`). Off by default: ReLU6 outputs are all >= 0, and an
+        asymmetric range spends all 256 levels on them.
 
     Returns
     -------
@@ -201,7 +206,10 @@ def quantize_int8(
                 per_channel=per_channel,
                 calibrate_method=methods[method],
                 nodes_to_exclude=list(nodes_to_exclude) or None,
-                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+                extra_options={
+                    "WeightSymmetric": True,
+                    "ActivationSymmetric": symmetric_activations,
+                },
             )
         onnx.checker.check_model(str(quant))
         with open(quant, "rb+") as f:
