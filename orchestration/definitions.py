@@ -3,6 +3,14 @@
 import dagster as dg
 
 from assets.curation import curated_dataset, fiftyone_dataset, fiftyone_predictions, label_issues
+from assets.edge import (
+    edge_bundle,
+    int8_onnx,
+    onnx_model,
+    openvino_model,
+    shadow_comparison,
+    tensorrt_engine,
+)
 from assets.features import frame_embeddings
 from assets.ingest import raw_video_and_frames
 from assets.labels import label_consensus, label_reviews, labels
@@ -14,6 +22,7 @@ from orchestration.sensors import (
     new_labels_sensor,
     new_video_sensor,
     retrain_schedule,
+    shadow_sensor,
 )
 from orchestration.storage import LensStorage
 
@@ -30,9 +39,15 @@ defs = dg.Definitions(
         fiftyone_predictions,
         trained_model,
         model_evaluation,
+        onnx_model,
+        int8_onnx,
+        openvino_model,
+        tensorrt_engine,
+        edge_bundle,
+        shadow_comparison,
     ],
     jobs=[ingest_job],
-    sensors=[new_video_sensor, new_labels_sensor, fiftyone_review_sensor],
+    sensors=[new_video_sensor, new_labels_sensor, fiftyone_review_sensor, shadow_sensor],
     schedules=[retrain_schedule],
     resources={
         "storage": LensStorage(),

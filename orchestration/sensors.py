@@ -1,5 +1,6 @@
 """Sensors and schedules: new videos, new label files and FiftyOne reviews start runs; nightly retraining."""
 
+import hashlib
 import json
 
 import dagster as dg
@@ -140,6 +141,33 @@ def new_labels_sensor(context: dg.SensorEvaluationContext, storage: LensStorage)
             )
         ],
         cursor=json.dumps(stamps, sort_keys=True),
+    )
+
+
+@dg.sensor(
+    target=dg.AssetSelection.assets("shadow_comparison"),
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Edge runners' shadow A/B logs (landing/shadow/*.jsonl) refresh shadow_comparison.",
+)
+def shadow_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
+    """New, changed or removed shadow logs in landing/shadow request a shadow_comparison run."""
+    files = storage.list_files("landing", "shadow", suffixes=(".jsonl",))
+    stamps = {f.key: f"{f.size}:{f.mtime:.0f}" for f in files}
+    if context.cursor and json.loads(context.cursor) == stamps:
+        return dg.SkipReason(f"no new shadow logs under {storage.uri('landing', 'shadow')}")
+    if not stamps:
+        return dg.SensorResult(skip_reason=dg.SkipReason("no shadow logs yet"), cursor="{}")
+    cursor = json.dumps(stamps, sort_keys=True)
+    digest = hashlib.sha256(cursor.encode()).hexdigest()[:16]
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"shadow:{digest}",
+                tags={"lensline/reason": f"shadow logs: {', '.join(sorted(stamps))}"[:250]},
+            )
+        ],
+        cursor=cursor,
     )
 
 
