@@ -99,6 +99,11 @@ def test_other_calibration_methods_and_bad_arguments(trained, tmp_path):
     cal = spec.normalize(train_images[:48])
     out = quantize_int8(fp32, tmp_path / "p.onnx", cal, method="percentile", per_channel=False)
     assert evaluate_int8(fp32, out, test_x, test_y, CLASSES).fp32_accuracy >= 0.95
+    u8 = quantize_int8(fp32, tmp_path / "u8.onnx", cal, activations="uint8")
+    assert evaluate_int8(fp32, u8, test_x, test_y, CLASSES).passed  # U8S8: the fast x86 option
+    with pytest.raises(ValueError, match="symmetric"):
+        quantize_int8(fp32, tmp_path / "x.onnx", cal, activations="uint8",
+                      symmetric_activations=True)  # fmt: skip
     with pytest.raises(ValueError, match="method"):
         quantize_int8(fp32, tmp_path / "x.onnx", cal, method="kl")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="NaN"):
