@@ -236,8 +236,9 @@ def build_engine(
     Parameters
     ----------
     onnx_path
-        ``fp32``: the FP32 export; ``fp16``: :func:`to_fp16_onnx` of it; ``int8``: the
-        symmetric QDQ model. Checked with :func:`check_onnx` first.
+        ``fp32``: the FP32 export; ``fp16``: :func:`to_fp16_onnx` of it, or the FP32 export
+        (converted here, into a temp file); ``int8``: the symmetric QDQ model. Checked with
+        :func:`check_onnx` first.
     out
         Destination engine file (written atomically). Engines are specific to the GPU model
         and TensorRT version they were built with.
@@ -255,6 +256,20 @@ def build_engine(
     TensorRTUnavailable
         No TensorRT or no NVIDIA GPU here (``reason`` says which).
     """
+    with tempfile.TemporaryDirectory(prefix="lensline-trt-") as tmp:
+        if precision == "fp16" and "float16" not in check_onnx(onnx_path, "fp32")["float_weights"]:
+            onnx_path = to_fp16_onnx(onnx_path, Path(tmp) / "model.fp16.onnx")
+        return _build(Path(onnx_path), Path(out), precision, max_batch, opt_batch, workspace_bytes)
+
+
+def _build(
+    onnx_path: Path,
+    out: Path,
+    precision: Precision,
+    max_batch: int,
+    opt_batch: int,
+    workspace_bytes: int,
+) -> Path:
     info = check_onnx(onnx_path, precision)
     trt = _require()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -275,7 +290,7 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} ({precision})")
-    return _write_atomic(Path(out), bytes(serialized))
+    return _write_atomic(out, bytes(serialized))
 
 
 class EnginePredictor:

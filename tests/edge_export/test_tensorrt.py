@@ -35,6 +35,8 @@ def test_build_engine_checks_the_onnx_then_refuses_with_the_reason(tiny_onnx, tm
         trtx.build_engine(tiny_onnx.path, out, precision="fp32")
     assert e.value.reason == REASON
     assert not out.exists()  # never a fake engine
+    with pytest.raises(trtx.TensorRTUnavailable):  # FP32 ONNX converted to FP16 first
+        trtx.build_engine(tiny_onnx.path, out, precision="fp16")
     with pytest.raises(ValueError, match="no QuantizeLinear"):  # checked before TensorRT
         trtx.build_engine(tiny_onnx.path, out, precision="int8")
 
@@ -77,7 +79,7 @@ def test_engine_matches_onnx_runtime(tiny_onnx, tmp_path, precision):
 
     src = {
         "fp32": lambda: tiny_onnx.path,
-        "fp16": lambda: trtx.to_fp16_onnx(tiny_onnx.path, tmp_path / "fp16.onnx"),
+        "fp16": lambda: trtx.to_fp16_onnx(tiny_onnx.path, tmp_path / "fp16.onnx"),  # parity ref
         "int8": lambda: quantize_int8(
             tiny_onnx.path, tmp_path / "int8.onnx", _x(32), symmetric_activations=True
         ),
