@@ -115,32 +115,32 @@ def _fetch_export(storage: LensStorage, version: str, name: str, into: Path) -> 
     return local
 
 
-def _latency_md(reports: list) -> str:
-    base = reports[0].p50_ms
-    rows = [
-        {
-            "target": r.target,
-            "p50_ms (batch 1)": r.p50_ms,
-            "p95_ms (batch 1)": r.p95_ms,
-            "x torch eager": r.p50_ms / base,
-            f"images/s (batch {r.batch})": r.throughput_ips,
-        }
-        for r in reports
+def _latency(champion: Champion, x: np.ndarray, iters: int, **exports: Path) -> str:
+    """Markdown latency table: torch eager beside each exported file (``target=path``), batch 1
+    and batch 32 on the same real test inputs, plus the physical reference."""
+    from edge_export.latency import (
+        benchmark_predictor,
+        latency_table,
+        physical_reference,
+        torch_benchmark,
+    )
+
+    x1, xb = x[:1], x[:32]
+    reports = [torch_benchmark(champion.model, x1, xb, warmup=5, iters=iters)]
+    reports += [
+        benchmark_predictor(
+            path,
+            "openvino" if name.startswith("openvino") else name,
+            x1,
+            xb,
+            warmup=5,
+            iters=iters,
+            name=name,
+        )
+        for name, path in exports.items()
     ]
-    return md_table(pl.DataFrame(rows))
-
-
-def _latency(fn, x: np.ndarray, target: str, iters: int):
-    """Batch-1 p50/p95 and batch-32 throughput of ``fn`` on real test inputs."""
-    from edge_export.latency import benchmark
-
-    return benchmark(fn, x[:1], x[:32], warmup=5, iters=iters, target=target)
-
-
-def _torch_fn(model):
-    from edge_export.latency import torch_predict_fn
-
-    return torch_predict_fn(model)
+    ref = physical_reference(champion.model, champion.spec.image_size)  # type: ignore[attr-defined]
+    return latency_table(reports, reference=ref)
 
 
 @dg.asset(
@@ -159,7 +159,6 @@ def _torch_fn(model):
 def onnx_model(context: dg.AssetExecutionContext, config: ExportConfig, storage: LensStorage):
     """The champion exported to ONNX (pinned opset, dynamic batch), verified against torch."""
     from edge_export.onnx import OPSET, export_onnx, verify_parity
-    from edge_export.runtime import Predictor
 
     champion = load_champion(storage)
     x, _ = champion.inputs(storage, "test", max_frames=config.max_parity_frames)
@@ -170,10 +169,7 @@ def onnx_model(context: dg.AssetExecutionContext, config: ExportConfig, storage:
             image_size=champion.spec.image_size,  # type: ignore[attr-defined]
         )
         parity = verify_parity(champion.model, local, x)
-        latency = [
-            _latency(_torch_fn(champion.model), x, "torch eager", config.latency_iters),
-            _latency(Predictor(local, "onnx").logits, x, "onnxruntime fp32", config.latency_iters),
-        ]
+        latency = _latency(champion, x, config.latency_iters, onnx=local)
         uri, sha = _store(storage, champion.version, local, "model.onnx")
     return dg.MaterializeResult(
         metadata={
@@ -184,7 +180,7 @@ def onnx_model(context: dg.AssetExecutionContext, config: ExportConfig, storage:
             "test_frames": parity.n,
             "max_abs_logit_diff": parity.max_abs_logit_diff,
             "top1_agreement": parity.top1_agreement,
-            "latency": dg.MetadataValue.md(_latency_md(latency)),
+            "latency": dg.MetadataValue.md(latency),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -229,11 +225,7 @@ def int8_onnx(context: dg.AssetExecutionContext, config: ExportConfig, storage: 
         )
         ref, q = Predictor(fp32, "onnx"), Predictor(local, "int8")
         report = verify_accuracy(ref.logits(x), q.logits(x), y, champion.classes)
-        latency = [
-            _latency(_torch_fn(champion.model), x, "torch eager", config.latency_iters),
-            _latency(ref.logits, x, "onnxruntime fp32", config.latency_iters),
-            _latency(q.logits, x, "onnxruntime int8", config.latency_iters),
-        ]
+        latency = _latency(champion, x, config.latency_iters, onnx=fp32, int8=local)
         uri, sha = _store(storage, champion.version, local, "model.int8.onnx")
     return dg.MaterializeResult(
         metadata={
@@ -244,7 +236,7 @@ def int8_onnx(context: dg.AssetExecutionContext, config: ExportConfig, storage: 
             "fp32_accuracy": report.fp32_accuracy,
             "int8_accuracy": report.accuracy,
             "drop_points": report.drop_points,
-            "latency": dg.MetadataValue.md(_latency_md(latency)),
+            "latency": dg.MetadataValue.md(latency),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -276,7 +268,7 @@ def int8_onnx(context: dg.AssetExecutionContext, config: ExportConfig, storage: 
 def openvino_model(context: dg.AssetExecutionContext, config: ExportConfig, storage: LensStorage):
     """The champion as OpenVINO IR (FP32) and NNCF INT8, for Intel CPUs and iGPUs."""
     from edge_export.int8 import verify_accuracy
-    from edge_export.openvino import export_openvino, quantize_openvino_int8
+    from edge_export.openvino import export_ir, quantize_ir, verify_parity
     from edge_export.runtime import Predictor
 
     champion = load_champion(storage)
@@ -284,37 +276,32 @@ def openvino_model(context: dg.AssetExecutionContext, config: ExportConfig, stor
     calib, _ = champion.inputs(storage, "train", max_frames=config.calibration_frames)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = _fetch_export(storage, champion.version, "model.onnx", Path(tmp))
-        xml = export_openvino(fp32, Path(tmp) / "openvino")
-        xml8 = quantize_openvino_int8(fp32, Path(tmp) / "openvino_int8", calib)
-        ref, ov, ov8 = (
-            Predictor(fp32, "onnx"),
-            Predictor(xml, "openvino"),
-            Predictor(xml8, "openvino"),
+        xml = export_ir(fp32, Path(tmp) / "openvino" / "model.xml")
+        xml8 = quantize_ir(fp32, Path(tmp) / "openvino_int8" / "model.xml", calib)
+        parity = verify_parity(fp32, xml, x)
+        ref_logits = Predictor(fp32, "onnx").logits(x)
+        int8 = verify_accuracy(
+            ref_logits, Predictor(xml8, "openvino").logits(x), y, champion.classes
         )
-        ref_logits, ov_logits = ref.logits(x), ov.logits(x)
-        agreement = float((ref_logits.argmax(1) == ov_logits.argmax(1)).mean())
-        int8 = verify_accuracy(ref_logits, ov8.logits(x), y, champion.classes)
-        latency = [
-            _latency(_torch_fn(champion.model), x, "torch eager", config.latency_iters),
-            _latency(ov.logits, x, "openvino fp32", config.latency_iters),
-            _latency(ov8.logits, x, "openvino int8 (nncf)", config.latency_iters),
-        ]
+        latency = _latency(champion, x, config.latency_iters, openvino=xml, openvino_int8=xml8)
         stored = {}
         for folder, path in (("openvino", xml), ("openvino_int8", xml8)):
             for f in (path, path.with_suffix(".bin")):
                 stored[f"{folder}/{f.name}"] = _store(
                     storage, champion.version, f, f"{folder}/{f.name}"
                 )
-    passed = agreement == 1.0 and int8.passed
-    reasons = [f"top-1 agreement with ONNX Runtime {agreement:.4f} (needs 1.0)", *int8.reasons]
+    passed = parity.passed and int8.passed
+    reasons = [*parity.reasons, *int8.reasons] or [
+        "FP32 IR matches ONNX Runtime; NNCF INT8 within 1 point"
+    ]
     return dg.MaterializeResult(
         metadata={
             "model_version": champion.version,
             "files": dg.MetadataValue.json({k: v[0] for k, v in stored.items()}),
-            "max_abs_logit_diff_vs_onnx": float(np.abs(ref_logits - ov_logits).max()),
-            "top1_agreement_vs_onnx": agreement,
+            "max_abs_logit_diff_vs_onnx": parity.max_abs_logit_diff,
+            "top1_agreement_vs_onnx": parity.top1_agreement,
             "int8_drop_points": int8.drop_points,
-            "latency": dg.MetadataValue.md(_latency_md(latency)),
+            "latency": dg.MetadataValue.md(latency),
         },
         check_results=[
             dg.AssetCheckResult(

@@ -248,7 +248,13 @@ def run_pending(
             if stage == "labels"
             else inputs_fingerprint(storage, keys)
         )
-        never = [k for k in keys if instance.get_latest_materialization_event(k) is None]
+        # optional outputs (tensorrt_engine without TensorRT) may legitimately never exist
+        never = [
+            k
+            for k in keys
+            if instance.get_latest_materialization_event(k) is None
+            and not defs.resolve_assets_def(k).specs_by_key[k].skippable
+        ]
         if not (force or never or fingerprint not in _latest_settled(instance, stage)):
             if stage == "labels":
                 summary.rejected_labels = _label_rejections(instance)
