@@ -22,7 +22,7 @@ prediction  label_mix_chi2     chi-square of predicted-label counts          alp
 Statistical rows carry a Holm-adjusted ``p_value`` (Holm runs within a kind: each kind is
 one asset check) and drift when it is below alpha; the six frame-statistic and colour rows
 must *also* show a practically relevant change (``value >= DriftConfig.min_change``,
-10 %), because videos of one unchanged line differ a little (belt texture, item mix) and
+10 %, for the frame statistics; ``min_bin_change``, 50 %, for a colour bin), because videos of one unchanged line differ a little (belt texture, item mix) and
 with hundreds of frames such harmless differences are already significant. Viewpoint rows
 drift when ``value > threshold``; their ``p_value`` is NaN.
 
@@ -108,9 +108,14 @@ class DriftConfig:
         only when the mean also changed by at least this fraction. Videos of one line
         differ a little (belt texture, item mix), and with hundreds of frames a tiny,
         harmless difference is already significant.
+    min_bin_change : float
+        The same gate for the colour rows, per bin: a colour's share of the image must
+        change by at least this fraction (0.5: it halved, or grew by half). Histogram bins
+        also pick up the static scene's texture, which differs a little between videos.
     bin_floor : float
         Added to a colour bin's reference share (a fraction of the image) before the
-        relative change is taken, so bins holding almost no pixels are not amplified.
+        relative change is taken, so bins holding almost no pixels (< 0.05 % of the
+        image) are not amplified.
     seed : int
         Seed of the permutations (results are deterministic).
     """
@@ -123,7 +128,8 @@ class DriftConfig:
     max_shift_px: float = 4.0
     max_rotation_deg: float = 2.0
     min_change: float = 0.10
-    bin_floor: float = 0.02
+    min_bin_change: float = 0.5
+    bin_floor: float = 0.0005
     seed: int = 0
 
     def effective_block(self, n_new: int) -> int:
@@ -239,7 +245,7 @@ def data_drift_tests(
         change, p = _histogram_test(
             reference.colour[:, cols], new.colour[:, cols], rb, nb, block, config
         )
-        raw.append((name, change, p, "ok", gate))
+        raw.append((name, change, p, "ok", config.min_bin_change))
     raw.append(_embedding_test(reference, new, block, config))
     return _adjust("data", raw, config.alpha)
 
@@ -254,13 +260,13 @@ def _histogram_test(
 ) -> tuple[float, float]:
     """(relative change, p) of the most significant bin among bins that changed enough.
 
-    The p-value is Bonferroni-corrected over the bins; with no bin past ``min_change`` it
+    The p-value is Bonferroni-corrected over the bins; with no bin past ``min_bin_change`` it
     is that of the most significant bin overall (and the row cannot drift).
     """
     r = block_means(ref, rb, min_size=block)
     n = block_means(new, nb, min_size=block)
     tests = [mean_change_test(r[:, k], n[:, k], floor=config.bin_floor) for k in range(r.shape[1])]
-    big = [t for t in tests if t[0] >= config.min_change] or tests
+    big = [t for t in tests if t[0] >= config.min_bin_change] or tests
     change, p, _ = min(big, key=lambda t: (t[1], -t[0]))
     if big is tests:
         change = max(t[0] for t in tests)
