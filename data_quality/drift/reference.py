@@ -199,6 +199,11 @@ def build_reference(
         Either N BGR uint8 images (H, W, 3) in temporal order, or float (N, 3) per-frame
         stats in ``FRAME_STATS`` order (e.g. the lake's ``frames`` columns); without images
         there is no colour histogram and no background (those tests report ``no_images``).
+        Images are read once in order plus up to 101 again for the background, so a lazy
+        sequence that decodes JPEGs in ``__getitem__`` keeps memory flat.
+        Sample the reference and the new videos the same way (e.g. only the stride-sampled
+        frames, not the extra frames kept because a label refers to them, which cluster
+        around centred items): a different sampling reads as drift.
     embeddings : np.ndarray, optional
         float (N, D): the champion's embeddings of the same frames.
     probs : np.ndarray, optional
@@ -225,12 +230,16 @@ def build_reference(
     n = len(frames)
     seg = _segment_ids(segments, n)
     colour = background = None
-    if images and n:
-        stats = np.array(
-            [[frame_stats(im)[k] for k in FRAME_STATS] for im in frames], dtype=np.float32
-        )
-        colour = np.stack([colour_histogram(im) for im in frames])
-        if len({im.shape for im in frames}) == 1:
+    if images:
+        stats = np.empty((n, len(FRAME_STATS)), np.float32)
+        colour = np.empty((n, 3 * COLOUR_BINS), np.float32)
+        shapes = set()
+        for i, im in enumerate(frames):  # one pass: frames may be a lazy, decoding sequence
+            st = frame_stats(im)
+            stats[i] = [st[k] for k in FRAME_STATS]
+            colour[i] = colour_histogram(im)
+            shapes.add(im.shape)
+        if len(shapes) == 1:
             background = median_background(frames)
     else:
         stats = np.asarray(frames, dtype=np.float32).reshape(n, len(FRAME_STATS))
