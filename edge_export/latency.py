@@ -5,7 +5,8 @@
 - :func:`benchmark_predictor`: the same for an exported file through
   :class:`edge_export.runtime.Predictor` (batch-1 and batched runs may use different thread
   counts: edge boxes score one frame at a time on one core, batch jobs use them all).
-- :func:`torch_benchmark`: the torch-eager baseline (``torch.inference_mode``, eval mode).
+- :func:`torch_predict_fn` / :func:`torch_benchmark`: the torch-eager baseline
+  (``torch.inference_mode``, eval mode).
 - :func:`physical_reference_ms`: the model's multiply-accumulates (forward hooks over
   ``Conv2d`` / ``Linear``) divided by this CPU's float32 GEMM throughput measured in-process:
   what one frame would cost if every MAC ran at matmul speed -- a floor no runtime beats, and
@@ -32,6 +33,7 @@ __all__ = [
     "benchmark",
     "benchmark_predictor",
     "torch_benchmark",
+    "torch_predict_fn",
     "count_macs",
     "gemm_gflops",
     "physical_reference_ms",
@@ -229,6 +231,26 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def torch_predict_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The torch-eager baseline as a ``predict_fn``: float32 (N, 3, S, S) -> float32 (N, K).
+
+    A CPU copy of ``model`` in eval mode, run under ``torch.inference_mode``; the numpy ->
+    tensor -> numpy conversions are part of each call, as they are for every runtime. Threads
+    are torch's global setting (``torch.set_num_threads``).
+    """
+    import copy
+
+    import torch
+
+    net = copy.deepcopy(model).to("cpu").eval()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return net(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+
+    return run
+
+
 def torch_benchmark(
     model: Any,
     x1: np.ndarray,
@@ -245,16 +267,7 @@ def torch_benchmark(
     Thread counts are set with ``torch.set_num_threads`` for each run and restored afterwards.
     The numpy -> tensor -> numpy conversions are timed, as they are for every other runtime.
     """
-    import copy
-
-    import torch
-
-    net = copy.deepcopy(model).to("cpu").eval()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return net(torch.from_numpy(x)).numpy()
-
+    run = torch_predict_fn(model)
     x1, xb = _as_batch(x1, "x1"), _as_batch(xb, "xb")
     with _torch_threads(threads):
         single = benchmark(run, x1, x1[:1], warmup=warmup, iters=iters, batch_iters=1)

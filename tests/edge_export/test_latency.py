@@ -17,6 +17,7 @@ from edge_export.latency import (
     physical_reference,
     physical_reference_ms,
     torch_benchmark,
+    torch_predict_fn,
 )
 
 
@@ -58,6 +59,9 @@ def test_physical_reference_and_torch_baseline_on_the_real_model(tiny_onnx):
     assert ref.macs == count_macs(model, 32) > 0
     assert ref.ms == pytest.approx(2 * ref.macs / 10e9 * 1e3)
     assert 0 < physical_reference_ms(model, 32) < ref.ms * 10  # any CPU beats 1 GFLOP/s
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(_x(2))).numpy()
+    np.testing.assert_array_equal(torch_predict_fn(model)(_x(2)), expected)
     eager = torch_benchmark(model, _x(4), _x(16), warmup=2, iters=10)
     assert torch.get_num_threads() == threads  # restored
     assert eager.target == "torch eager" and eager.threads == 1 and eager.batch == 16
