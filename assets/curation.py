@@ -34,7 +34,7 @@ def label_issues(context: dg.AssetExecutionContext, storage: LensStorage):
         quality=storage.read_table("frames"),
         classes=classes,
     )
-    version = storage.write_table(issues, "label_issues")
+    version = storage.write_table(issues, "label_issues", skip_unchanged=True)
     worst = (
         issues.filter("is_label_issue")
         .sort("label_quality")
@@ -60,6 +60,7 @@ def label_issues(context: dg.AssetExecutionContext, storage: LensStorage):
             **{f"issues/{k}": v for k, v in counts.items()},
             "worst_label_issues": dg.MetadataValue.md(png_md(grid, alt="worst label issues")),
         },
+        data_version=dg.DataVersion(f"label_issues-{version}"),
     )
 
 
@@ -164,6 +165,7 @@ def curated_dataset(
             "actions": dg.MetadataValue.md(md_table(actions)),
             "split_grouping": dg.MetadataValue.json(grouping),
         },
+        data_version=dg.DataVersion(f"dataset-{version}"),
         check_results=[
             dg.AssetCheckResult(
                 check_name="frame_quality_drop",

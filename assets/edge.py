@@ -172,6 +172,7 @@ def onnx_model(context: dg.AssetExecutionContext, config: ExportConfig, storage:
         latency = _latency(champion, x, config.latency_iters, onnx=local)
         uri, sha = _store(storage, champion.version, local, "model.onnx")
     return dg.MaterializeResult(
+        data_version=dg.DataVersion(sha),
         metadata={
             "model_version": champion.version,
             "uri": uri,
@@ -228,6 +229,7 @@ def int8_onnx(context: dg.AssetExecutionContext, config: ExportConfig, storage: 
         latency = _latency(champion, x, config.latency_iters, onnx=fp32, int8=local)
         uri, sha = _store(storage, champion.version, local, "model.int8.onnx")
     return dg.MaterializeResult(
+        data_version=dg.DataVersion(sha),
         metadata={
             "model_version": champion.version,
             "uri": uri,
@@ -295,6 +297,9 @@ def openvino_model(context: dg.AssetExecutionContext, config: ExportConfig, stor
         "FP32 IR matches ONNX Runtime; NNCF INT8 within 1 point"
     ]
     return dg.MaterializeResult(
+        data_version=dg.DataVersion(
+            stored["openvino_int8/model.xml"][1] + stored["openvino/model.xml"][1][:16]
+        ),
         metadata={
             "model_version": champion.version,
             "files": dg.MetadataValue.json({k: v[0] for k, v in stored.items()}),
@@ -423,6 +428,7 @@ def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage
         row, "edge_bundles", replace_where=storage.eq_predicate("model_version", champion.version)
     )
     return dg.MaterializeResult(
+        data_version=dg.DataVersion(info.sha256),
         metadata={
             "model_version": champion.version,
             "uri": uri,
@@ -434,7 +440,7 @@ def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage
             "try_it": dg.MetadataValue.md(
                 f"```\nlensline-edge run {uri} <video or folder> --out predictions.jsonl\n```"
             ),
-        }
+        },
     )
 
 

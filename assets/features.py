@@ -92,7 +92,7 @@ def frame_embeddings(
         fold=pl.Series(folds),
         classes=pl.lit(list(classes), dtype=pl.List(pl.String)),
     )
-    version = storage.write_table(table, "frame_embeddings")
+    version = storage.write_table(table, "frame_embeddings", skip_unchanged=True)
     oos_acc = float((probs.argmax(1) == y).mean())
     return dg.MaterializeResult(
         metadata={
@@ -103,5 +103,6 @@ def frame_embeddings(
             "table_version": version,
             "preprocess": dg.MetadataValue.json(spec.to_dict()),
             "fold_grouping": dg.MetadataValue.json(grouping),
-        }
+        },
+        data_version=dg.DataVersion(f"frame_embeddings-{version}"),
     )

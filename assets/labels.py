@@ -183,6 +183,9 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: Len
                 metadata={"rejected": len(rejected), "files": dg.MetadataValue.json(rejected)},
             )
         ],
+        # content-addressed: a rerun that changes nothing keeps the version, so nothing
+        # downstream rematerialises (AutomationCondition on data versions)
+        data_version=dg.DataVersion(f"labels-{version}-classes-{classes_version}"),
     )
 
 
@@ -195,8 +198,8 @@ def label_consensus(context: dg.AssetExecutionContext, storage: LensStorage):
     labels_df = storage.read_table("labels").join(keys, on=KEYS)
     classes, probs, _ = held_out(storage, keys)
     result = compute_consensus(labels_df, classes=classes, pred_probs=probs, frame_keys=keys)
-    storage.write_table(result.frames, "label_consensus")
-    storage.write_table(result.annotators, "annotator_quality")
+    version = storage.write_table(result.frames, "label_consensus", skip_unchanged=True)
+    storage.write_table(result.annotators, "annotator_quality", skip_unchanged=True)
     return dg.MaterializeResult(
         metadata={
             "method": result.method,
@@ -207,6 +210,7 @@ def label_consensus(context: dg.AssetExecutionContext, storage: LensStorage):
             if result.annotators.height
             else "",
         },
+        data_version=dg.DataVersion(f"label_consensus-{version}"),
     )
 
 

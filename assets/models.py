@@ -188,6 +188,7 @@ def trained_model(
                 png_md(plot_history(result.history), alt="training curves")
             ),
         },
+        data_version=dg.DataVersion(f"m-{sha[:12]}"),  # same data + config + seed: same weights
     )
 
 
@@ -313,6 +314,10 @@ def model_evaluation(
                 metadata={"reasons": "\n".join(decision.reasons)},
             )
         ],
+        # downstream (exports, drift reference) follows the champion, not every evaluation
+        data_version=dg.DataVersion(
+            version if decision.promote else (champion.model_version if champion else "none")
+        ),
     )
 
 

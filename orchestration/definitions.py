@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.curation import curated_dataset, fiftyone_dataset, fiftyone_predictions, label_issues
+from assets.drift import drift_reference, drift_report
 from assets.edge import (
     edge_bundle,
     int8_onnx,
@@ -15,6 +16,7 @@ from assets.features import frame_embeddings
 from assets.ingest import raw_video_and_frames
 from assets.labels import label_consensus, label_reviews, labels
 from assets.models import model_evaluation, trained_model
+from orchestration.automation import automate, automation_sensor
 from orchestration.jobs import ingest_job
 from orchestration.resources import FiftyOneResource, PreprocessResource
 from orchestration.sensors import (
@@ -27,27 +29,37 @@ from orchestration.sensors import (
 from orchestration.storage import LensStorage
 
 defs = dg.Definitions(
-    assets=[
-        raw_video_and_frames,
-        label_reviews,
-        labels,
-        frame_embeddings,
-        label_consensus,
-        label_issues,
-        curated_dataset,
-        fiftyone_dataset,
-        fiftyone_predictions,
-        trained_model,
-        model_evaluation,
-        onnx_model,
-        int8_onnx,
-        openvino_model,
-        tensorrt_engine,
-        edge_bundle,
-        shadow_comparison,
-    ],
+    assets=automate(
+        [
+            raw_video_and_frames,
+            label_reviews,
+            labels,
+            frame_embeddings,
+            label_consensus,
+            label_issues,
+            curated_dataset,
+            fiftyone_dataset,
+            fiftyone_predictions,
+            trained_model,
+            model_evaluation,
+            onnx_model,
+            int8_onnx,
+            openvino_model,
+            tensorrt_engine,
+            edge_bundle,
+            shadow_comparison,
+            drift_reference,
+            drift_report,
+        ]
+    ),
     jobs=[ingest_job],
-    sensors=[new_video_sensor, new_labels_sensor, fiftyone_review_sensor, shadow_sensor],
+    sensors=[
+        new_video_sensor,
+        new_labels_sensor,
+        fiftyone_review_sensor,
+        shadow_sensor,
+        automation_sensor,
+    ],
     schedules=[retrain_schedule],
     resources={
         "storage": LensStorage(),

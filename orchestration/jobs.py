@@ -11,8 +11,9 @@ LAKE_WRITER = {"lensline/lake": "writer"}
 
 ingest_job = dg.define_asset_job(
     "ingest_video",
-    selection=dg.AssetSelection.assets("raw_video", "frames"),
+    selection=dg.AssetSelection.assets("raw_video", "frames", "drift_report"),
     partitions_def=videos_partitions,
-    description="Verify one landed video and sample its frames into the lake.",
+    description="Verify one landed video, sample its frames into the lake and test it for drift "
+    "against its camera's reference.",
     tags=LAKE_WRITER,
 )

@@ -83,12 +83,13 @@ def pending_reviews(fiftyone: FiftyOneResource) -> int:
 
 
 @dg.sensor(
-    target=dg.AssetSelection.assets("label_reviews").downstream(),
+    target=dg.AssetSelection.assets("label_reviews", "labels"),
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
 )
 def fiftyone_review_sensor(context: dg.SensorEvaluationContext, fiftyone: FiftyOneResource):
-    """Reviewers' label edits in FiftyOne become a new label version and retrain what depends on it."""
+    """Reviewers' label edits in FiftyOne become a new label version; the automation sensor
+    (orchestration.automation) then retrains what depends on it."""
     pending = pending_reviews(fiftyone)
     if not pending:
         return dg.SkipReason("no new corrections in FiftyOne")
@@ -103,13 +104,34 @@ def fiftyone_review_sensor(context: dg.SensorEvaluationContext, fiftyone: FiftyO
 DOWNSTREAM_OF_LABELS = dg.AssetSelection.assets("labels").downstream()
 
 
+def drift_tags(storage: LensStorage) -> dict[str, str]:
+    """``lensline/trigger=drift`` tags when drifted videos have frames queued for labels: the
+    labels that arrive now are (at least partly) the answer to that drift."""
+    queue, drift = storage.read_table("drift_queue"), storage.read_table("drift")
+    if queue is None or drift is None or queue.is_empty():
+        return {}
+    import polars as pl
+
+    hit = drift.filter(
+        pl.col("drifted") & pl.col("video_id").is_in(queue["video_id"].unique().implode())
+    )
+    if hit.is_empty():
+        return {}
+    return {
+        "lensline/trigger": "drift",
+        "lensline/video": ",".join(sorted(hit["video_id"].unique().to_list()))[:200],
+        "lensline/statistic": ",".join(sorted(hit["statistic"].unique().to_list()))[:200],
+    }
+
+
 @dg.sensor(
-    target=DOWNSTREAM_OF_LABELS,
+    target=dg.AssetSelection.assets("labels"),
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def new_labels_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
-    """New or changed files in landing/labels re-import labels and refresh everything downstream."""
+    """New, changed or removed files in landing/labels re-import labels; the automation sensor
+    (orchestration.automation) then rematerialises what depends on their data version."""
     files = label_files(storage)
     stamps = {f.key: f"{f.size}:{f.mtime:.0f}" for f in files}
     before: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
@@ -136,6 +158,7 @@ def new_labels_sensor(context: dg.SensorEvaluationContext, storage: LensStorage)
                 )[:500],
                 tags={
                     "lensline/reason": f"label files {'; '.join(what)}"[:250],
+                    **drift_tags(storage),
                     **LAKE_WRITER,
                 },
             )

@@ -1,0 +1,310 @@
+"""drift_reference and drift_report: each new video against its camera's reference.
+
+The reference of a camera is the frames behind the current champion's dataset version: their
+statistics, colour histograms, static background, and the champion's embeddings and softmax
+outputs, computed once per champion (``artifacts/drift/reference/<model_version>/<camera>.npz``
+and a row in ``drift_references``). Every ingested video is summarised the same way and tested
+against it (``data_quality.drift``); the verdicts land in the ``drift`` table, drifted frames
+worth labelling in ``drift_queue``. A crash between the two writes leaves ``drift`` rows
+without their queue rows for that video; the next materialisation of the partition replaces
+both (each write is one Delta commit, keyed by ``video_id``).
+"""
+
+import io
+from datetime import UTC, datetime
+
+import dagster as dg
+import numpy as np
+import polars as pl
+from pydantic import Field
+
+from assets.edge import Champion, load_champion
+from assets.previews import png_md
+from assets.tables import md_table
+from orchestration.partitions import videos_partitions
+from orchestration.storage import LensStorage
+
+KEYS = ["video_id", "frame_index"]
+DRIFT_SCHEMA = {
+    "video_id": pl.String,
+    "camera_id": pl.String,
+    "kind": pl.String,
+    "statistic": pl.String,
+    "value": pl.Float64,
+    "p_value": pl.Float64,
+    "threshold": pl.Float64,
+    "drifted": pl.Boolean,
+    "status": pl.String,
+    "p_raw": pl.Float64,
+    "reference_version": pl.String,
+    "computed_at": pl.Datetime("us", "UTC"),
+}
+KINDS = {
+    "data": "no_data_drift",
+    "viewpoint": "no_viewpoint_shift",
+    "prediction": "no_prediction_drift",
+}
+
+
+class DriftReferenceConfig(dg.Config):
+    """How much of the champion's dataset each camera's reference keeps."""
+
+    max_frames_per_camera: int = Field(
+        default=1500, description="Evenly strided cap on reference frames per camera."
+    )
+
+
+class DriftConfig(dg.Config):
+    """Drift tests of one video against its camera's reference."""
+
+    alpha: float = Field(default=0.01, description="Family-wise error rate per kind (Holm).")
+    severity: str = Field(default="WARN", description="Severity of a drift check: WARN or ERROR.")
+    max_shift_px: float = Field(default=4.0, description="Camera shift that counts as moved.")
+    max_rotation_deg: float = Field(
+        default=2.0, description="Camera rotation that counts as moved."
+    )
+    label_budget: int = Field(
+        default=40, description="Frames of a drifted video queued for labelling (needs_labels)."
+    )
+
+
+def _bgr_frames(storage: LensStorage, frames: pl.DataFrame) -> list[np.ndarray]:
+    from training.preprocess import decode_image
+
+    paths = storage.fetch_local(frames["uri"].to_list(), digests=frames["sha256"].to_list())
+    return [decode_image(p) for p in paths]
+
+
+def _scores(champion: Champion | None, bgr: list[np.ndarray], cameras: list[str]):
+    """The champion's embeddings (N, D) and probabilities (N, K) of BGR frames; (None, None)
+    without a champion."""
+    if champion is None or not bgr:
+        return None, None
+    from training.evaluate import embed, predict_proba
+
+    images = champion.spec.images(bgr, cameras)  # type: ignore[attr-defined]
+    return embed(champion.model, images), predict_proba(champion.model, images)
+
+
+def _champion_or_none(storage: LensStorage) -> Champion | None:
+    try:
+        return load_champion(storage)
+    except dg.Failure:
+        return None
+
+
+@dg.asset(deps=["model_evaluation"], group_name="drift", kinds={"numpy", "delta"})
+def drift_reference(
+    context: dg.AssetExecutionContext, config: DriftReferenceConfig, storage: LensStorage
+):
+    """Per camera, what the champion was trained on: frame statistics, colours, background,
+    embeddings and predictions (a new champion moves the reference)."""
+    from data_quality.drift import build_reference
+
+    champion = load_champion(storage)
+    done = storage.read_table("drift_references")
+    if done is not None and done.filter(pl.col("model_version") == champion.version).height:
+        return dg.MaterializeResult(
+            metadata={"model_version": champion.version, "note": "reference already built"},
+            data_version=dg.DataVersion(champion.version),
+        )
+    dataset = storage.read_table("dataset", version=champion.record.dataset_version)  # type: ignore[attr-defined]
+    frames = storage.read_table("frames").join(dataset.select(KEYS), on=KEYS).sort(KEYS)
+    rows = []
+    for (camera,), group in frames.group_by("camera_id", maintain_order=True):
+        stride = max(1, -(-group.height // config.max_frames_per_camera))
+        group = group.gather_every(stride)
+        bgr = _bgr_frames(storage, group)
+        emb, probs = _scores(champion, bgr, group["camera_id"].to_list())
+        ref = build_reference(
+            bgr,
+            emb,
+            probs,
+            camera_id=str(camera),
+            version=champion.version,
+            segments=group["video_id"].to_numpy(),
+        )
+        uri = storage.uri("artifacts", "drift", "reference", champion.version, f"{camera}.npz")
+        storage.write_bytes(uri, ref.to_bytes())
+        rows.append({"camera_id": camera, "model_version": champion.version, "uri": uri,
+                     "frames": group.height, "videos": group["video_id"].n_unique(),
+                     "created_at": datetime.now(UTC)})  # fmt: skip
+        context.log.info(f"reference for {camera}: {group.height} frames")
+    table = pl.DataFrame(rows)
+    storage.write_table(
+        table,
+        "drift_references",
+        replace_where=storage.eq_predicate("model_version", champion.version),
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": champion.version,
+            "cameras": dg.MetadataValue.md(md_table(table)),
+        },
+        data_version=dg.DataVersion(champion.version),
+    )
+
+
+def load_reference(storage: LensStorage, camera_id: str, model_version: str | None):
+    """The camera's reference for ``model_version`` (the champion), or None."""
+    from data_quality.drift import CameraReference
+
+    refs = storage.read_table("drift_references")
+    if refs is None or model_version is None:
+        return None
+    row = refs.filter(
+        (pl.col("camera_id") == camera_id) & (pl.col("model_version") == model_version)
+    )
+    if row.is_empty():
+        return None
+    return CameraReference.from_bytes(storage.read_bytes(row["uri"][0]))
+
+
+@dg.asset(
+    partitions_def=videos_partitions,
+    deps=["frames", "drift_reference"],
+    group_name="drift",
+    kinds={"delta"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            name,
+            asset="drift_report",
+            description=f"No {kind} drift against the camera's reference.",
+        )
+        for kind, name in KINDS.items()
+    ],
+)
+def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, storage: LensStorage):
+    """Data, viewpoint and prediction drift of one video against its camera's reference, and the
+    frames to label first when it drifted."""
+    from data_quality.drift import DriftConfig as Options
+    from data_quality.drift import build_reference, detect_drift, summary
+
+    video_id = context.partition_key
+    frames = storage.read_table("frames").filter(pl.col("video_id") == video_id).sort("frame_index")
+    if frames.is_empty():
+        raise dg.Failure(f"video {video_id!r} has no frames in the lake: ingest it first")
+    camera = frames["camera_id"][0]
+    champion = _champion_or_none(storage)
+    reference = load_reference(storage, camera, champion.version if champion else None)
+    bgr = _bgr_frames(storage, frames)
+    emb, probs = _scores(champion, bgr, frames["camera_id"].to_list())
+    new = build_reference(bgr, emb, probs, camera_id=camera, version=video_id)
+    options = Options(alpha=config.alpha, max_shift_px=config.max_shift_px,
+                      max_rotation_deg=config.max_rotation_deg)  # fmt: skip
+    tests = detect_drift(reference, new, alpha=config.alpha, config=options)
+    now = datetime.now(UTC)
+    ref_version = reference.version if reference else None
+    table = pl.DataFrame(
+        [
+            {"video_id": video_id, "camera_id": camera, **t.to_row(),
+             "reference_version": ref_version, "computed_at": now}
+            for t in tests
+        ],
+        schema=DRIFT_SCHEMA,
+    )  # fmt: skip
+    storage.write_table(table, "drift", replace_where=storage.eq_predicate("video_id", video_id))
+    verdict = summary(tests)
+    queue = _queue(storage, frames, tests, emb, probs, reference, config.label_budget, now)
+    drifted = table.filter(pl.col("drifted"))
+    return dg.MaterializeResult(
+        metadata={
+            "camera_id": camera,
+            "reference_version": reference.version
+            if reference
+            else "none (no champion reference yet)",
+            "verdict": dg.MetadataValue.json(verdict),
+            "drifted": ", ".join(drifted["statistic"].to_list()) or "none",
+            "queued_for_labels": queue,
+            "tests": dg.MetadataValue.md(
+                md_table(table.drop("video_id", "camera_id", "computed_at"))
+            ),
+            "plots": dg.MetadataValue.md(_plots(reference, new, drifted["statistic"].to_list())),
+        },
+        data_version=dg.DataVersion(f"{reference.version if reference else 'none'}:{len(drifted)}"),
+        check_results=[
+            _check(kind, name, tests, verdict[kind], config.severity)
+            for kind, name in KINDS.items()
+        ],
+    )
+
+
+def _check(kind: str, name: str, tests, verdict: str, severity: str) -> dg.AssetCheckResult:
+    rows = [t for t in tests if t.kind == kind]
+    statuses = sorted({t.status for t in rows if t.status != "ok"})
+    if verdict == "drifted":
+        what = ", ".join(f"{t.statistic}={t.value:.3g}" for t in rows if t.drifted)
+        text = f"{kind} drift: {what}"
+    elif verdict == "ok":
+        text = f"every {kind} test ran; none drifted"
+    else:  # never a silent "no drift": say why the tests did not (all) run
+        text = f"{kind} drift not fully tested ({verdict}): {', '.join(statuses)}"
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=verdict == "ok",
+        severity=dg.AssetCheckSeverity.ERROR
+        if verdict == "drifted" and severity.upper() == "ERROR"
+        else dg.AssetCheckSeverity.WARN,
+        description=text,
+        metadata={"verdict": verdict, "detail": text},
+    )
+
+
+def _queue(storage, frames, tests, emb, probs, reference, budget: int, now) -> int:
+    """Queue the most uncertain and novel frames of a data- or prediction-drifted video for
+    labelling (``drift_queue``); a viewpoint shift alone asks for a new reference instead."""
+    from data_quality.drift import needs_labels
+
+    video_id = frames["video_id"][0]
+    drifted = {t.kind for t in tests if t.drifted}
+    picks = np.array([], dtype=int)
+    if drifted & {"data", "prediction"} and budget > 0:
+        picks = needs_labels(emb, probs, reference.embeddings if reference else None, budget=budget)
+    reason = "+".join(sorted(drifted & {"data", "prediction"})) + " drift"
+    queue = (
+        frames[picks.tolist(), :]
+        .select(*KEYS, "camera_id", "uri")
+        .with_columns(
+            priority=pl.Series(np.arange(1, len(picks) + 1), dtype=pl.Int64),
+            reason=pl.lit(reason),
+            queued_at=pl.lit(now),
+        )
+    )
+    if queue.height or storage.read_table("drift_queue") is not None:
+        storage.write_table(
+            queue, "drift_queue", replace_where=storage.eq_predicate("video_id", video_id)
+        )
+    return queue.height
+
+
+def _plots(reference, new, drifted: list[str]) -> str:
+    """Reference vs new distribution per drifted frame statistic, and the two backgrounds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from data_quality.drift import FRAME_STATS
+
+    if reference is None:
+        return "_no reference yet_"
+    stats = [s for s in drifted if s in FRAME_STATS]
+    panels = len(stats) + 1
+    fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 2.6), squeeze=False)
+    for ax, name in zip(axes[0], stats, strict=False):
+        i = FRAME_STATS.index(name)
+        ax.hist(reference.stats[:, i], bins=30, alpha=0.6, density=True, label="reference")
+        ax.hist(new.stats[:, i], bins=30, alpha=0.6, density=True, label="this video")
+        ax.set_title(name)
+        ax.legend(fontsize=7)
+    ax = axes[0][-1]
+    if reference.background is not None and new.background is not None:
+        pair = np.hstack([reference.background, new.background]).astype(np.uint8)
+        ax.imshow(pair[..., ::-1] if pair.ndim == 3 else pair, cmap="gray")
+        ax.set_title("reference | this video (background)")
+    ax.axis("off")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return png_md(buf.getvalue(), alt="drift")

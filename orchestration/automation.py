@@ -1,0 +1,71 @@
+"""Declarative automation: which assets rematerialise on their own, and when.
+
+One policy, ``on_new_data``: an asset runs when an upstream asset's *data version* changed
+(not merely when it was rematerialised: every Lensline asset reports a content-derived data
+version, so a rerun on unchanged inputs changes nothing downstream), when none of its
+upstreams is missing or running, and only after every upstream blocking check passed (a
+failed ``promotion_gate``, ``onnx_parity`` or ``int8_accuracy`` stops the chain). The
+conditions are Dagster's own (``AutomationCondition.eager`` with ``newly_updated`` replaced by
+``data_version_changed``), evaluated by the automation sensor below, which runs by default.
+
+The chain this drives: labels (new_labels_sensor, FiftyOne reviews) -> frame_embeddings ->
+label_consensus -> label_issues -> curated_dataset -> trained_model -> model_evaluation ->
+onnx_model -> int8_onnx / openvino_model -> edge_bundle, and model_evaluation ->
+drift_reference (a new champion moves every camera's reference).
+"""
+
+import dagster as dg
+
+AUTOMATED = (
+    "frame_embeddings",
+    "label_consensus",
+    "label_issues",
+    "curated_dataset",
+    "fiftyone_dataset",
+    "trained_model",
+    "model_evaluation",
+    "fiftyone_predictions",
+    "onnx_model",
+    "int8_onnx",
+    "openvino_model",
+    "tensorrt_engine",
+    "edge_bundle",
+    "drift_reference",
+)
+
+
+def on_new_data() -> dg.AutomationCondition:
+    """Eager on upstream data-version changes, gated on upstream blocking checks."""
+    return (
+        dg.AutomationCondition.eager().replace(
+            "newly_updated", dg.AutomationCondition.data_version_changed()
+        )
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    ).with_label("on_new_data")
+
+
+def automate(assets: list) -> list:
+    """``assets`` with :func:`on_new_data` set on the :data:`AUTOMATED` keys."""
+    keys = {dg.AssetKey(k) for k in AUTOMATED}
+    return [
+        a.map_asset_specs(
+            lambda spec: (
+                spec.replace_attributes(automation_condition=on_new_data())
+                if spec.key in keys
+                else spec
+            )
+        )
+        if isinstance(a, dg.AssetsDefinition)
+        else a
+        for a in assets
+    ]
+
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "lensline_automation",
+    target=dg.AssetSelection.assets(*AUTOMATED),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    run_tags={"lensline/trigger": "automation", "lensline/reason": "upstream data changed"},
+    minimum_interval_seconds=30,
+    description="Rematerialises the lineage graph when upstream data versions change.",
+)
