@@ -101,8 +101,8 @@ def main() -> None:
     import dagster as dg
 
     from data_quality.frame_quality import FrameEncoder
-    from data_quality.synthetic import render_video
     from data_quality.video import scan_video
+    from demo import render_video
     from orchestration.definitions import defs
 
     work = Path(tempfile.mkdtemp(prefix="lensline-bench-"))

@@ -169,7 +169,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
-    from data_quality.synthetic import make_demo_set
+    from demo import make_demo_set
     from orchestration.storage import LensStorage, lensline_home
 
     home = lensline_home()

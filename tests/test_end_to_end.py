@@ -17,7 +17,7 @@ SMALL = {
 @pytest.mark.slow
 def test_whole_graph_on_a_small_demo_set(home):
     from data_quality import fiftyone_sync
-    from data_quality.synthetic import make_demo_set
+    from demo import make_demo_set
     from orchestration.definitions import defs
     from orchestration.runner import run_pending
     from orchestration.storage import LensStorage
@@ -107,7 +107,7 @@ def test_whole_graph_on_s3(s3_env, tmp_path):
     """The same graph with landing zone, lake and artifacts on a real S3 endpoint (moto server)."""
     import boto3
 
-    from data_quality.synthetic import make_demo_set
+    from demo import make_demo_set
     from orchestration.definitions import defs
     from orchestration.runner import run_pending
     from orchestration.storage import LensStorage

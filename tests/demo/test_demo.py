@@ -1,4 +1,4 @@
-"""Tests for the synthetic conveyor-belt generator: tiny videos, seeded, decoded with PyAV."""
+"""Tests for the demo conveyor-belt generator: tiny videos, seeded, decoded with PyAV."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from data_quality import synthetic as syn
+from demo import (
+    ANNOTATORS,
+    CLASS_PROBS,
+    CLASSES,
+    CONDITIONS,
+    Conditions,
+    make_annotations,
+    make_demo_set,
+    render_video,
+)
 
 SMALL = (160, 120)
 
@@ -24,25 +33,20 @@ def _gray(frames: np.ndarray) -> np.ndarray:
     return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames])
 
 
-def test_video_id_for() -> None:
-    assert syn.video_id_for("cam1", "line_0001.mp4") == "cam1__line_0001"
-    assert syn.video_id_for("cam 2", "a/b c.mov").startswith("cam_2__b_c-")  # hashed: injective
-
-
 def test_conditions_registry() -> None:
     for key in ("nominal", "dark", "gray_gloves", "moved_camera", "dirty_lens"):
-        assert syn.CONDITIONS[key].name == key
-    assert syn.CONDITIONS["nominal"] == syn.Conditions()
+        assert CONDITIONS[key].name == key
+    assert CONDITIONS["nominal"] == Conditions()
     with pytest.raises(ValueError, match="unknown conditions"):
-        syn.render_video("/nonexistent/x.mp4", seed=0, camera_id="c", conditions="foggy")
+        render_video("/nonexistent/x.mp4", seed=0, camera_id="c", conditions="foggy")
     with pytest.raises(ValueError, match="even"):
-        syn.render_video("/nonexistent/x.mp4", seed=0, camera_id="c", size=(161, 120))
+        render_video("/nonexistent/x.mp4", seed=0, camera_id="c", size=(161, 120))
 
 
 def test_render_is_deterministic(tmp_path: Path) -> None:
-    a = syn.render_video(tmp_path / "a.mp4", seed=7, camera_id="cam1", seconds=2, size=SMALL)
-    b = syn.render_video(tmp_path / "b.mp4", seed=7, camera_id="cam1", seconds=2, size=SMALL)
-    syn.render_video(tmp_path / "c.mp4", seed=8, camera_id="cam1", seconds=2, size=SMALL)
+    a = render_video(tmp_path / "a.mp4", seed=7, camera_id="cam1", seconds=2, size=SMALL)
+    b = render_video(tmp_path / "b.mp4", seed=7, camera_id="cam1", seconds=2, size=SMALL)
+    render_video(tmp_path / "c.mp4", seed=8, camera_id="cam1", seconds=2, size=SMALL)
     assert a.equals(b)
     assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
     fa, fc = _decode(tmp_path / "a.mp4"), _decode(tmp_path / "c.mp4")
@@ -52,7 +56,7 @@ def test_render_is_deterministic(tmp_path: Path) -> None:
 
 def test_truth_matches_decoded_video(tmp_path: Path) -> None:
     path = tmp_path / "v.mp4"
-    truth = syn.render_video(path, seed=1, camera_id="cam2", seconds=2, fps=15, size=SMALL)
+    truth = render_video(path, seed=1, camera_id="cam2", seconds=2, fps=15, size=SMALL)
     assert truth.schema == pl.Schema(
         {
             "frame_index": pl.Int64,
@@ -75,11 +79,9 @@ def test_truth_matches_decoded_video(tmp_path: Path) -> None:
 
 
 def test_labels_cover_all_classes_over_a_longer_run(tmp_path: Path) -> None:
-    truth = syn.render_video(
-        tmp_path / "long.mp4", seed=3, camera_id="cam1", seconds=40, size=SMALL
-    )
+    truth = render_video(tmp_path / "long.mp4", seed=3, camera_id="cam1", seconds=40, size=SMALL)
     labeled = truth.filter(pl.col("label").is_not_null())
-    assert set(labeled["label"]) == set(syn.CLASSES)
+    assert set(labeled["label"]) == set(CLASSES)
     runs = labeled.group_by("item_id").agg(
         pl.len().alias("n"),
         pl.col("label").n_unique().alias("k"),
@@ -96,20 +98,20 @@ def test_labels_cover_all_classes_over_a_longer_run(tmp_path: Path) -> None:
 def test_annotator_error_rates() -> None:
     rng = np.random.default_rng(0)
     n = 20_000
-    labels = rng.choice(syn.CLASSES, size=n, p=syn.CLASS_PROBS).tolist()
+    labels = rng.choice(CLASSES, size=n, p=CLASS_PROBS).tolist()
     truth = pl.DataFrame({"frame_index": range(n), "label": labels}).vstack(
         pl.DataFrame(
             {"frame_index": [n], "label": [None]},
             schema={"frame_index": pl.Int64, "label": pl.Utf8},
         )
     )
-    ann = syn.make_annotations(truth, video="cam1__x", seed=0)
+    ann = make_annotations(truth, video="cam1__x", seed=0)
     assert ann.columns == ["video", "frame_index", "label", "annotator"]
-    assert ann.height == n * len(syn.ANNOTATORS)
-    assert ann.equals(syn.make_annotations(truth, video="cam1__x", seed=0))
-    assert not ann.equals(syn.make_annotations(truth, video="cam1__x", seed=1))
+    assert ann.height == n * len(ANNOTATORS)
+    assert ann.equals(make_annotations(truth, video="cam1__x", seed=0))
+    assert not ann.equals(make_annotations(truth, video="cam1__x", seed=1))
     joined = ann.join(truth.rename({"label": "true"}), on="frame_index")
-    for name, rate in syn.ANNOTATORS.items():
+    for name, rate in ANNOTATORS.items():
         mine = joined.filter(pl.col("annotator") == name)
         err = (mine["label"] != mine["true"]).mean()
         assert err == pytest.approx(rate, abs=0.012), name
@@ -125,7 +127,7 @@ def test_annotator_error_rates() -> None:
 def test_conditions_shift_image_statistics(tmp_path: Path) -> None:
     out = {}
     for name in ("nominal", "dark", "dirty_lens", "moved_camera"):
-        truth = syn.render_video(
+        truth = render_video(
             tmp_path / f"{name}.mp4",
             seed=2,
             camera_id="cam1",
@@ -156,14 +158,14 @@ def test_make_demo_set_layout_and_idempotence(tmp_path: Path) -> None:
     kwargs = dict(
         seed=1, cameras=2, videos_per_camera=1, seconds=1.4, size=SMALL, truth_path=truth_csv
     )
-    demo = syn.make_demo_set(landing, progress=lines.append, **kwargs)
+    demo = make_demo_set(landing, progress=lines.append, **kwargs)
     expected = [landing / "videos" / f"cam{i}" / "line_0001.mp4" for i in (1, 2)]
     assert demo.videos == expected and all(p.stat().st_size > 0 for p in expected)
     assert demo.labels_csv == landing / "labels" / "annotations.csv" and len(lines) == 2
     ann = pl.read_csv(demo.labels_csv)
     assert ann.columns == ["video", "frame_index", "label", "annotator"]
     assert set(ann["video"]) <= {"cam1__line_0001", "cam2__line_0001"}
-    assert set(ann["annotator"]) == set(syn.ANNOTATORS)
+    assert set(ann["annotator"]) == set(ANNOTATORS)
     assert {"video_id", "frame_index", "label", "item_id", "occluded", "camera_id", "file"} <= set(
         demo.truth.columns
     )
@@ -171,52 +173,7 @@ def test_make_demo_set_layout_and_idempotence(tmp_path: Path) -> None:
     assert pl.read_csv(truth_csv).height == demo.truth.height
     files = [*expected, demo.labels_csv, truth_csv]
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
-    again = syn.make_demo_set(landing, **kwargs)
+    again = make_demo_set(landing, **kwargs)
     assert again.truth.equals(demo.truth)
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files} == before
     assert not list(landing.rglob("*.part"))
-
-
-def test_bad_videos(tmp_path: Path) -> None:
-    bad = syn.write_bad_videos(tmp_path, seed=0)
-    assert set(bad) == {
-        "zero_byte",
-        "truncated",
-        "random",
-        "text",
-        "unsupported",
-        "one_frame",
-        "odd_res",
-        "with_audio",
-    }
-    assert bad["zero_byte"].stat().st_size == 0
-    for key in ("zero_byte", "random", "text"):
-        with pytest.raises(av.error.InvalidDataError):
-            av.open(str(bad[key]))
-
-    data = bad["truncated"].read_bytes()
-    assert data.find(b"moov") < data.find(b"mdat")  # faststart: index survives the cut
-    with av.open(str(bad["truncated"])) as c:
-        assert c.streams.video[0].frames == 45
-        decoded = 0
-        with pytest.raises(av.error.FFmpegError):  # noqa: PT012
-            for _ in c.decode(video=0):
-                decoded += 1
-        assert decoded < 45
-
-    with av.open(str(bad["unsupported"])) as c:
-        assert len(c.streams.video) == 1 and sum(1 for p in c.demux() if p.size) > 0
-    with av.open(str(bad["unsupported"])) as c, pytest.raises(av.error.DecoderNotFoundError):
-        next(c.decode(video=0))
-
-    assert len(_decode(bad["one_frame"])) == 1
-    with av.open(str(bad["odd_res"])) as c:
-        s = c.streams.video[0]
-        assert (s.width, s.height, s.codec_context.name) == (333, 197, "mpeg4")
-    assert _decode(bad["odd_res"]).shape[1:] == (197, 333, 3)
-    with av.open(str(bad["with_audio"])) as c:
-        assert len(c.streams.video) == 1 and c.streams.audio[0].codec_context.name == "aac"
-    assert len(_decode(bad["with_audio"])) == 30
-
-    again = syn.write_bad_videos(tmp_path / "again", seed=0)
-    assert all(bad[k].read_bytes() == again[k].read_bytes() for k in bad)
