@@ -7,7 +7,7 @@ Reproduce (repo root, ~2 min on 2 cores; exit status 1 when a floor is missed)::
 
 Setup. One camera (``cam1``). The reference is ``--ref-videos`` nominal videos of
 ``--frames`` frames each. Every window is a *new* video (its own seed) of ``--frames``
-frames, rendered directly with the demo generator's scene model (no H.264 round trip) at
+frames, rendered directly with the demo generator's ``demo.Scene`` (no H.264 round trip) at
 ``--fps`` frames per second; 2 fps is what ingestion keeps by default (``sample_fps=2``),
 so a 300-frame window covers 150 s of line. Rendering at 2 fps keeps a gloved hand in view
 for at least 3 frames (the generator's minimum) where stride-sampling a 16 fps video sees
@@ -69,7 +69,7 @@ import numpy as np  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 
 from data_quality.drift import CameraReference, build_reference, detect_drift  # noqa: E402
-from data_quality.synthetic import CONDITIONS, Conditions, _Scene  # noqa: E402
+from demo import CONDITIONS, Conditions, Scene  # noqa: E402
 
 CAMERA = "cam1"
 SHIFTS: dict[str, Conditions] = {
@@ -90,7 +90,7 @@ def render(
     """``frames`` BGR uint8 (240, 320, 3) frames of one video rendered at ``fps * stride``,
     keeping every ``stride``-th frame (what ingestion does with its sampling stride)."""
     rate = fps * stride
-    scene = _Scene(
+    scene = Scene(
         seed=seed, camera_id=CAMERA, seconds=frames / fps, fps=rate, size=(320, 240), cond=cond
     )
     return [img for i, (img, _) in enumerate(scene.frames()) if i % stride == 0][:frames]

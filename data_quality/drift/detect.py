@@ -42,7 +42,7 @@ p-value.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -370,7 +370,7 @@ def detect_drift(
     reference: CameraReference | None,
     new: CameraReference,
     *,
-    alpha: float = 0.01,
+    alpha: float | None = None,
     config: DriftConfig | None = None,
 ) -> list[DriftTest]:
     """All drift tests of one new video against its camera's reference.
@@ -381,8 +381,8 @@ def detect_drift(
         The camera's reference; None gives ``no_reference`` rows.
     new : CameraReference
         Summary of the new video (:func:`build_reference` on its frames, in order).
-    alpha : float
-        Family-wise error rate per kind; overrides ``config.alpha``.
+    alpha : float, optional
+        Family-wise error rate per kind; overrides ``config.alpha`` (default 0.01).
     config : DriftConfig, optional
         Other options.
 
@@ -392,7 +392,9 @@ def detect_drift(
         Rows for ``DATA_STATISTICS``, ``VIEWPOINT_STATISTICS`` and
         ``PREDICTION_STATISTICS``, in that order, whatever the input.
     """
-    cfg = DriftConfig(**{**asdict(config or DriftConfig()), "alpha": alpha})
+    cfg = config or DriftConfig()
+    if alpha is not None:
+        cfg = replace(cfg, alpha=alpha)
     if reference is None or new.n_frames < cfg.min_frames or reference.n_frames < cfg.min_frames:
         status = "no_reference" if reference is None else "too_few_frames"
         return (

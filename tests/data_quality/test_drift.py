@@ -24,7 +24,7 @@ from data_quality.drift import (
     summary,
 )
 from data_quality.drift.stats import block_ids, block_means, mean_change_test
-from data_quality.synthetic import CONDITIONS, _Scene
+from demo import CONDITIONS, Scene
 
 ALL_STATS = DATA_STATISTICS + VIEWPOINT_STATISTICS + PREDICTION_STATISTICS
 FRAMES = 200  # 100 s of line at the 2 fps ingestion keeps
@@ -33,7 +33,7 @@ _W = np.random.default_rng(7).standard_normal((48, 4))
 
 
 def _frames(seed: int, conditions: str, n: int = FRAMES) -> list[np.ndarray]:
-    scene = _Scene(
+    scene = Scene(
         seed=seed, camera_id="cam1", seconds=n / 2, fps=2, size=SIZE,
         cond=CONDITIONS[conditions],
     )  # fmt: skip
