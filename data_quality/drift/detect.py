@@ -104,8 +104,8 @@ class DriftConfig:
     max_shift_px, max_rotation_deg : float
         Viewpoint thresholds.
     min_change : float
-        Practical-significance gate of the frame-statistic and colour tests: they drift
-        only when the mean also changed by at least this fraction. Videos of one line
+        Practical-significance gate of the brightness, contrast and sharpness tests: they
+        drift only when the mean also changed by at least this fraction. Videos of one line
         differ a little (belt texture, item mix), and with hundreds of frames a tiny,
         harmless difference is already significant.
     min_bin_change : float

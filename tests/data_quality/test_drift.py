@@ -172,6 +172,23 @@ def test_serialised_reference_gives_the_same_result(reference):
     assert np.allclose([r.p_value for r in a], [r.p_value for r in b], equal_nan=True)
 
 
+def test_a_significant_but_tiny_change_is_not_drift():
+    rng = np.random.default_rng(5)
+    ref_stats = np.column_stack(
+        [rng.normal(50, 2, 3000), rng.normal(30, 1, 3000), rng.normal(90, 5, 3000)]
+    )
+    ref = build_reference(ref_stats, camera_id="cam1", version="r")
+    new_stats = np.column_stack(
+        [rng.normal(51.5, 2, 600), rng.normal(30, 1, 600), rng.normal(90, 5, 600)]
+    )
+    tiny = _by_stat(detect_drift(ref, build_reference(new_stats, camera_id="cam1", version="n")))
+    assert tiny["brightness"].p_value < 1e-6  # +3 %: significant ...
+    assert not tiny["brightness"].drifted  # ... but below min_change (10 %)
+    new_stats[:, 0] *= 0.8
+    big = _by_stat(detect_drift(ref, build_reference(new_stats, camera_id="cam1", version="n")))
+    assert big["brightness"].drifted and big["brightness"].value > 0.15
+
+
 def test_holm_adjusts_like_the_textbook():
     adj = holm([0.01, 0.04, 0.03, float("nan"), 0.5])
     assert np.allclose(adj, [0.04, 0.09, 0.09, np.nan, 0.5], equal_nan=True)
