@@ -11,6 +11,9 @@ from orchestration.storage import lensline_home
 class FiftyOneResource(dg.ConfigurableResource):
     """The FiftyOne database of this Lensline home (a bundled mongod under ``<home>/fiftyone``).
 
+    The mongod is supervised by :mod:`orchestration.fiftyone_db` (start, reuse, stop); assets
+    call :meth:`connect` before they touch FiftyOne through :mod:`data_quality.fiftyone_sync`.
+
     Example::
 
         Definitions(assets=[...], resources={"fiftyone": FiftyOneResource(dataset_name="line-3")})
@@ -32,9 +35,15 @@ class FiftyOneResource(dg.ConfigurableResource):
 
     def connect(self) -> None:
         """Start or reuse the home's mongod and point FiftyOne at it (before fiftyone is imported)."""
-        from data_quality.fiftyone_sync import configure
+        from orchestration.fiftyone_db import configure
 
         configure(self.home_path())
+
+    def shutdown(self) -> None:
+        """Stop the home's mongod if Lensline started it (whichever process did)."""
+        from orchestration.fiftyone_db import shutdown
+
+        shutdown(home=self.home_path())
 
 
 class PreprocessResource(dg.ConfigurableResource):

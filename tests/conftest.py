@@ -100,6 +100,33 @@ def _write_video(
     return path
 
 
+@pytest.fixture(scope="module")
+def fo_home(tmp_path_factory):
+    """A temp home whose mongod this module starts and stops by PID.
+
+    Where mongod cannot start the FiftyOne tests skip, except in CI (``CI=true``): there a
+    FiftyOne suite that did not run is a failure, not a pass.
+    """
+    import shutil
+
+    import psutil
+
+    from orchestration.fiftyone_db import DatabaseStartError, configure, shutdown
+
+    home = tmp_path_factory.mktemp("fo_home")
+    try:
+        configure(home)
+    except DatabaseStartError as e:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and mongod cannot start: {e}")
+        pytest.skip(f"mongod cannot start on this machine: {e}")
+    pid = int((home / "fiftyone" / "mongod.pid").read_text())
+    yield home
+    shutdown()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    shutil.rmtree(home / "fiftyone" / "db")  # ~300 MB of preallocated journal
+
+
 @pytest.fixture
 def write_video():
     """``write_video(path, n_frames, size=(w, h), fps=15)``: a tiny H.264 mp4."""

@@ -16,9 +16,9 @@ SMALL = {
 
 @pytest.mark.slow
 def test_whole_graph_on_a_small_demo_set(home):
-    from data_quality import fiftyone_sync
     from demo import make_demo_set
     from orchestration.definitions import defs
+    from orchestration.fiftyone_db import shutdown
     from orchestration.runner import run_pending
     from orchestration.storage import LensStorage
 
@@ -99,7 +99,7 @@ def test_whole_graph_on_a_small_demo_set(home):
         assert models.filter(pl.col("alias") == "champion")["model_version"].equals(champion_before)
         assert models.filter(pl.col("alias") == "archived").height >= 1
     finally:
-        fiftyone_sync.shutdown(home=home)
+        shutdown(home=home)
 
 
 @pytest.mark.slow

@@ -1,8 +1,7 @@
-"""FiftyOne sync against a real mongod under a temp LENSLINE_HOME (no mocks)."""
+"""FiftyOne sync against a real mongod under a temp LENSLINE_HOME (no mocks; ``fo_home`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,23 +14,6 @@ from PIL import Image
 from data_quality import fiftyone_sync as fos
 
 CLASSES = ["good", "defect"]
-
-
-@pytest.fixture(scope="module")
-def fo_home(tmp_path_factory):
-    """A temp home whose mongod this module starts and stops by PID."""
-    import psutil
-
-    home = tmp_path_factory.mktemp("fo_home")
-    try:
-        fos.configure(home)
-    except fos.DatabaseStartError as e:
-        pytest.skip(f"mongod cannot start on this machine: {e}")
-    pid = int((home / "fiftyone" / "mongod.pid").read_text())
-    yield home
-    fos.shutdown()
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    shutil.rmtree(home / "fiftyone" / "db")  # ~300 MB of preallocated journal
 
 
 def _images(root: Path, n: int) -> list[str]:
@@ -177,19 +159,6 @@ def test_rejects_bad_input(fo_home, tmp_path):
         fos.sync_samples(
             "bad", df.with_columns(pl.col("brightness").cast(pl.String)), classes=CLASSES
         )
-
-
-def test_configure_is_idempotent_and_guards_the_connection(fo_home, tmp_path):
-    import fiftyone as fo
-
-    pidfile = fo_home / "fiftyone" / "mongod.pid"
-    pid = pidfile.read_text()
-    assert fos.configure(fo_home) == fos.configure(fo_home)
-    assert pidfile.read_text() == pid  # reused, not restarted
-    fo.list_datasets()  # connected now: another home must be refused, not silently mixed in
-    with pytest.raises(fos.FiftyOneSetupError, match="already connected"):
-        fos.configure(tmp_path / "other_home")
-    assert not (tmp_path / "other_home" / "fiftyone" / "db").exists()
 
 
 @pytest.mark.slow
