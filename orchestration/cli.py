@@ -218,7 +218,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
         soft_wrap=True,
         highlight=False,
     )
+    _print_edge_hint(storage, demo.videos, console)
+    if getattr(args, "scenario", "baseline") == "drift":
+        from orchestration.scenario import run_drift_scenario
+
+        def again() -> int:
+            return cmd_run(argparse.Namespace(select=None, force=False, no_wait=False))
+
+        code = max(code, run_drift_scenario(args, again, console, home=home))
+        _print_edge_hint(storage, demo.videos, console)
     return code
+
+
+def _print_edge_hint(storage, videos: list, console) -> None:
+    """The champion's edge bundle and the command that runs it on a demo video."""
+    import polars as pl
+
+    from training.registry import ModelRegistry
+
+    bundles = storage.read_table("edge_bundles")
+    champion = ModelRegistry(
+        storage.table_uri("models"), storage_options=storage.storage_options()
+    ).champion()
+    if bundles is None or champion is None or not videos:
+        return
+    row = bundles.filter(pl.col("model_version") == champion.model_version)
+    if row.is_empty():
+        console.print(f"[yellow]no edge bundle for the champion {champion.model_version} yet[/]")
+        return
+    console.print(
+        f"Edge bundle of the champion {champion.model_version}: {row['uri'][0]}\n"
+        f"  try it:  lensline-edge run {row['uri'][0]} {videos[0]} --out /tmp/predictions.jsonl\n",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -303,6 +336,13 @@ def main(argv: list[str] | None = None) -> int:
         "--conditions",
         default="nominal",
         help="nominal, dark, gray_gloves, moved_camera, dirty_lens",
+    )
+    demo.add_argument(
+        "--scenario",
+        choices=["baseline", "drift"],
+        default="baseline",
+        help="drift: after the baseline, shift the line (gray gloves and dimmer light on cam1, "
+        "a moved cam2, cam3 unchanged), detect, label the queued frames, retrain, rebuild the bundle",
     )
     demo.set_defaults(func=cmd_demo)
 
