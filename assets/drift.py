@@ -22,6 +22,7 @@ from assets.edge import Champion, load_champion
 from assets.previews import png_md
 from assets.tables import md_table
 from orchestration.partitions import videos_partitions
+from orchestration.resources import FiftyOneResource
 from orchestration.storage import LensStorage
 
 KEYS = ["video_id", "frame_index"]
@@ -68,6 +69,30 @@ class DriftConfig(dg.Config):
     )
 
 
+def grid_frames(
+    storage: LensStorage, frames: pl.DataFrame, sample_fps: float = 2.0
+) -> pl.DataFrame:
+    """Only the frames on each video's sampling grid (``frame_index % stride == 0``).
+
+    Frames kept because a label refers to them cluster around well-centred items; a reference
+    and a new video sampled differently would read as drift, so both sides use the grid.
+    """
+    from data_quality.video import sample_stride
+
+    fps = storage.read_table("videos").select("video_id", "fps")
+    step = fps.with_columns(
+        step=pl.col("fps").map_elements(
+            lambda f: sample_stride(f or 0.0, sample_fps=sample_fps, stride=None),
+            return_dtype=pl.Int64,
+        )
+    ).select("video_id", "step")
+    return (
+        frames.join(step, on="video_id", how="left")
+        .filter((pl.col("frame_index") % pl.col("step").fill_null(1)) == 0)
+        .drop("step")
+    )
+
+
 def _bgr_frames(storage: LensStorage, frames: pl.DataFrame) -> list[np.ndarray]:
     from training.preprocess import decode_image
 
@@ -109,7 +134,10 @@ def drift_reference(
             data_version=dg.DataVersion(champion.version),
         )
     dataset = storage.read_table("dataset", version=champion.record.dataset_version)  # type: ignore[attr-defined]
-    frames = storage.read_table("frames").join(dataset.select(KEYS), on=KEYS).sort(KEYS)
+    videos = dataset.select("video_id").unique()  # every grid frame of the videos trained on
+    frames = grid_frames(storage, storage.read_table("frames").join(videos, on="video_id")).sort(
+        KEYS
+    )
     rows = []
     for (camera,), group in frames.group_by("camera_id", maintain_order=True):
         stride = max(1, -(-group.height // config.max_frames_per_camera))
@@ -181,7 +209,9 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, storage
     from data_quality.drift import build_reference, detect_drift, summary
 
     video_id = context.partition_key
-    frames = storage.read_table("frames").filter(pl.col("video_id") == video_id).sort("frame_index")
+    frames = grid_frames(
+        storage, storage.read_table("frames").filter(pl.col("video_id") == video_id)
+    ).sort("frame_index")
     if frames.is_empty():
         raise dg.Failure(f"video {video_id!r} has no frames in the lake: ingest it first")
     camera = frames["camera_id"][0]
@@ -308,3 +338,51 @@ def _plots(reference, new, drifted: list[str]) -> str:
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
     return png_md(buf.getvalue(), alt="drift")
+
+
+@dg.asset(deps=["drift_report", "shadow_comparison"], group_name="drift", kinds={"fiftyone"})
+def fiftyone_queues(
+    context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: FiftyOneResource
+):
+    """FiftyOne saved views for people: ``needs_labels`` (drifted frames to label first) and
+    ``shadow_disagreements`` (frames where the shadow model disagreed with the champion)."""
+    if storage.is_s3:
+        return dg.MaterializeResult(
+            metadata={"skipped": "FiftyOne needs local frame files (S3 storage)"}
+        )
+    fiftyone.connect()
+    from data_quality.fiftyone_queues import publish_queue, queue_dataset_name
+
+    counts = {}
+    queue = storage.read_table("drift_queue")
+    if queue is not None:
+        counts["needs_labels"] = publish_queue(
+            fiftyone.dataset_name,
+            "needs_labels",
+            queue.rename({"uri": "filepath"}),
+            description="Frames of drifted videos to label first (most uncertain and most novel)",
+            sort_by="priority",
+        )
+    shadow = storage.read_table("shadow_results")
+    if shadow is not None:
+        frames = storage.read_table("frames").select("video_id", "frame_index", "camera_id", "uri")
+        differ = (
+            shadow.filter(pl.col("label") != pl.col("shadow_label"))
+            .rename({"video": "video_id", "label": "champion_label"})
+            .join(frames, on=KEYS, how="inner")  # frames the lake holds (sampled) can be shown
+            .rename({"uri": "filepath"})
+        )
+        counts["shadow_disagreements"] = publish_queue(
+            fiftyone.dataset_name,
+            "shadow_disagreements",
+            differ,
+            description="Frames where the shadow (challenger) disagreed with the champion",
+            sort_by="shadow_confidence",
+        )
+    return dg.MaterializeResult(
+        metadata={
+            **{f"{k}_frames": v for k, v in counts.items()},
+            "datasets": ", ".join(queue_dataset_name(fiftyone.dataset_name, k) for k in counts)
+            or "none yet",
+        }
+    )

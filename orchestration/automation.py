@@ -31,6 +31,7 @@ AUTOMATED = (
     "tensorrt_engine",
     "edge_bundle",
     "drift_reference",
+    "fiftyone_queues",
 )
 
 

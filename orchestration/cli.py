@@ -230,6 +230,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _shadow_evidence(storage, version: str, console) -> None:
+    """What the edge runners saw of ``version`` running in shadow beside the champion."""
+    import polars as pl
+
+    shadow = storage.read_table("shadow_results")
+    rows = shadow.filter(pl.col("shadow_model_version") == version) if shadow is not None else None
+    if rows is None or rows.is_empty():
+        console.print(
+            f"[yellow]no shadow evidence for {version}[/]: run it on the line with "
+            "`lensline-edge run CHAMPION_BUNDLE INPUT --shadow ITS_BUNDLE` and drop the JSONL in "
+            f"{storage.uri('landing', 'shadow')}"
+        )
+        return
+    agree = rows.filter(pl.col("label") == pl.col("shadow_label")).height
+    console.print(
+        f"shadow evidence: {rows.height} frames on the line beside "
+        f"{', '.join(sorted(rows['model_version'].unique().to_list()))}; "
+        f"agreement {agree / rows.height:.1%}, {rows.height - agree} disagreements "
+        "(FiftyOne view shadow_disagreements)"
+    )
+
+
 def _print_edge_hint(storage, videos: list, console) -> None:
     """The champion's edge bundle and the command that runs it on a demo video."""
     import polars as pl
@@ -271,6 +293,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                 args.version, reason=args.reason or "promoted by hand (lensline models promote)"
             )
             console.print(f"{args.version} is now the champion")
+            _shadow_evidence(storage, args.version, console)
         elif args.action == "rollback":
             restored = registry.rollback(
                 reason=args.reason or "rolled back by hand (lensline models rollback)"

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.curation import curated_dataset, fiftyone_dataset, fiftyone_predictions, label_issues
-from assets.drift import drift_reference, drift_report
+from assets.drift import drift_reference, drift_report, fiftyone_queues
 from assets.edge import (
     edge_bundle,
     int8_onnx,
@@ -50,6 +50,7 @@ defs = dg.Definitions(
             shadow_comparison,
             drift_reference,
             drift_report,
+            fiftyone_queues,
         ]
     ),
     jobs=[ingest_job],

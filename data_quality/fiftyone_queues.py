@@ -1,0 +1,76 @@
+"""Work queues as FiftyOne saved views: frames to label after drift, frames where the shadow
+model disagreed with the champion on the line.
+
+The main ``lensline`` dataset holds exactly the curated, labelled frames (see
+``fiftyone_sync``); queued frames are not labelled yet, so each queue lives in its own dataset
+``<name>-<view>`` with one saved view ``<view>`` sorted by priority. Each publish replaces the
+queue's samples with the current rows (a queue is a snapshot of its Delta table, not a log).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+__all__ = ["publish_queue", "queue_dataset_name"]
+
+
+def queue_dataset_name(dataset_name: str, view: str) -> str:
+    return f"{dataset_name}-{view}"
+
+
+def publish_queue(
+    dataset_name: str,
+    view: str,
+    frames: pl.DataFrame,
+    *,
+    description: str,
+    sort_by: str | None = None,
+    classes: list[str] | None = None,
+) -> int:
+    """Replace the ``<dataset_name>-<view>`` dataset with ``frames`` and save the view ``view``.
+
+    Parameters
+    ----------
+    dataset_name, view
+        The main FiftyOne dataset's name and the queue's (view) name.
+    frames
+        One row per frame: ``filepath`` (local image), ``video_id``, ``frame_index`` and any
+        scalar columns (become fields of the same name); string columns ``*_label`` become
+        ``fo.Classification`` fields (``shadow_label`` -> ``shadow``).
+    description
+        The saved view's description (shown in the App).
+    sort_by
+        Field the view is sorted by (ascending), e.g. ``priority``.
+
+    Returns
+    -------
+    int
+        Samples in the queue.
+    """
+    import fiftyone as fo
+
+    name = queue_dataset_name(dataset_name, view)
+    dataset = fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name)
+    dataset.persistent = True
+    if classes:
+        dataset.default_classes = list(classes)
+    dataset.clear()
+    samples = []
+    for row in frames.iter_rows(named=True):
+        fields: dict[str, Any] = {}
+        for key, value in row.items():
+            if key == "filepath" or value is None:
+                continue
+            if key.endswith("_label") and isinstance(value, str):
+                fields[key[: -len("_label")] or "label"] = fo.Classification(label=value)
+            elif isinstance(value, bool | int | float | str):
+                fields[key] = value
+        samples.append(fo.Sample(filepath=row["filepath"], tags=[view], **fields))
+    if samples:
+        dataset.add_samples(samples, progress=False)
+    view_obj = dataset.sort_by(sort_by) if sort_by and samples else dataset.view()
+    dataset.save_view(view, view_obj, description=description, overwrite=True)
+    dataset.save()
+    return len(samples)
