@@ -21,14 +21,11 @@ from pydantic import Field
 
 from assets.previews import thumbnail_strip_md
 from data_quality import contract
-from data_quality.frame_quality import FrameEncoder
+from data_quality.frame_quality import BLURRY_SHARPNESS, DARK_BRIGHTNESS, FrameEncoder
 from data_quality.video import scan_video
 from orchestration.landing import INGESTING, camera_of, discover_videos, label_files
 from orchestration.partitions import videos_partitions
 from orchestration.storage import LensStorage
-
-DARK_BRIGHTNESS = 40.0
-BLURRY_SHARPNESS = 20.0
 
 
 class IngestConfig(dg.Config):

@@ -1,6 +1,6 @@
 """Benchmark Lensline's label-issue detection on a real labelled image set.
 
-Reproduce (repo root, ~2-3 min on 2 cores)::
+Reproduce (repo root; part 1 trains 3 CNN folds per row and seed)::
 
     python benchmarks/label_issues.py                      # defaults below
     python benchmarks/label_issues.py --seeds 0,1,2 --sizes 1000,10000,100000
@@ -12,8 +12,9 @@ known flips for
 
 * baseline: ``cleanlab.filter.find_label_issues`` on 5-fold out-of-sample
   probabilities of a plain ``LogisticRegression`` on raw pixels;
-* Lensline: ``out_of_sample_pred_probs`` (LR + kNN ensemble, three rounds)
-  and ``find_label_issues`` on the same raw pixels.
+* Lensline: what the asset graph runs, ``training.crossval.cross_val_predict``
+  (3-fold held-out probabilities and embeddings of the edge CNN, the digits
+  upscaled to 32x32 RGB) and ``find_label_issues`` on those embeddings.
 
 Then test accuracy of one downstream model (standardized logistic
 regression) trained on the noisy, Lensline-curated (``curate`` default
@@ -21,9 +22,10 @@ policy: relabel where the model is confident, drop unresolved issues), baseline-
 flagged) and true labels; "gap" = share of the noisy-to-true accuracy gap
 recovered. Everything is averaged over ``--seeds``.
 
-Part 2, scaling: wall time of the whole label-issue step (out-of-sample
-probabilities + all issue types incl. the exact kNN graph for Datalab) on
-synthetic 64-d Gaussian-cluster embeddings with 20 % noise.
+Part 2, scaling: wall time of the label-issue step (all issue types incl. the
+exact kNN graph for Datalab) on synthetic 64-d Gaussian-cluster embeddings with
+20 % noise; the held-out probabilities are the clusters' posteriors (the CNN's
+cost is ``benchmarks/train.py``'s).
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from data_quality.curate import decide_actions  # noqa: E402
-from data_quality.label_issues import find_label_issues, out_of_sample_pred_probs  # noqa: E402
+from data_quality.label_issues import find_label_issues  # noqa: E402
 
 warnings.filterwarnings("ignore")
 K = 10
+EPOCHS = 10  # per fold model; --epochs
+EPOCHS_USED = [EPOCHS]
 
 
 def symmetric_noise(y: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
@@ -90,11 +94,30 @@ def downstream_accuracy(x_tr, y_tr, x_te, y_te) -> float:
     return float((model.predict(x_te) == y_te).mean())
 
 
-def lensline_curated(x, noisy, keys, seed):
-    """Run Lensline's step and default curation; return (flags, kept mask, curated labels)."""
-    probs = out_of_sample_pred_probs(x, noisy, n_classes=K, seed=seed)
+def digit_images(x: np.ndarray, side: int = 32) -> np.ndarray:
+    """uint8 (N, side, side, 3) RGB from digits rows of 64 values in [0, 1] (8x8 scans)."""
+    import cv2
+
+    small = np.clip(x.reshape(-1, 8, 8) * 255.0, 0, 255).astype(np.uint8)
+    big = np.stack([cv2.resize(im, (side, side), interpolation=cv2.INTER_LINEAR) for im in small])
+    return np.repeat(big[..., None], 3, axis=3)
+
+
+def lensline_curated(x, noisy, keys, seed, epochs=EPOCHS):
+    """Run Lensline's step and default curation; return (flags, kept mask, curated labels).
+
+    The same calls as the graph: ``frame_embeddings`` (``cross_val_predict``: K-fold CNN,
+    held-out probabilities and embeddings), then ``label_issues`` and ``curated_dataset``.
+    """
+    from training.crossval import cross_val_predict
+    from training.train import TrainConfig
+
     names = [str(k) for k in range(K)]
-    issues = find_label_issues(noisy, probs, keys=keys, features=x, classes=names)
+    config = TrainConfig(image_size=32, epochs=epochs, seed=seed)
+    probs, emb, _ = cross_val_predict(
+        digit_images(x), noisy, classes=names, groups=keys["video_id"].to_numpy(), config=config
+    )
+    issues = find_label_issues(noisy, probs, keys=keys, features=emb, classes=names)
     consensus = keys.with_columns(consensus_label=pl.Series([names[i] for i in noisy]))
     actions = decide_actions(consensus, issues)  # sorted by key == input order here
     kept = actions["action"].to_numpy() != "dropped"
@@ -143,7 +166,7 @@ def digits_table(seeds: list[int]) -> None:
 
                 base_flags = cl_find(noisy, baseline_probs(x, noisy, seed), n_jobs=1)
                 t1 = time.perf_counter()
-                lens_flags, kept, curated = lensline_curated(x, noisy, keys, seed)
+                lens_flags, kept, curated = lensline_curated(x, noisy, keys, seed, EPOCHS_USED[0])
                 t2 = time.perf_counter()
                 acc_noisy = downstream_accuracy(x, noisy, x_te, y_te)
                 acc_base = downstream_accuracy(x[~base_flags], noisy[~base_flags], x_te, y_te)
@@ -177,9 +200,9 @@ def digits_table(seeds: list[int]) -> None:
 def scaling_table(sizes: list[int]) -> None:
     print(
         "scaling: synthetic 64-d Gaussian-cluster embeddings, 10 classes, 20% symmetric noise, "
-        "groups of 50 frames (grouped CV), brightness/sharpness present\n"
+        "groups of 50 frames, brightness/sharpness present, posteriors as held-out probabilities\n"
     )
-    head = f"{'N':>8} | {'pred_probs s':>12} {'issues s':>9} {'total s':>8} | {'P':>6} {'R':>6} | flagged per issue type"
+    head = f"{'N':>8} | {'probs s':>12} {'issues s':>9} {'total s':>8} | {'P':>6} {'R':>6} | flagged per issue type"
     print(head)
     print("-" * len(head))
     for n in sizes:
@@ -195,9 +218,10 @@ def scaling_table(sizes: list[int]) -> None:
             brightness=pl.Series(rng.uniform(20, 250, n)), sharpness=pl.Series(rng.gamma(4, 50, n))
         )
         t0 = time.perf_counter()
-        probs = out_of_sample_pred_probs(
-            emb, noisy, n_classes=K, groups=keys["video_id"].to_numpy()
-        )
+        sq = (emb**2).sum(1)[:, None] - 2.0 * emb @ centers.T + (centers**2).sum(1)[None, :]
+        logits = -0.5 * sq
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)  # the clusters' posteriors: an ideal held-out model
         t1 = time.perf_counter()
         issues = find_label_issues(noisy, probs, keys=keys, features=emb, quality=quality)
         t2 = time.perf_counter()
@@ -210,8 +234,7 @@ def scaling_table(sizes: list[int]) -> None:
             flush=True,
         )
     print(
-        "\nThe issues step is dominated by the exact O(N^2) cosine kNN graph (torch matmul + topk); "
-        "pred_probs by the kNN member (O(N^2)/folds, searched once and reused across rounds). "
+        "\nThe issues step is dominated by the exact O(N^2) cosine kNN graph (torch matmul + topk). "
         "For millions of frames pass a knn_graph from an ANN index to find_label_issues."
     )
 
@@ -222,10 +245,15 @@ def main() -> None:
     parser.add_argument(
         "--sizes", default="1000,10000,100000", help="comma-separated N for part 2 ('' = skip)"
     )
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs per fold model (part 1)")
     args = parser.parse_args()
+    EPOCHS_USED[0] = args.epochs
     seeds = [int(s) for s in args.seeds.split(",") if s]
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    print(f"$ python benchmarks/label_issues.py --seeds {args.seeds} --sizes {args.sizes}\n")
+    print(
+        f"$ python benchmarks/label_issues.py --seeds {args.seeds} --sizes {args.sizes} "
+        f"--epochs {args.epochs}\n"
+    )
     start = time.perf_counter()
     if seeds:
         digits_table(seeds)

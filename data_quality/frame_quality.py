@@ -9,7 +9,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EncodedFrame", "FrameEncoder", "encode_frame", "frame_stats"]
+__all__ = [
+    "BLURRY_RELATIVE",
+    "BLURRY_SHARPNESS",
+    "DARK_BRIGHTNESS",
+    "OVEREXPOSED_BRIGHTNESS",
+    "EncodedFrame",
+    "FrameEncoder",
+    "encode_frame",
+    "frame_stats",
+]
+
+# The one home of Lensline's frame-quality limits (brightness: mean grey level 0..255;
+# sharpness: variance of the Laplacian, see frame_stats). Absolute limits judge a frame alone:
+# the ingest check ``frame_quality`` (assets/ingest.py) and, for cameras with too few frames
+# for statistics, the dark/overexposed issue types. With enough frames the issue types judge a
+# frame against its own camera instead (data_quality.label_issues), since a dark-background
+# camera is not a dark frame.
+DARK_BRIGHTNESS = 40.0
+"""Absolute: a frame below this mean grey level is dark."""
+OVEREXPOSED_BRIGHTNESS = 235.0
+"""Absolute: a frame above this mean grey level is overexposed."""
+BLURRY_SHARPNESS = 20.0
+"""Absolute: a frame whose Laplacian variance is below this is blurry (ingest check)."""
+BLURRY_RELATIVE = 0.25
+"""Relative: blurry below this share of its camera's median sharpness (label issues)."""
 
 
 def frame_stats(image: np.ndarray) -> dict[str, float]:

@@ -1,8 +1,9 @@
 """Label issues and other per-frame data issues, cleanlab style.
 
-Pipeline (what the ``label_issues`` asset calls)::
+Pipeline (what the ``label_issues`` asset calls; ``probs`` and ``embeddings`` are the
+held-out outputs of :func:`training.crossval.cross_val_predict`, read back with
+:func:`data_quality.pred_probs.held_out_arrays`)::
 
-    probs = out_of_sample_pred_probs(embeddings, label_codes, n_classes=K, groups=video_ids)
     issues = find_label_issues(label_codes, probs, keys=frame_keys, features=embeddings,
                                quality=frames_table, classes=classes)
 
@@ -26,7 +27,8 @@ import numpy as np
 import polars as pl
 from scipy.sparse import csr_matrix
 
-from data_quality.pred_probs import cosine_knn_graph, out_of_sample_pred_probs
+from data_quality.frame_quality import BLURRY_RELATIVE, DARK_BRIGHTNESS, OVEREXPOSED_BRIGHTNESS
+from data_quality.pred_probs import cosine_knn_graph
 
 __all__ = [
     "REGISTRY",
@@ -41,7 +43,6 @@ __all__ = [
     "cosine_knn_graph",
     "find_label_issues",
     "issue_counts",
-    "out_of_sample_pred_probs",
     "worst_examples_grid",
 ]
 
@@ -318,7 +319,7 @@ class DarkIssue(_CameraRelative):
     """
 
     issue_name = "dark"
-    default_threshold = 40.0
+    default_threshold = DARK_BRIGHTNESS
     columns: ClassVar[dict[str, Any]] = {"is_dark": pl.Boolean, "dark_score": pl.Float64}
 
     def find(self, ctx: IssueContext) -> dict[str, Any]:
@@ -338,7 +339,7 @@ class OverexposedIssue(_CameraRelative):
     """
 
     issue_name = "overexposed"
-    default_threshold = 235.0
+    default_threshold = OVEREXPOSED_BRIGHTNESS
     columns: ClassVar[dict[str, Any]] = {
         "is_overexposed": pl.Boolean,
         "overexposed_score": pl.Float64,
@@ -376,7 +377,7 @@ class BlurryIssue(_CameraRelative):
         self,
         *,
         threshold: float | None = None,
-        relative: float = 0.25,
+        relative: float = BLURRY_RELATIVE,
         z_threshold: float = 3.5,
         min_scale: float = 0.1,
         min_frames: int = 10,
@@ -443,7 +444,7 @@ def find_label_issues(
     labels : np.ndarray of shape (N,), int
         Given labels (e.g. consensus labels) in ``0 .. K-1``.
     pred_probs : np.ndarray of shape (N, K)
-        Out-of-sample predicted probabilities (:func:`out_of_sample_pred_probs`).
+        Out-of-sample predicted probabilities (:func:`training.crossval.cross_val_predict`).
     keys : pl.DataFrame of shape (N, 2+)
         ``video_id``, ``frame_index`` of each row.
     features : np.ndarray of shape (N, D), optional

@@ -8,6 +8,7 @@ keeping to a ``sink`` while it goes, so a video is decoded exactly once per inge
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import unicodedata
 from collections.abc import Callable, Collection
@@ -54,7 +55,8 @@ def video_id_for(camera_id: str, file_name: str) -> str:
     return f"{clean}-{hashlib.sha256(raw.encode('utf-8')).hexdigest()[:8]}"
 
 
-def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in ``chunk``-byte blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
@@ -13,6 +12,8 @@ import numpy as np
 import polars as pl
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
+
+from data_quality.video import sha256_file
 
 __all__ = ["encode_mp4", "publish", "tmp_for", "write_csv"]
 
@@ -85,15 +86,11 @@ def publish(tmp: Path, path: Path) -> None:
     if (
         path.exists()
         and path.stat().st_size == tmp.stat().st_size
-        and _sha256(path) == _sha256(tmp)
+        and sha256_file(path) == sha256_file(tmp)
     ):
         tmp.unlink()
     else:
         os.replace(tmp, path)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_csv(df: pl.DataFrame, path: Path) -> None:

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from training.data import ArrayLoader, AugmentConfig
-from training.model import LenslineNet, build_model, count_parameters
+from training.model import LenslineNet, build_model
 
-__all__ = ["TrainConfig", "TrainResult", "train_model", "plot_history", "describe"]
+__all__ = ["TrainConfig", "TrainResult", "train_model", "plot_history"]
 
 
 @dataclass
@@ -330,14 +330,6 @@ def _check_inputs(images, labels, classes, config: TrainConfig, what: str) -> No
         raise ValueError(
             f"{what} labels must lie in [0, {len(classes)}), got [{labels.min()}, {labels.max()}]"
         )
-
-
-def describe(model: LenslineNet) -> str:
-    """One line: architecture and parameter count (for logs and asset metadata)."""
-    c = model.config
-    return (
-        f"LenslineNet(width={c.width}, classes={c.num_classes}, params={count_parameters(model):,})"
-    )
 
 
 def plot_history(history: list[dict]) -> bytes:
