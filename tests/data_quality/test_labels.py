@@ -248,7 +248,9 @@ def test_valid_class_names_and_explicit_class_list_are_checked(videos, landing):
 
 def test_clean_csv_fast_path_matches_the_row_by_row_path(videos, landing):
     """Issue 7.12: the column-wise path gives exactly what the row path gives."""
-    from data_quality import labels as mod
+    from data_quality.label_formats.common import VideoIndex
+    from data_quality.label_formats.csv import read_clean_csv, read_csv_rows
+    from data_quality.label_formats.validation import validate_rows
 
     rows = [
         f"{v},{i},{'good' if i % 3 else 'defect'},a{i % 4}"
@@ -257,11 +259,11 @@ def test_clean_csv_fast_path_matches_the_row_by_row_path(videos, landing):
     ]
     path = _write(landing, "ok.csv", "video,frame_index,label,annotator\n" + "\n".join(rows) + "\n")
     fast = _read(path, videos, landing)
-    index = mod._VideoIndex(videos)
-    good, problems = mod._validate(mod._read_csv(path, landing), index, CLASSES)
+    index = VideoIndex(videos)
+    good, problems = validate_rows(read_csv_rows(path, landing), index, CLASSES)
     assert not problems
     slow = pl.DataFrame(good, schema=list(LABEL_SCHEMA)[:4], orient="row").sort(
         ["video_id", "frame_index", "annotator"]
     )
     assert fast.drop("source").equals(slow)
-    assert mod._csv_fast_path(path, landing.resolve(), index, ["good"]) is None  # unknown class
+    assert read_clean_csv(path, landing.resolve(), index, ["good"]) is None  # unknown class
