@@ -17,7 +17,8 @@ from orchestration.storage import LensStorage
 )
 def label_issues(context: dg.AssetExecutionContext, storage: LensStorage):
     """Label, outlier, near-duplicate and frame-quality issues from held-out (K-fold CNN) probabilities."""
-    from data_quality.label_issues import find_label_issues, issue_counts, worst_examples_grid
+    from data_quality.label_issues import find_label_issues, issue_counts
+    from data_quality.plots import worst_examples_grid
 
     consensus = (
         storage.read_table("label_consensus")

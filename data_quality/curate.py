@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -398,13 +399,16 @@ def curate(
     if group_col not in decided.columns:
         decided = decided.join(consensus_frames.select(*_KEYS, group_col), on=_KEYS, how="left")
     keep = decided.filter(pl.col("action") != "dropped")
-    split, grouping = assign_splits(
-        keep,
-        split_fractions=split_fractions,
-        seed=seed,
-        group_col=group_col,
-        guard_frames=guard_frames,
-        return_grouping=True,
+    split, grouping = cast(
+        tuple[pl.DataFrame, dict],
+        assign_splits(
+            keep,
+            split_fractions=split_fractions,
+            seed=seed,
+            group_col=group_col,
+            guard_frames=guard_frames,
+            return_grouping=True,
+        ),
     )
     out = decided.join(split.select(*_KEYS, "split", "split_group"), on=_KEYS, how="left")
     guarded = (pl.col("action") != "dropped") & pl.col("split").is_null()

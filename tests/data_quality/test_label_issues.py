@@ -6,13 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from data_quality.label_issues import (
-    REGISTRY,
-    cosine_knn_graph,
-    find_label_issues,
-    issue_counts,
-    worst_examples_grid,
-)
+from data_quality.label_issues import REGISTRY, find_label_issues, issue_counts
+from data_quality.plots import worst_examples_grid
+from data_quality.pred_probs import cosine_knn_graph
 
 
 def _held_out_probs(x, y, n_classes, groups=None):
