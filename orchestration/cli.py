@@ -381,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     rollback.add_argument("--reason")
     models.set_defaults(func=cmd_models)
 
+    from orchestration.profiles import add_init_parser
+
+    add_init_parser(sub)  # lensline init --profile embedded|production
+
     args = parser.parse_args(argv)
     return args.func(args)
 
