@@ -32,7 +32,9 @@ def label_issues(context: dg.AssetExecutionContext, storage: LensStorage):
         probs,
         keys=consensus.select(KEYS),
         features=features,
-        quality=storage.read_table("frames"),
+        # the labelled frames only: an unlabelled video landing must not move a camera's
+        # quality baseline (and with it the dataset) when no label changed
+        quality=storage.read_table("frames").join(consensus.select(KEYS), on=KEYS),
         classes=classes,
     )
     version = storage.write_table(issues, "label_issues", skip_unchanged=True)
@@ -122,6 +124,22 @@ class CurationConfig(dg.Config):
         )
     ],
 )
+def drift_requests_not_low_quality(
+    issues: pl.DataFrame, queue: pl.DataFrame | None
+) -> pl.DataFrame:
+    """Frames queued for labels *because* their video drifted are new conditions, not bad
+    quality: clear their dark / overexposed / blurry flags so curation keeps them."""
+    if queue is None or queue.is_empty():
+        return issues
+    asked = pl.col("_asked").fill_null(False)
+    flags = [c for c in ("is_dark", "is_overexposed", "is_blurry") if c in issues.columns]
+    return (
+        issues.join(queue.select(KEYS).with_columns(_asked=pl.lit(True)), on=KEYS, how="left")
+        .with_columns([pl.when(asked).then(False).otherwise(pl.col(c)).alias(c) for c in flags])
+        .drop("_asked")
+    )
+
+
 def curated_dataset(
     context: dg.AssetExecutionContext, config: CurationConfig, storage: LensStorage
 ):
@@ -132,9 +150,12 @@ def curated_dataset(
     consensus = storage.read_table("label_consensus").join(frames.select(KEYS), on=KEYS)
     options = config.model_dump(exclude={"seed", "split_guard_frames", "max_quality_drop_share"})
     policy = CurationPolicy(**{**options, "drop_frame_quality": tuple(config.drop_frame_quality)})
+    issues = drift_requests_not_low_quality(
+        storage.read_table("label_issues"), storage.read_table("drift_queue")
+    )
     curated, grouping = curate(
         consensus,
-        storage.read_table("label_issues"),
+        issues,
         policy=policy,
         seed=config.seed,
         guard_frames=config.split_guard_frames,

@@ -124,8 +124,10 @@ def drift_reference(
 ):
     """Per camera, what the champion was trained on: frame statistics, colours, background,
     embeddings and predictions (a new champion moves the reference)."""
+    from data_quality.drift import DriftConfig as Options
     from data_quality.drift import build_reference
 
+    options = Options()
     champion = load_champion(storage)
     done = storage.read_table("drift_references")
     if done is not None and done.filter(pl.col("model_version") == champion.version).height:
@@ -134,16 +136,23 @@ def drift_reference(
             data_version=dg.DataVersion(champion.version),
         )
     dataset = storage.read_table("dataset", version=champion.record.dataset_version)  # type: ignore[attr-defined]
-    videos = dataset.select("video_id").unique()  # every grid frame of the videos trained on
-    frames = grid_frames(storage, storage.read_table("frames").join(videos, on="video_id")).sort(
-        KEYS
-    )
+    splits = dataset.group_by("video_id").agg(trained=(pl.col("split") == "train").any())
+    frames = grid_frames(storage, storage.read_table("frames").join(splits, on="video_id"))
     rows = []
-    for (camera,), group in frames.group_by("camera_id", maintain_order=True):
+    for (camera,), group in frames.sort(KEYS).group_by("camera_id", maintain_order=True):
+        # held out: videos the champion never trained on (their embeddings and confidences are
+        # what a new video's should look like); with none, the champion's own training videos
+        # (in-sample: its confidence there is inflated, so the embedding and prediction tests
+        # are left out rather than made to over-alarm)
+        held_out = group.filter(~pl.col("trained"))
+        in_sample = held_out.height < options.min_frames
+        group = group if in_sample else held_out
         stride = max(1, -(-group.height // config.max_frames_per_camera))
         group = group.gather_every(stride)
         bgr = _bgr_frames(storage, group)
-        emb, probs = _scores(champion, bgr, group["camera_id"].to_list())
+        emb, probs = (
+            (None, None) if in_sample else _scores(champion, bgr, group["camera_id"].to_list())
+        )
         ref = build_reference(
             bgr,
             emb,
@@ -151,13 +160,17 @@ def drift_reference(
             camera_id=str(camera),
             version=champion.version,
             segments=group["video_id"].to_numpy(),
+            meta={"in_sample": in_sample},
         )
         uri = storage.uri("artifacts", "drift", "reference", champion.version, f"{camera}.npz")
         storage.write_bytes(uri, ref.to_bytes())
         rows.append({"camera_id": camera, "model_version": champion.version, "uri": uri,
                      "frames": group.height, "videos": group["video_id"].n_unique(),
-                     "created_at": datetime.now(UTC)})  # fmt: skip
-        context.log.info(f"reference for {camera}: {group.height} frames")
+                     "held_out": not in_sample, "created_at": datetime.now(UTC)})  # fmt: skip
+        context.log.info(
+            f"reference for {camera}: {group.height} frames "
+            f"({'held-out videos' if not in_sample else 'training videos only: no embedding/prediction tests'})"
+        )
     table = pl.DataFrame(rows)
     storage.write_table(
         table,
@@ -246,6 +259,7 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, storage
             "verdict": dg.MetadataValue.json(verdict),
             "drifted": ", ".join(drifted["statistic"].to_list()) or "none",
             "queued_for_labels": queue,
+            "action": _action(verdict),
             "tests": dg.MetadataValue.md(
                 md_table(table.drop("video_id", "camera_id", "computed_at"))
             ),
@@ -257,6 +271,15 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, storage
             for kind, name in KINDS.items()
         ],
     )
+
+
+def _action(verdict: dict[str, str]) -> str:
+    if verdict.get("viewpoint") == "drifted":
+        return ("camera moved: re-aim it, or accept the new view by labelling its frames and "
+                "retraining (the next champion's reference then includes it); no labels queued")  # fmt: skip
+    if "drifted" in (verdict.get("data"), verdict.get("prediction")):
+        return "frames queued for labels (drift_queue, FiftyOne view needs_labels); labels retrain"
+    return "none"
 
 
 def _check(kind: str, name: str, tests, verdict: str, severity: str) -> dg.AssetCheckResult:
@@ -288,7 +311,8 @@ def _queue(storage, frames, tests, emb, probs, reference, budget: int, now) -> i
     video_id = frames["video_id"][0]
     drifted = {t.kind for t in tests if t.drifted}
     picks = np.array([], dtype=int)
-    if drifted & {"data", "prediction"} and budget > 0:
+    # a moved camera changes every statistic; it needs a new reference, not new labels
+    if drifted & {"data", "prediction"} and "viewpoint" not in drifted and budget > 0:
         picks = needs_labels(emb, probs, reference.embeddings if reference else None, budget=budget)
     reason = "+".join(sorted(drifted & {"data", "prediction"})) + " drift"
     queue = (

@@ -46,29 +46,73 @@ def _conditions(name: str):
     return cond
 
 
-def render_shifted(landing: Path, *, seed: int, cameras: int, seconds: float) -> pl.DataFrame:
-    """Render one new video per camera under its shifted conditions; their ground truth."""
+def render_shifted(
+    landing: Path, *, seed: int, cameras: int, seconds: float, eval_dir: Path
+) -> tuple[pl.DataFrame, dict[str, Path], dict[str, pl.DataFrame]]:
+    """New videos per camera under its shifted conditions (two for camera 1, whose look
+    changed) into the landing zone, and one more per camera kept out of it for evaluation.
+
+    Returns the landed videos' ground truth and the evaluation videos with theirs.
+    """
     from data_quality.video import video_id_for
     from demo import render_video
 
-    truths = []
+    truths, evals, eval_truth = [], {}, {}
     for c in range(cameras):
         camera = f"cam{c + 1}"
         name, _ = SHIFTS.get(camera, ("nominal", "unchanged"))
-        file = "shift_0001.mp4"
-        truth = render_video(
-            landing / "videos" / camera / file,
-            seed=int(np.random.SeedSequence([seed, 1000 + c]).generate_state(1)[0]),
-            camera_id=camera,
-            seconds=seconds,
-            conditions=_conditions(name),
-        )
-        truths.append(
-            truth.select("frame_index", "label").with_columns(
-                video_id=pl.lit(video_id_for(camera, file)), camera_id=pl.lit(camera)
+        n = 2 if camera == "cam1" else 1
+        for v in range(n + 1):
+            landed = v < n
+            path = (landing / "videos" / camera / f"shift_{v + 1:04d}.mp4") if landed else (
+                eval_dir / f"{camera}_shift_eval.mp4")  # fmt: skip
+            truth = render_video(
+                path,
+                seed=int(np.random.SeedSequence([seed, 1000 + c, v]).generate_state(1)[0]),
+                camera_id=camera,
+                seconds=seconds,
+                conditions=_conditions(name),
             )
-        )
-    return pl.concat(truths)
+            if landed:
+                truths.append(
+                    truth.select("frame_index", "label").with_columns(
+                        video_id=pl.lit(video_id_for(camera, path.name)), camera_id=pl.lit(camera)
+                    )
+                )
+            else:
+                evals[camera], eval_truth[camera] = path, truth.select("frame_index", "label")
+    return pl.concat(truths), evals, eval_truth
+
+
+def eval_accuracy(storage, version: str, videos: dict[str, Path], truth: dict[str, pl.DataFrame]):
+    """Accuracy of registered model ``version`` on every labelled frame of the evaluation videos
+    (rendered under the shifted conditions, never landed): ``{camera: (accuracy, frames)}``."""
+    import av
+
+    from training.checkpoint import checkpoint_spec, load_checkpoint
+    from training.evaluate import predict_proba
+    from training.registry import ModelRegistry
+
+    registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
+    record = registry.get(version)
+    model, meta = load_checkpoint(
+        storage.fetch_local([record.checkpoint_uri])[0], expected_sha256=record.checkpoint_sha256
+    )
+    classes, spec = json.loads(meta["classes"]), checkpoint_spec(meta)
+    out = {}
+    for camera, path in videos.items():
+        labels = dict(truth[camera].filter(pl.col("label").is_in(classes)).iter_rows())
+        frames, y = [], []
+        with av.open(str(path)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i in labels:
+                    frames.append(frame.to_ndarray(format="bgr24"))
+                    y.append(classes.index(labels[i]))
+        if not frames:
+            continue
+        pred = predict_proba(model, spec.images(frames, [camera] * len(frames))).argmax(1)
+        out[camera] = (float((pred == np.array(y)).mean()), len(frames))
+    return out
 
 
 def label_queue(storage, truth: pl.DataFrame, landing: Path, *, seed: int) -> int:
@@ -94,29 +138,6 @@ def label_queue(storage, truth: pl.DataFrame, landing: Path, *, seed: int) -> in
     return rows.height
 
 
-def champion_accuracy(storage, truth: pl.DataFrame, video_ids: list[str], *, exclude: pl.DataFrame):
-    """(model_version, accuracy, frames) of the current champion on the shifted videos' sampled
-    frames that carry ground truth, leaving out the frames that were labelled for training."""
-    from assets.edge import load_champion
-    from training.evaluate import predict_proba
-
-    champion = load_champion(storage)
-    frames = (
-        storage.read_table("frames")
-        .filter(pl.col("video_id").is_in(video_ids))
-        .join(truth.filter(pl.col("label").is_in(champion.classes)), on=["video_id", "frame_index"])
-        .join(exclude, on=["video_id", "frame_index"], how="anti")
-        .sort("video_id", "frame_index")
-    )
-    if frames.is_empty():
-        return champion.version, float("nan"), 0
-    paths = storage.fetch_local(frames["uri"].to_list())
-    images = champion.spec.images(paths, frames["camera_id"].to_list())  # type: ignore[attr-defined]
-    pred = predict_proba(champion.model, images).argmax(1)
-    y = np.array([champion.classes.index(v) for v in frames["label"]])
-    return champion.version, float((pred == y).mean()), frames.height
-
-
 def run_drift_scenario(
     args: argparse.Namespace, run: Callable[[], int], console, *, home: Path
 ) -> int:
@@ -134,7 +155,10 @@ def run_drift_scenario(
     tl = Timeline()
     landing = home / "landing"
     tl.add("baseline ready", "champion, edge bundle and drift references from the baseline demo")
-    truth = render_shifted(landing, seed=args.seed + 1, cameras=args.cameras, seconds=args.seconds)
+    truth, eval_videos, eval_truth = render_shifted(
+        landing, seed=args.seed + 1, cameras=args.cameras, seconds=args.seconds,
+        eval_dir=home / "demo" / "eval",
+    )  # fmt: skip
     shifted = sorted(truth["video_id"].unique().to_list())
     for c in range(args.cameras):
         cam = f"cam{c + 1}"
@@ -153,12 +177,10 @@ def run_drift_scenario(
             stats or "all tests within the reference",
         )
     console.print(table)
-    old = champion_accuracy(
-        storage,
-        truth,
-        shifted,
-        exclude=pl.DataFrame(schema={"video_id": pl.String, "frame_index": pl.Int64}),
-    )
+    from training.registry import ModelRegistry
+
+    registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
+    old_version = registry.champion().model_version  # type: ignore[union-attr]
     queued = storage.read_table("drift_queue")
     n_queued = queued.height if queued is not None else 0
     tl.add(
@@ -172,62 +194,42 @@ def run_drift_scenario(
     )
     console.rule("labels for the drifted frames arrive: the lineage graph rematerialises")
     code = max(code, run())
-    labelled = (queued.select("video_id", "frame_index") if queued is not None
-                else pl.DataFrame(schema={"video_id": pl.String, "frame_index": pl.Int64}))  # fmt: skip
-    old_on_held_out = champion_accuracy_of(storage, old[0], truth, shifted, exclude=labelled)
-    new = champion_accuracy(storage, truth, shifted, exclude=labelled)
-    promoted = new[0] != old[0]
+    new_version = registry.champion().model_version  # type: ignore[union-attr]
+    promoted = new_version != old_version
     tl.add(
-        f"champion {'promoted: ' + new[0] if promoted else 'kept: ' + old[0]}",
+        f"champion {'promoted: ' + new_version if promoted else 'kept: ' + old_version}",
         "the challenger beat the champion on the new test split"
         if promoted
         else "the challenger did not beat the champion",
     )
     bundles = storage.read_table("edge_bundles")
-    if bundles is not None and bundles.filter(pl.col("model_version") == new[0]).height:
-        tl.add(
-            f"edge bundle for {new[0]}", bundles.filter(pl.col("model_version") == new[0])["uri"][0]
-        )
+    mine = bundles.filter(pl.col("model_version") == new_version) if bundles is not None else None
+    if mine is not None and mine.height:
+        tl.add(f"edge bundle for {new_version}", mine["uri"][0])
     timeline = Table("t (s)", "what", "why", title="drift scenario timeline")
     for t, what, why in tl.events:
         timeline.add_row(f"{t:6.1f}", what, why)
     console.print(timeline)
-    console.print(
-        f"accuracy on the shifted videos' held-out frames ({new[2]} frames): "
-        f"old champion {old[0]} {old_on_held_out:.3f} -> champion now {new[0]} {new[1]:.3f}"
-    )
-    summary = {"old_champion": old[0], "old_accuracy": old_on_held_out, "champion": new[0],
-               "accuracy": new[1], "frames": new[2], "queued": n_queued, "labels": n}  # fmt: skip
+    old_acc = eval_accuracy(storage, old_version, eval_videos, eval_truth)
+    new_acc = eval_accuracy(storage, new_version, eval_videos, eval_truth)
+    acc = Table("camera", "line now", "frames", f"old champion {old_version}", f"champion {new_version}",
+                title="accuracy on a new video of each camera under its shifted conditions (not landed)")  # fmt: skip
+    for cam in sorted(old_acc):
+        acc.add_row(cam, SHIFTS.get(cam, ("", "unchanged"))[1], str(old_acc[cam][1]),
+                    f"{old_acc[cam][0]:.3f}", f"{new_acc[cam][0]:.3f}")  # fmt: skip
+    console.print(acc)
+    summary = {
+        "old_champion": old_version,
+        "champion": new_version,
+        "accuracy": {
+            c: {"old": old_acc[c][0], "new": new_acc[c][0], "frames": old_acc[c][1]}
+            for c in old_acc
+        },
+        "queued": n_queued,
+        "labels": n,
+        "timeline": [{"t_s": round(t, 1), "what": w, "why": y} for t, w, y in tl.events],
+    }
     out = home / "demo" / "drift_scenario.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2))
     return code
-
-
-def champion_accuracy_of(storage, version: str, truth, video_ids, *, exclude) -> float:
-    """Accuracy of registered model ``version`` on the same frames as :func:`champion_accuracy`."""
-    from training.checkpoint import checkpoint_spec, load_checkpoint
-    from training.evaluate import predict_proba
-    from training.registry import ModelRegistry
-
-    record = ModelRegistry(
-        storage.table_uri("models"), storage_options=storage.storage_options()
-    ).get(version)
-    model, meta = load_checkpoint(
-        storage.fetch_local([record.checkpoint_uri])[0], expected_sha256=record.checkpoint_sha256
-    )
-    classes, spec = json.loads(meta["classes"]), checkpoint_spec(meta)
-    frames = (
-        storage.read_table("frames")
-        .filter(pl.col("video_id").is_in(video_ids))
-        .join(truth.filter(pl.col("label").is_in(classes)), on=["video_id", "frame_index"])
-        .join(exclude, on=["video_id", "frame_index"], how="anti")
-        .sort("video_id", "frame_index")
-    )
-    if frames.is_empty():
-        return float("nan")
-    images = spec.images(
-        storage.fetch_local(frames["uri"].to_list()), frames["camera_id"].to_list()
-    )
-    pred = predict_proba(model, images).argmax(1)
-    return float((pred == np.array([classes.index(v) for v in frames["label"]])).mean())
