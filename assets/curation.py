@@ -12,6 +12,35 @@ from orchestration.resources import FiftyOneResource
 from orchestration.storage import LensStorage
 
 
+def drift_requests_not_low_quality(
+    issues: pl.DataFrame, queue: pl.DataFrame | None
+) -> pl.DataFrame:
+    """Frames queued for labels *because* their video drifted are new conditions, not bad
+    quality: clear their dark / overexposed / blurry flags so curation keeps them."""
+    if queue is None or queue.is_empty():
+        return issues
+    asked = pl.col("_asked").fill_null(False)
+    flags = [c for c in ("is_dark", "is_overexposed", "is_blurry") if c in issues.columns]
+    return (
+        issues.join(queue.select(KEYS).with_columns(_asked=pl.lit(True)), on=KEYS, how="left")
+        .with_columns([pl.when(asked).then(False).otherwise(pl.col(c)).alias(c) for c in flags])
+        .drop("_asked")
+    )
+
+
+@dg.asset(
+    deps=["label_issues"],
+    group_name="labels",
+    kinds={"delta"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "frame_quality_drop",
+            asset="curated_dataset",
+            description="No camera loses more than max_quality_drop_share of its frames to the "
+            "dark / overexposed / blurry rules.",
+        )
+    ],
+)
 @dg.asset(
     deps=["label_consensus", "frame_embeddings"], group_name="labels", kinds={"delta", "cleanlab"}
 )
@@ -108,35 +137,6 @@ class CurationConfig(dg.Config):
         default=0.1,
         description="frame_quality_drop warns when frame-quality rules drop more than this "
         "share of any camera's frames.",
-    )
-
-
-@dg.asset(
-    deps=["label_issues"],
-    group_name="labels",
-    kinds={"delta"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "frame_quality_drop",
-            asset="curated_dataset",
-            description="No camera loses more than max_quality_drop_share of its frames to the "
-            "dark / overexposed / blurry rules.",
-        )
-    ],
-)
-def drift_requests_not_low_quality(
-    issues: pl.DataFrame, queue: pl.DataFrame | None
-) -> pl.DataFrame:
-    """Frames queued for labels *because* their video drifted are new conditions, not bad
-    quality: clear their dark / overexposed / blurry flags so curation keeps them."""
-    if queue is None or queue.is_empty():
-        return issues
-    asked = pl.col("_asked").fill_null(False)
-    flags = [c for c in ("is_dark", "is_overexposed", "is_blurry") if c in issues.columns]
-    return (
-        issues.join(queue.select(KEYS).with_columns(_asked=pl.lit(True)), on=KEYS, how="left")
-        .with_columns([pl.when(asked).then(False).otherwise(pl.col(c)).alias(c) for c in flags])
-        .drop("_asked")
     )
 
 
