@@ -29,19 +29,6 @@ def drift_requests_not_low_quality(
 
 
 @dg.asset(
-    deps=["label_issues"],
-    group_name="labels",
-    kinds={"delta"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "frame_quality_drop",
-            asset="curated_dataset",
-            description="No camera loses more than max_quality_drop_share of its frames to the "
-            "dark / overexposed / blurry rules.",
-        )
-    ],
-)
-@dg.asset(
     deps=["label_consensus", "frame_embeddings"], group_name="labels", kinds={"delta", "cleanlab"}
 )
 def label_issues(context: dg.AssetExecutionContext, storage: LensStorage):
@@ -140,6 +127,19 @@ class CurationConfig(dg.Config):
     )
 
 
+@dg.asset(
+    deps=["label_issues"],
+    group_name="labels",
+    kinds={"delta"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "frame_quality_drop",
+            asset="curated_dataset",
+            description="No camera loses more than max_quality_drop_share of its frames to the "
+            "dark / overexposed / blurry rules.",
+        )
+    ],
+)
 def curated_dataset(
     context: dg.AssetExecutionContext, config: CurationConfig, storage: LensStorage
 ):
