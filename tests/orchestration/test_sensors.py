@@ -1,10 +1,11 @@
-"""new_labels_sensor and the retraining schedule, evaluated against a real instance and files."""
+"""new_labels_sensor, fiftyone_review_sensor and the retraining schedule, evaluated directly."""
 
 from __future__ import annotations
 
 import os
 
 import dagster as dg
+import polars as pl
 
 from orchestration.definitions import defs
 from orchestration.sensors import new_labels_sensor
@@ -53,3 +54,43 @@ def test_new_label_files_request_the_labels_chain(home):
     assert defs.resolve_job_def("ingest_video").tags["lensline/lake"] == "writer"
     schedule = defs.resolve_schedule_def("nightly_retrain")
     assert schedule.cron_schedule == "0 2 * * *"
+
+
+def test_fiftyone_review_sensor_requests_labels_for_new_corrections(fo_home, tmp_path):
+    """Evaluated directly: no database, no corrections, one reviewer edit, edit imported."""
+    import fiftyone as fo
+
+    from data_quality.fiftyone_sync import mark_corrections_imported, pull_corrections, sync_samples
+    from orchestration.resources import FiftyOneResource
+    from orchestration.sensors import fiftyone_review_sensor
+
+    def evaluate(resource: FiftyOneResource):
+        return fiftyone_review_sensor(dg.build_sensor_context(resources={"fiftyone": resource}))
+
+    no_db = FiftyOneResource(dataset_name="review", home=str(tmp_path / "empty_home"))
+    assert isinstance(evaluate(no_db), dg.SkipReason)
+    assert not (tmp_path / "empty_home" / "fiftyone").exists()  # nothing started
+
+    resource = FiftyOneResource(dataset_name="review", home=str(fo_home))
+    assert isinstance(evaluate(resource), dg.SkipReason)  # no dataset yet
+    samples = pl.DataFrame(
+        {
+            "filepath": [str(tmp_path / f"f{i}.jpg") for i in range(3)],
+            "video_id": ["v0"] * 3,
+            "frame_index": [0, 1, 2],
+            "ground_truth": ["good", "good", "dent"],
+        }
+    )
+    sync_samples("review", samples, classes=["good", "dent"], persistent=False)
+    assert isinstance(evaluate(resource), dg.SkipReason)  # synced, nothing reviewed
+
+    sample = fo.load_dataset("review").one(fo.ViewField("frame_index") == 1)
+    sample.ground_truth = fo.Classification(label="dent")
+    sample.save()
+    request = evaluate(resource)
+    assert isinstance(request, dg.RunRequest)
+    assert request.tags["lensline/reason"] == "1 label correction(s) from FiftyOne review"
+    assert request.tags["lensline/lake"] == "writer"
+
+    mark_corrections_imported("review", pull_corrections("review"))
+    assert isinstance(evaluate(resource), dg.SkipReason)

@@ -1,0 +1,86 @@
+"""LensStorage round trips, the same calls on a local home and on S3 (a real moto server)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from orchestration.storage import LensStorage
+
+KEYS = ["video_id", "frame_index"]
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request) -> LensStorage:
+    request.getfixturevalue("s3_env" if request.param == "s3" else "home")
+    return LensStorage()
+
+
+def _rows(video: str, labels: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"video_id": [video] * len(labels), "frame_index": range(len(labels)), "label": labels}
+    )
+
+
+def test_table_round_trip_versions_and_replace_where(storage):
+    assert storage.read_table("t") is None and storage.table_version("t") is None
+    df = pl.concat([_rows("a", ["good", "dent"]), _rows("b", ["good"])])
+    v0 = storage.write_table(df, "t")
+    assert storage.read_table("t").sort(KEYS).equals(df)
+    assert storage.write_table(df.reverse(), "t", skip_unchanged=True) == v0  # no empty commit
+    v1 = storage.write_table(
+        _rows("b", ["scratch"]), "t", replace_where=storage.eq_predicate("video_id", "b")
+    )
+    assert v1 == v0 + 1
+    assert storage.read_table("t").sort(KEYS)["label"].to_list() == ["good", "dent", "scratch"]
+    assert storage.read_table("t", version=v0).sort(KEYS).equals(df)  # time travel
+    assert storage.read_table("t", columns=["label"]).columns == ["label"]
+    with pytest.raises(ValueError, match="refusing"):
+        storage.eq_predicate("video_id", "x' OR '1'='1")
+
+
+def test_delete_rows_per_video_as_ingest_writes_them(storage):
+    """Ingest replaces one video's rows per commit, so every data file holds one video."""
+    storage.write_table(_rows("a", ["good"]), "t", mode="append")
+    v = storage.write_table(_rows("b", ["dent"]), "t", mode="append")
+    assert storage.delete_rows("t", storage.eq_predicate("video_id", "zzz")) == v  # no commit
+    assert storage.delete_rows("t", storage.eq_predicate("video_id", "a")) == v + 1
+    assert storage.read_table("t")["video_id"].to_list() == ["b"]
+    assert storage.delete_rows("missing", storage.eq_predicate("video_id", "a")) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=Exception,
+    reason="orchestration.storage._matches compares a string scalar with the string_view "
+    "column pyarrow 26 reads; it only works while file statistics decide (one video per file)",
+)
+def test_delete_rows_in_a_file_holding_several_videos(home):
+    storage = LensStorage()
+    storage.write_table(pl.concat([_rows("a", ["good"]), _rows("b", ["dent"])]), "t")
+    storage.delete_rows("t", storage.eq_predicate("video_id", "a"))
+    assert storage.read_table("t")["video_id"].to_list() == ["b"]
+
+
+def test_file_round_trip(storage, tmp_path):
+    local = tmp_path / "a.bin"
+    local.write_bytes(b"abc")
+    uri = storage.uri("artifacts", "x", "a.bin")
+    assert storage.put_file(local, uri) is True
+    assert storage.put_file(local, uri) is False  # identical object: not copied again
+    assert storage.read_bytes(uri) == b"abc"
+    storage.write_bytes(storage.uri("artifacts", "x", "sub", "b.txt"), b"hello")
+    files = storage.list_files("artifacts", "x")
+    assert [(f.key, f.size) for f in files] == [("a.bin", 3), ("sub/b.txt", 5)]
+    assert files[0].uri == uri
+    assert [f.key for f in storage.list_files("artifacts", "x", suffixes=(".txt",))] == [
+        "sub/b.txt"
+    ]
+    assert storage.list_files("nothing", "here") == []
+    with storage.local_path(uri) as path:
+        assert path.read_bytes() == b"abc"
+    assert storage.fetch_local([uri])[0].read_bytes() == b"abc"
+    local.write_bytes(b"abcd")
+    assert storage.put_file(local, uri) is True and storage.read_bytes(uri) == b"abcd"
+    storage.delete([uri])
+    assert [f.key for f in storage.list_files("artifacts", "x")] == ["sub/b.txt"]
