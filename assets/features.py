@@ -1,10 +1,13 @@
 """frame_embeddings: out-of-sample probabilities and embeddings of every labeled frame (K-fold CNN)."""
 
+import hashlib
+
 import dagster as dg
 import numpy as np
 import polars as pl
 from pydantic import Field
 
+from assets.memo import fingerprint, reuse
 from orchestration.resources import PreprocessResource
 from orchestration.storage import LensStorage
 
@@ -71,6 +74,12 @@ def frame_embeddings(
     vote = majority_vote(labels, ok_frames(storage))
     y = vote["vote_label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
     spec = preprocess.spec()
+    digest = fingerprint(
+        hashlib.sha256(vote.select(*KEYS, "vote_label", "sha256").write_csv().encode()).hexdigest(),
+        classes, config.model_dump(), spec.to_dict(), "kfold-v1",
+    )  # fmt: skip
+    if (again := reuse(context, digest)) is not None:
+        return again  # same labelled frames, votes, config: the same held-out outputs
     images = load_frame_images(storage, vote, spec)
     cfg = TrainConfig(
         epochs=config.epochs, image_size=spec.image_size, seed=config.seed, batch_size=32
@@ -101,6 +110,7 @@ def frame_embeddings(
             "folds": int(folds.max() + 1),
             "held_out_agreement_with_vote": round(oos_acc, 4),
             "table_version": version,
+            "inputs_fingerprint": digest,
             "preprocess": dg.MetadataValue.json(spec.to_dict()),
             "fold_grouping": dg.MetadataValue.json(grouping),
         },

@@ -10,6 +10,7 @@ import polars as pl
 from pydantic import Field
 
 from assets.features import KEYS, load_frame_images
+from assets.memo import fingerprint, reuse
 from assets.previews import png_md
 from assets.tables import md_table
 from orchestration.resources import PreprocessResource
@@ -92,9 +93,14 @@ def trained_model(
         storage.table_version("dataset"),
         storage.table_version("labels"),
     )
+    spec = preprocess.spec()
+    digest = fingerprint(
+        dataset_version, label_version, config.model_dump(), spec.to_dict(), CODE_VERSION
+    )
+    if (again := reuse(context, digest)) is not None:
+        return again  # same data, config and code: the same weights (training is seeded)
     dataset = storage.read_table("dataset", version=dataset_version)
     classes = sorted(dataset["label"].unique().to_list())
-    spec = preprocess.spec()
     x_tr, y_tr, _ = split_images(storage, "train", classes, spec, version=dataset_version)
     x_va, y_va, _ = split_images(storage, "val", classes, spec, version=dataset_version)
     init = None
@@ -173,6 +179,7 @@ def trained_model(
     return dg.MaterializeResult(
         metadata={
             "model_version": f"m-{sha[:12]}",
+            "inputs_fingerprint": digest,
             "checkpoint_uri": uri,
             "checkpoint_sha256": sha,
             **versions,
