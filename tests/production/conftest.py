@@ -7,6 +7,7 @@ the tests skip with the reason, except in CI (``CI=true``), where that is a fail
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -171,3 +172,100 @@ def postgres(postgres_server, monkeypatch) -> Postgres:
     for k, v in db.env().items():
         monkeypatch.setenv(k, v)
     return db
+
+
+def _stop(proc: subprocess.Popen, *, timeout: float = 20) -> None:
+    """SIGTERM ``proc`` and every process it started (each by PID), then SIGKILL stragglers."""
+    import psutil
+
+    try:
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    for p in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(family, timeout=timeout)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on a free 127.0.0.1 port, no persistence; its URL (db 0)."""
+    exe = shutil.which("redis-server") or ""
+    if not exe:
+        unavailable("no redis-server (apt-get install redis-server; .ci/run installs it)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.time() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"redis-server did not start on port {port}")
+            time.sleep(0.1)
+    yield f"redis://127.0.0.1:{port}/0"
+    _stop(proc)
+
+
+@dataclass
+class CeleryWorker:
+    proc: subprocess.Popen
+    name: str
+    log: Path
+
+    def pids(self) -> set[int]:
+        """The worker's process tree: dagster-celery, celery and its pool processes."""
+        import psutil
+
+        top = psutil.Process(self.proc.pid)
+        return {top.pid, *(p.pid for p in top.children(recursive=True))}
+
+
+@contextlib.contextmanager
+def celery_worker(broker: str, backend: str, workdir: Path) -> Iterator[CeleryWorker]:
+    """``dagster-celery worker start`` in this environment (instance, storage, AWS), one pool
+    process, repo root on PYTHONPATH; ready once it answers a ping; stopped by PID."""
+    import sys
+
+    import celery
+    import yaml
+
+    exe = Path(sys.executable).parent / "dagster-celery"
+    config = workdir / "celery.yaml"
+    # the same block as the executor's run config (dagster-celery reads execution.config)
+    config.write_text(
+        yaml.safe_dump({"execution": {"config": {"broker": broker, "backend": backend}}})
+    )
+    name = f"lensline-test-{os.getpid()}"
+    log = workdir / "worker.log"
+    repo = Path(__file__).resolve().parents[2]
+    # dagster-celery execs `celery` from PATH: the one beside this interpreter
+    path = os.pathsep.join([str(exe.parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PYTHONPATH": str(repo), "PATH": path}
+    cmd = [str(exe), "worker", "start", "-A", "dagster_celery.app", "-y", str(config)]
+    cmd += ["-n", name, "--", "--concurrency=1", "--without-heartbeat", "--without-gossip"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)
+    app = celery.Celery(broker=broker, backend=backend)
+    deadline = time.time() + 60
+    try:
+        while not app.control.ping(timeout=1.0):
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"celery worker did not start:\n{log.read_text()[-3000:]}")
+        yield CeleryWorker(proc, name, log)
+    finally:
+        _stop(proc)

@@ -1,0 +1,130 @@
+"""Where a run's steps execute, chosen by configuration: ``LENSLINE_EXECUTOR``.
+
+``lensline_executor`` is one Dagster executor that, when a run starts (never at import),
+becomes Dagster's own executor of the chosen kind:
+
+==============  ==========================================================================
+in_process      every step in the run's process (the default; one machine, least overhead)
+multiprocess    one child process per step, ``LENSLINE_MAX_CONCURRENT`` at a time
+celery          each step is a task on a Celery queue (dagster-celery), executed by whichever
+                ``dagster-celery worker`` takes it; broker and result backend from
+                ``LENSLINE_CELERY_BROKER`` / ``LENSLINE_CELERY_BACKEND`` (e.g. Redis)
+==============  ==========================================================================
+
+Run config (``execution: config: {kind: ..., broker: ...}``) overrides the environment for one
+run. Assets never see which kind ran them. ``lensline run`` executes in process whatever is set
+(it is the one-machine front-end); runs launched by sensors, schedules, the automation sensor or
+the UI use this executor. The multiprocess and celery kinds need a reconstructable job and an
+instance whose storage other processes can reach (SQLite files on one machine, Postgres beyond).
+
+Wiring (orchestration/definitions.py)::
+
+    from orchestration.executors import lensline_executor
+    defs = dg.Definitions(..., executor=lensline_executor)
+
+Kubernetes uses ``dagster_k8s.k8s_job_executor`` instead, set in the Helm deployment's run
+config (deploy/k8s/values.yaml); that is configuration too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import dagster as dg
+from dagster._core.execution.retries import RetryMode
+
+EXECUTOR_ENV = "LENSLINE_EXECUTOR"
+KINDS = ("in_process", "multiprocess", "celery")
+
+
+class ExecutorConfigError(ValueError):
+    """An unknown executor kind or a celery executor without a broker."""
+
+
+def _setting(config: Mapping[str, object], key: str, env: str) -> str | None:
+    value = config.get(key)
+    return str(value) if value not in (None, "") else os.environ.get(env) or None
+
+
+def choose(config: Mapping[str, object]) -> tuple[str, dict]:
+    """The executor kind and its settings from run config, else the environment.
+
+    Returns ``(kind, settings)``; raises ``ExecutorConfigError`` for an unknown kind or a
+    celery kind with no broker.
+    """
+    kind = _setting(config, "kind", EXECUTOR_ENV) or "in_process"
+    if kind not in KINDS:
+        raise ExecutorConfigError(
+            f"{EXECUTOR_ENV}={kind!r} is not an executor; use one of {', '.join(KINDS)}"
+        )
+    settings: dict = {}
+    if kind == "multiprocess":
+        raw = _setting(config, "max_concurrent", "LENSLINE_MAX_CONCURRENT")
+        settings["max_concurrent"] = int(raw) if raw else None
+    elif kind == "celery":
+        settings["broker"] = _setting(config, "broker", "LENSLINE_CELERY_BROKER")
+        settings["backend"] = _setting(config, "backend", "LENSLINE_CELERY_BACKEND") or "rpc://"
+        if not settings["broker"]:
+            raise ExecutorConfigError(
+                "the celery executor needs a broker: set LENSLINE_CELERY_BROKER "
+                "(e.g. redis://127.0.0.1:6379/0)"
+            )
+    return kind, settings
+
+
+def _requirements(config: Mapping[str, object]) -> Sequence[dg.ExecutorRequirement]:
+    """Cross-process kinds need a reconstructable job and a persistent instance (checked at
+    run start, with Dagster's own messages)."""
+    try:
+        kind = choose(dict(config))[0]
+    except ExecutorConfigError:
+        kind = "in_process"  # the executor itself raises the clear error
+    return [] if kind == "in_process" else dg.multiple_process_executor_requirements()
+
+
+@dg.executor(
+    name="lensline",
+    requirements=_requirements,
+    config_schema={
+        "kind": dg.Field(
+            dg.Noneable(dg.StringSource),
+            default_value=None,
+            description=f"in_process | multiprocess | celery; default ${EXECUTOR_ENV} or in_process",
+        ),
+        "max_concurrent": dg.Field(
+            dg.Noneable(dg.IntSource),
+            default_value=None,
+            description="multiprocess: processes at a time; default $LENSLINE_MAX_CONCURRENT or "
+            "the CPU count",
+        ),
+        "broker": dg.Field(
+            dg.Noneable(dg.StringSource),
+            default_value=None,
+            description="celery: broker URL; default $LENSLINE_CELERY_BROKER",
+        ),
+        "backend": dg.Field(
+            dg.Noneable(dg.StringSource),
+            default_value=None,
+            description="celery: result backend URL; default $LENSLINE_CELERY_BACKEND or rpc://",
+        ),
+    },
+)
+def lensline_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
+    """Dagster's in-process, multiprocess or Celery executor, as ``LENSLINE_EXECUTOR`` says."""
+    kind, settings = choose(dict(init_context.executor_config))
+    if kind == "in_process":
+        from dagster._core.executor.in_process import InProcessExecutor
+
+        return InProcessExecutor(retries=RetryMode.ENABLED)
+    if kind == "multiprocess":
+        from dagster._core.executor.multiprocess import MultiprocessExecutor
+
+        return MultiprocessExecutor(
+            retries=RetryMode.ENABLED, max_concurrent=settings["max_concurrent"]
+        )
+    from dagster_celery.executor import CeleryExecutor
+
+    return CeleryExecutor(
+        retries=RetryMode.DISABLED, broker=settings["broker"], backend=settings["backend"]
+    )
