@@ -10,6 +10,7 @@ only ``ok`` videos, ``landing.stale_videos`` counts such a video as not ingested
 run ingests it again and removes the orphan files.
 """
 
+import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -131,6 +132,7 @@ def raw_video_and_frames(
 
     yield dg.MaterializeResult(
         asset_key="raw_video",
+        data_version=dg.DataVersion(f"{report.status}:{report.sha256}"),
         metadata={
             "status": report.status,
             "error": report.error or "",
@@ -172,6 +174,10 @@ def raw_video_and_frames(
     )
     yield dg.MaterializeResult(
         asset_key="frames",
+        # the sampled frames' content: re-ingesting identical bytes changes nothing downstream
+        data_version=dg.DataVersion(
+            hashlib.sha256("".join(frames.sort("frame_index")["sha256"]).encode()).hexdigest()[:20]
+        ),
         metadata={
             "frames": frames.height,
             "labeled_frames": int(frames["labeled"].sum()),

@@ -19,15 +19,39 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
-def reuse(context: dg.AssetExecutionContext, digest: str) -> dg.MaterializeResult | None:
-    """The previous materialisation again when it was made from the same inputs, else None."""
+def reuse(
+    context: dg.AssetExecutionContext, digest: str, *, checks: tuple[str, ...] = ()
+) -> dg.MaterializeResult | None:
+    """The previous materialisation again when it was made from the same inputs, else None.
+
+    ``checks`` are the asset's declared check names: their previous verdicts are re-emitted
+    (same inputs, same verdict), so a reused result still carries its gates.
+    """
     event = context.instance.get_latest_materialization_event(context.asset_key)
     mat = event.asset_materialization if event is not None else None
     if mat is None or getattr(mat.metadata.get("inputs_fingerprint"), "value", None) != digest:
         return None
+    results = []
+    for name in checks:
+        key = dg.AssetCheckKey(context.asset_key, name)
+        record = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [key]
+        ).get(key)
+        evaluation = record.evaluation if record is not None else None
+        if evaluation is None:
+            return None  # no verdict to carry over: compute again
+        results.append(
+            dg.AssetCheckResult(
+                check_name=name,
+                passed=evaluation.passed,
+                severity=evaluation.severity,
+                metadata={**evaluation.metadata, "reused_from_run": event.run_id},
+            )
+        )
     version = (mat.tags or {}).get("dagster/data_version")
     context.log.info(f"inputs unchanged since run {event.run_id}: reusing its result")
     return dg.MaterializeResult(
         metadata={**mat.metadata, "reused_from_run": event.run_id},
         data_version=dg.DataVersion(version) if version else None,
+        check_results=results,
     )

@@ -70,3 +70,35 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=30,
     description="Rematerialises the lineage graph when upstream data versions change.",
 )
+
+
+CURSOR_KEY = "lensline/automation_cursor"
+
+
+def _load_cursor(instance: dg.DagsterInstance):
+    from dagster_shared.serdes import deserialize_value
+
+    raw = instance.run_storage.get_cursor_values({CURSOR_KEY}).get(CURSOR_KEY)
+    return deserialize_value(raw) if raw else None
+
+
+def _save_cursor(instance: dg.DagsterInstance, cursor) -> None:
+    from dagster_shared.serdes import serialize_value
+
+    instance.run_storage.set_cursor_values({CURSOR_KEY: serialize_value(cursor)})
+
+
+def tick(
+    defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[dg.AssetKey]
+) -> list[dg.AssetKey]:
+    """One evaluation of the declared conditions of ``keys`` (what the automation sensor does
+    on a tick), from the cursor ``lensline run`` keeps in the instance; returns the requested
+    keys in ``keys`` order and stores the new cursor."""
+    result = dg.evaluate_automation_conditions(
+        defs=defs,
+        instance=instance,
+        asset_selection=dg.AssetSelection.assets(*keys),
+        cursor=_load_cursor(instance),
+    )
+    _save_cursor(instance, result.cursor)
+    return [k for k in keys if result.get_num_requested(k)]

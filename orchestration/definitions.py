@@ -17,6 +17,7 @@ from assets.ingest import raw_video_and_frames
 from assets.labels import label_consensus, label_reviews, labels
 from assets.models import model_evaluation, trained_model
 from orchestration.automation import automate, automation_sensor
+from orchestration.executors import lensline_executor
 from orchestration.jobs import ingest_job
 from orchestration.resources import FiftyOneResource, PreprocessResource
 from orchestration.sensors import (
@@ -54,6 +55,7 @@ defs = dg.Definitions(
         ]
     ),
     jobs=[ingest_job],
+    executor=lensline_executor,  # LENSLINE_EXECUTOR: in_process | multiprocess | celery
     sensors=[
         new_video_sensor,
         new_labels_sensor,

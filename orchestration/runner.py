@@ -233,7 +233,11 @@ def run_pending(
             "(CSV: video, frame_index, label[, annotator]) and run again"
         )
         return summary
-    from orchestration.sensors import pending_reviews
+    from orchestration.automation import tick
+    from orchestration.sensors import drift_tags, pending_reviews
+
+    if _load_cursor_missing(instance):
+        tick(defs, instance, [k for k in downstream if k not in LABEL_KEYS] or downstream)
 
     stages = [
         ("labels", [k for k in downstream if k in LABEL_KEYS]),
@@ -255,7 +259,15 @@ def run_pending(
             if instance.get_latest_materialization_event(k) is None
             and not defs.resolve_assets_def(k).specs_by_key[k].skippable
         ]
-        if not (force or never or fingerprint not in _latest_settled(instance, stage)):
+        reason = "forced" if force else "never materialised" if never else "inputs changed"
+        if stage == "graph" and not (force or never):
+            # the same declarations as the automation sensor (orchestration.automation): run
+            # what an upstream *data version* change requests, nothing when nothing changed
+            requested = tick(defs, instance, keys)
+            if not requested:
+                continue
+            keys, reason = requested, "upstream data changed (on_new_data)"
+        elif not (force or never or fingerprint not in _latest_settled(instance, stage)):
             if stage == "labels":
                 summary.rejected_labels = _label_rejections(instance)
             continue
@@ -268,15 +280,14 @@ def run_pending(
             run_config={**QUIET, **(run_config or {})},
             tags={
                 **run_tags,
-                "lensline/reason": "forced"
-                if force
-                else "never materialised"
-                if never
-                else "inputs changed",
+                **(drift_tags(storage) if stage == "graph" else {}),
+                "lensline/reason": reason,
                 "lensline/stage": stage,
                 "lensline/inputs": fingerprint,
             },
         )
+        if stage == "graph":
+            tick(defs, instance, keys)  # this run's own updates are handled, not re-requested
         summary.downstream += [k.to_user_string() for k in keys]
         failures = _collect(result, summary)
         if stage == "labels":
@@ -300,6 +311,13 @@ def run_pending(
     if on_progress:
         on_progress("done", 1, 1)
     return summary
+
+
+def _load_cursor_missing(instance: dg.DagsterInstance) -> bool:
+    """No automation cursor yet: the first evaluation only records the baseline."""
+    from orchestration.automation import CURSOR_KEY
+
+    return not instance.run_storage.get_cursor_values({CURSOR_KEY})
 
 
 def _latest_settled(instance: dg.DagsterInstance, stage: str) -> set[str]:

@@ -208,17 +208,19 @@ def test_bad_select_is_one_line_and_exit_2(home, capsys):
 
 def _small_defs(counter: Path) -> dg.Definitions:
     """The real ingest and labels assets plus a stand-in for training that counts its runs."""
+    from assets.drift import drift_report
     from assets.ingest import raw_video_and_frames
     from assets.labels import label_reviews, labels
+    from orchestration.automation import on_new_data
     from orchestration.jobs import ingest_job
     from orchestration.resources import FiftyOneResource
 
-    @dg.asset(deps=["labels"], group_name="models")
+    @dg.asset(deps=["labels"], group_name="models", automation_condition=on_new_data())
     def trained_model() -> None:
         counter.write_text(str(int(counter.read_text() or 0) + 1) if counter.exists() else "1")
 
     return dg.Definitions(
-        assets=[raw_video_and_frames, label_reviews, labels, trained_model],
+        assets=[raw_video_and_frames, drift_report, label_reviews, labels, trained_model],
         jobs=[ingest_job],
         resources={"storage": LensStorage(), "fiftyone": FiftyOneResource()},
     )
