@@ -65,7 +65,7 @@ class DriftConfig(dg.Config):
         default=2.0, description="Camera rotation that counts as moved."
     )
     label_budget: int = Field(
-        default=40, description="Frames of a drifted video queued for labelling (needs_labels)."
+        default=60, description="Frames of a drifted video queued for labelling (needs_labels)."
     )
 
 

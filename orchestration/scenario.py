@@ -212,17 +212,33 @@ def run_drift_scenario(
     console.print(timeline)
     old_acc = eval_accuracy(storage, old_version, eval_videos, eval_truth)
     new_acc = eval_accuracy(storage, new_version, eval_videos, eval_truth)
-    acc = Table("camera", "line now", "frames", f"old champion {old_version}", f"champion {new_version}",
+    # the newest model trained with the drift labels, promoted or not: what the gate weighed
+    latest = registry.list().sort("created_at").row(-1, named=True)["model_version"]
+    chal_acc = eval_accuracy(storage, latest, eval_videos, eval_truth)
+    acc = Table("camera", "line now", "frames", f"old champion {old_version}", f"champion now {new_version}",
+                f"latest challenger {latest}",
                 title="accuracy on a new video of each camera under its shifted conditions (not landed)")  # fmt: skip
     for cam in sorted(old_acc):
         acc.add_row(cam, SHIFTS.get(cam, ("", "unchanged"))[1], str(old_acc[cam][1]),
-                    f"{old_acc[cam][0]:.3f}", f"{new_acc[cam][0]:.3f}")  # fmt: skip
+                    f"{old_acc[cam][0]:.3f}", f"{new_acc[cam][0]:.3f}", f"{chal_acc[cam][0]:.3f}")  # fmt: skip
     console.print(acc)
+    if latest != new_version:
+        console.print(
+            f"[yellow]the challenger {latest} was not promoted[/]: the promotion gate compares both "
+            "models on the curated test split, where the new conditions are a small share "
+            "(see model_evaluation's decision); `lensline models promote` overrides it"
+        )
     summary = {
         "old_champion": old_version,
         "champion": new_version,
+        "latest_challenger": latest,
         "accuracy": {
-            c: {"old": old_acc[c][0], "new": new_acc[c][0], "frames": old_acc[c][1]}
+            c: {
+                "old": old_acc[c][0],
+                "new": new_acc[c][0],
+                "latest_challenger": chal_acc[c][0],
+                "frames": old_acc[c][1],
+            }  # fmt: skip
             for c in old_acc
         },
         "queued": n_queued,
