@@ -350,8 +350,10 @@ class LensStorage(dg.ConfigurableResource):
 
 def _matches(table, predicate: str) -> bool:
     """Whether any row of a DeltaTable matches a simple ``column = 'value'`` predicate."""
-    import pyarrow.compute as pc
+    import polars as pl
 
     column, _, value = predicate.partition(" = ")
-    dataset = table.to_pyarrow_dataset()
-    return dataset.count_rows(filter=pc.field(column) == value.strip("'")) > 0
+    # polars reads the table's strings whatever their Arrow flavour (pyarrow 26 compares a
+    # string scalar with a string_view column only while file statistics decide)
+    rows = pl.from_arrow(table.to_pyarrow_dataset().to_table(columns=[column]))
+    return bool(rows.filter(pl.col(column).cast(pl.String) == value.strip("'")).height)

@@ -49,12 +49,6 @@ def test_delete_rows_per_video_as_ingest_writes_them(storage):
     assert storage.delete_rows("missing", storage.eq_predicate("video_id", "a")) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Exception,
-    reason="orchestration.storage._matches compares a string scalar with the string_view "
-    "column pyarrow 26 reads; it only works while file statistics decide (one video per file)",
-)
 def test_delete_rows_in_a_file_holding_several_videos(home):
     storage = LensStorage()
     storage.write_table(pl.concat([_rows("a", ["good"]), _rows("b", ["dent"])]), "t")
