@@ -11,7 +11,11 @@ Writes a valid CSV (``video, frame_index, label, annotator``; 3 annotators per f
 * baseline: a bare ``polars.read_csv`` of the file (the floor for any import);
 * Lensline import: ``data_quality.labels.read_label_file`` (parse + every validation rule);
 * consensus: ``data_quality.consensus.compute_consensus`` with held-out ``pred_probs``
-  (CROWDLAB), as ``label_consensus`` runs it.
+  (CROWDLAB), as ``label_consensus`` runs it;
+* bare cleanlab: ``cleanlab.multiannotator.get_label_quality_multiannotator`` on the dense
+  frames x annotators matrix, on a set it can still do (``--cleanlab-labels`` /
+  ``--cleanlab-annotators``, default 100,000 / 300), beside Lensline on the same set (the
+  consensus labels must be identical). ``--cleanlab-labels 0`` skips it.
 
 Target (issue 7.12): import + consensus <= 30 s for 1 M labels.
 """
@@ -73,6 +77,8 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-consensus", action="store_true")
+    parser.add_argument("--cleanlab-labels", type=int, default=100_000)
+    parser.add_argument("--cleanlab-annotators", type=int, default=300)
     args = parser.parse_args()
 
     from data_quality.consensus import compute_consensus
@@ -110,11 +116,59 @@ def main() -> None:
             consensus = time.perf_counter() - t
             print(f"consensus method {result.method}, {result.frames.height:,} frames")
 
-    print(f"{'step':<34}{'seconds':>10}")
-    print(f"{'polars.read_csv (baseline)':<34}{baseline:>10.2f}")
-    print(f"{'Lensline read_label_file':<34}{imported:>10.2f}")
-    print(f"{'Lensline compute_consensus':<34}{consensus:>10.2f}")
-    print(f"{'Lensline import + consensus':<34}{imported + consensus:>10.2f}   (target <= 30 s)")
+    print(f"{'step':<44}{'seconds':>10}")
+    print(f"{'polars.read_csv (baseline)':<44}{baseline:>10.2f}")
+    print(f"{'Lensline read_label_file':<44}{imported:>10.2f}")
+    print(f"{'Lensline compute_consensus':<44}{consensus:>10.2f}")
+    print(f"{'Lensline import + consensus':<44}{imported + consensus:>10.2f}   (target <= 30 s)")
+    if args.cleanlab_labels and not args.skip_consensus:
+        ours, bare, same = compare_cleanlab(
+            n_labels=args.cleanlab_labels, n_annotators=args.cleanlab_annotators, seed=args.seed
+        )
+        size = f"{args.cleanlab_labels:,} labels / {args.cleanlab_annotators:,} annotators"
+        print(f"consensus on {size}: identical consensus labels: {same}")
+        print(f"{'  bare cleanlab get_label_quality_multiannotator':<44}{bare:>10.2f}")
+        print(f"{'  Lensline compute_consensus':<44}{ours:>10.2f}")
+
+
+def compare_cleanlab(*, n_labels: int, n_annotators: int, seed: int) -> tuple[float, float, bool]:
+    """Lensline's and bare cleanlab's consensus on one smaller set: (seconds, seconds, same labels)."""
+    import pandas as pd
+    from cleanlab.multiannotator import get_label_quality_multiannotator
+
+    from data_quality.consensus import compute_consensus
+
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "small.csv"
+        _, keys, probs, classes, _ = make_csv(
+            csv, n_labels=n_labels, n_annotators=n_annotators, n_videos=20, seed=seed
+        )
+        rows = pl.read_csv(csv).with_columns(
+            video_id="cam1__" + pl.col("video").str.strip_suffix(".mp4")
+        )
+    t = time.perf_counter()
+    result = compute_consensus(rows, classes=classes, pred_probs=probs, frame_keys=keys)
+    ours = time.perf_counter() - t
+
+    t = time.perf_counter()  # cleanlab's input: frames x annotators, NaN where missing
+    code = {c: float(i) for i, c in enumerate(classes)}
+    wide = rows.with_columns(pl.col("label").replace_strict(code, return_dtype=pl.Float64)).pivot(
+        "annotator", index=["video_id", "frame_index"], values="label", sort_columns=True
+    )
+    wide = wide.sort("video_id", "frame_index")
+    order = wide.select("video_id", "frame_index").join(
+        keys.with_row_index("_p"), on=["video_id", "frame_index"], maintain_order="left"
+    )["_p"]
+    np.random.seed(0)
+    info = get_label_quality_multiannotator(
+        wide.drop("video_id", "frame_index").to_pandas().astype(float),
+        probs[order.to_numpy()],
+        verbose=False,
+    )
+    bare = time.perf_counter() - t
+    theirs = pd.Series(np.array(classes)[info["label_quality"]["consensus_label"].to_numpy()])
+    mine = result.frames.sort("video_id", "frame_index")["consensus_label"].to_list()
+    return ours, bare, list(theirs) == mine
 
 
 if __name__ == "__main__":
