@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from assets.memo import fingerprint, reuse
+from assets.memo import fingerprint, latest_check_evaluation, reuse
 from assets.models import split_images
 from assets.tables import md_table
 from orchestration.storage import LensStorage
@@ -482,11 +482,9 @@ def _gates(context: dg.AssetExecutionContext) -> dict[str, bool]:
         ("int8_onnx", "int8_accuracy"),
         ("openvino_model", "openvino_parity"),
     ):
-        key = dg.AssetCheckKey(dg.AssetKey(asset), check)
-        record = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [key]
-        ).get(key)
-        evaluation = record.evaluation if record is not None else None
+        evaluation = latest_check_evaluation(
+            context.instance, dg.AssetCheckKey(dg.AssetKey(asset), check)
+        )
         out[f"{asset}/{check}"] = bool(evaluation is not None and evaluation.passed)
     return out
 

@@ -19,6 +19,19 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
+def latest_check_evaluation(instance: dg.DagsterInstance, key: dg.AssetCheckKey):
+    """The latest *finished* evaluation of a check (a planned one in a running run is skipped)."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus as Status,
+    )
+
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        key, limit=1, status={Status.SUCCEEDED, Status.FAILED}
+    )
+    evaluation = history[0].evaluation if history else None
+    return evaluation if hasattr(evaluation, "passed") else None
+
+
 def reuse(
     context: dg.AssetExecutionContext, digest: str, *, checks: tuple[str, ...] = ()
 ) -> dg.MaterializeResult | None:
@@ -33,11 +46,9 @@ def reuse(
         return None
     results = []
     for name in checks:
-        key = dg.AssetCheckKey(context.asset_key, name)
-        record = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [key]
-        ).get(key)
-        evaluation = record.evaluation if record is not None else None
+        evaluation = latest_check_evaluation(
+            context.instance, dg.AssetCheckKey(context.asset_key, name)
+        )
         if evaluation is None:
             return None  # no verdict to carry over: compute again
         results.append(
