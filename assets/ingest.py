@@ -252,12 +252,31 @@ def _store_frames(storage: LensStorage, video_id: str, camera: str, encoded, kee
 
 
 def _labeled_frames(storage: LensStorage, video_id: str, file: str) -> set[int]:
-    """Frames any label file (CSV, COCO, FiftyOne) gives for this video: always sampled."""
-    from data_quality.labels import frames_for_video
+    """Frames any label file (CSV, COCO, FiftyOne) gives for this video: always sampled.
 
-    frames: set[int] = set()
-    for f in label_files(storage):
+    Read from the label frame index (``artifacts/label_frame_index.json``, see
+    ``data_quality.label_formats.frame_index``), re-read only for new or changed label files.
+    """
+    from contextlib import contextmanager
+
+    from data_quality.label_formats.frame_index import LabelFrameIndex
+
+    uri = storage.uri("artifacts", "label_frame_index.json")
+    missing: tuple[type[Exception], ...] = (FileNotFoundError,)
+    if storage.is_s3:
+        from botocore.exceptions import ClientError
+
+        missing += (ClientError,)
+    try:
+        index = LabelFrameIndex.loads(storage.read_bytes(uri))
+    except missing:
+        index = LabelFrameIndex()
+
+    @contextmanager
+    def open_local(f):
         with storage.local_path(f.uri) as local:
-            root = local.parent if storage.is_s3 else Path(storage.uri("landing"))
-            frames |= frames_for_video(local, video_id=video_id, file=file, landing_root=root)
-    return frames
+            yield local, (local.parent if storage.is_s3 else Path(storage.uri("landing")))
+
+    if index.refresh(label_files(storage), open_local):
+        storage.write_bytes(uri, index.dumps())
+    return index.frames_for_video(video_id, file)

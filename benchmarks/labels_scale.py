@@ -18,6 +18,12 @@ Writes a valid CSV (``video, frame_index, label, annotator``; 3 annotators per f
   consensus labels must be identical). ``--cleanlab-labels 0`` skips it.
 
 Target (issue 7.12): import + consensus <= 30 s for 1 M labels.
+
+``--ingest`` (instead of the above): two tiny H.264 videos ingested through the real
+``ingest_video`` Dagster job in a temp ``LENSLINE_HOME``, without label files, then with a
+generated ``--ingest-mb`` (default 50) MB CSV in ``landing/labels``: before (every label file
+parsed for every video, the pre-index ``_labeled_frames``), after with a cold label frame
+index (the first video builds it) and after with a warm one (the index is read, not the CSV).
 """
 
 from __future__ import annotations
@@ -79,7 +85,12 @@ def main() -> None:
     parser.add_argument("--skip-consensus", action="store_true")
     parser.add_argument("--cleanlab-labels", type=int, default=100_000)
     parser.add_argument("--cleanlab-annotators", type=int, default=300)
+    parser.add_argument("--ingest", action="store_true", help="time ingestion instead")
+    parser.add_argument("--ingest-mb", type=float, default=50.0)
     args = parser.parse_args()
+    if args.ingest:
+        bench_ingest(size_mb=args.ingest_mb, seed=args.seed)
+        return
 
     from data_quality.consensus import compute_consensus
     from data_quality.labels import read_label_file
@@ -169,6 +180,85 @@ def compare_cleanlab(*, n_labels: int, n_annotators: int, seed: int) -> tuple[fl
     theirs = pd.Series(np.array(classes)[info["label_quality"]["consensus_label"].to_numpy()])
     mine = result.frames.sort("video_id", "frame_index")["consensus_label"].to_list()
     return ours, bare, list(theirs) == mine
+
+
+def _write_video(path: Path, n: int = 30, size: tuple[int, int] = (96, 64)) -> None:
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=15)
+        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(n):
+            img = np.full((size[1], size[0], 3), (37 * i) % 255, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def _old_labeled_frames(storage, video_id: str, file: str) -> set[int]:
+    """``assets.ingest._labeled_frames`` before the index: every label file parsed per video."""
+    from data_quality.labels import frames_for_video
+    from orchestration.landing import label_files
+
+    frames: set[int] = set()
+    for f in label_files(storage):
+        with storage.local_path(f.uri) as local:
+            root = local.parent if storage.is_s3 else Path(storage.uri("landing"))
+            frames |= frames_for_video(local, video_id=video_id, file=file, landing_root=root)
+    return frames
+
+
+def bench_ingest(*, size_mb: float, seed: int) -> None:
+    """Ingest 2 tiny videos without and with a large label file, before and after the index."""
+    import os
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        (home / "dagster").mkdir(parents=True)
+        (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        os.environ.update(LENSLINE_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
+        os.environ.pop("LENSLINE_STORAGE", None)
+        import dagster as dg
+
+        import assets.ingest as ingest_module
+        from orchestration.definitions import defs
+
+        keys = ["cam1__line_0000", "cam1__line_0001"]
+        for key in keys:
+            _write_video(home / "landing/videos/cam1" / f"{key.split('__')[1]}.mp4")
+        job = defs.resolve_job_def("ingest_video")
+
+        def ingest_all() -> float:
+            t = time.perf_counter()
+            with dg.DagsterInstance.get() as instance:
+                instance.add_dynamic_partitions("videos", keys)
+                for key in keys:
+                    result = job.execute_in_process(partition_key=key, instance=instance)
+                    assert result.success
+            return time.perf_counter() - t
+
+        ingest_all()  # warm-up: imports, instance, first Delta tables
+        rows = [("no label file", ingest_all())]
+        csv = home / "landing/labels/big.csv"
+        csv.parent.mkdir(parents=True)
+        n_labels = int(size_mb / 32.6 * 1_000_000)
+        make_csv(csv, n_labels=n_labels, n_annotators=2_700, n_videos=200, seed=seed)
+        label = f"{csv.stat().st_size / 1e6:.0f} MB label file"
+        new = ingest_module._labeled_frames
+        ingest_module._labeled_frames = _old_labeled_frames
+        try:
+            rows.append((f"{label}, before (parse per video)", ingest_all()))
+        finally:
+            ingest_module._labeled_frames = new
+        rows.append((f"{label}, after, cold index", ingest_all()))
+        rows.append((f"{label}, after, warm index", ingest_all()))
+        index = home / "artifacts/label_frame_index.json"
+        print(f"label frame index: {index.stat().st_size / 1e6:.1f} MB")
+    print(f"{'ingest 2 tiny videos (ingest_video job)':<48}{'seconds':>10}")
+    for name, sec in rows:
+        print(f"{name:<48}{sec:>10.2f}")
 
 
 if __name__ == "__main__":

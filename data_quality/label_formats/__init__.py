@@ -9,6 +9,8 @@ module          owns
 ``coco``        COCO JSON (classification or detection)
 ``fiftyone``    FiftyOne ``labels.json``
 ``validation``  the class-name rule and the per-row checks
+``frame_index`` the cached frames-per-video index ingestion reads (one entry per label
+                file, fingerprinted by key, size and mtime)
 ==============  ======================================================================
 
 Every reader returns ``list[RawRow]``; :func:`data_quality.labels.read_label_file` picks the
