@@ -24,6 +24,13 @@ Target (issue 7.12): import + consensus <= 30 s for 1 M labels.
 generated ``--ingest-mb`` (default 50) MB CSV in ``landing/labels``: before (every label file
 parsed for every video, the pre-index ``_labeled_frames``), after with a cold label frame
 index (the first video builds it) and after with a warm one (the index is read, not the CSV).
+
+``--fiftyone`` (instead of the above): ``data_quality.fiftyone_sync.sync_samples`` of
+``--fo-samples`` (default 100,000) fake frames pointing at 8 real JPEG files, each labelled by
+3 of ``--fo-annotators`` (default 2,700) annotators, into the bundled mongod of a temp home
+(``orchestration.fiftyone_db.configure``): the first sync, then a second one with nothing
+changed (incremental: diff only, no write), then one with 1 % of the consensus labels changed.
+Target (issue 7.12): first sync <= 60 s for 100 k samples, then incremental.
 """
 
 from __future__ import annotations
@@ -87,7 +94,13 @@ def main() -> None:
     parser.add_argument("--cleanlab-annotators", type=int, default=300)
     parser.add_argument("--ingest", action="store_true", help="time ingestion instead")
     parser.add_argument("--ingest-mb", type=float, default=50.0)
+    parser.add_argument("--fiftyone", action="store_true", help="time the FiftyOne sync instead")
+    parser.add_argument("--fo-samples", type=int, default=100_000)
+    parser.add_argument("--fo-annotators", type=int, default=2_700)
     args = parser.parse_args()
+    if args.fiftyone:
+        bench_fiftyone(n=args.fo_samples, n_annotators=args.fo_annotators, seed=args.seed)
+        return
     if args.ingest:
         bench_ingest(size_mb=args.ingest_mb, seed=args.seed)
         return
@@ -259,6 +272,95 @@ def bench_ingest(*, size_mb: float, seed: int) -> None:
     print(f"{'ingest 2 tiny videos (ingest_video job)':<48}{'seconds':>10}")
     for name, sec in rows:
         print(f"{name:<48}{sec:>10.2f}")
+
+
+def fo_samples(images: list[str], *, n: int, n_annotators: int, seed: int):
+    """(samples frame, long annotations frame) as ``assets/curation.py`` builds them."""
+    rng = np.random.default_rng(seed)
+    classes = ["good", "scratch", "dent", "missing part"]
+    truth = rng.choice(len(classes), n, p=[0.7, 0.1, 0.1, 0.1])
+    video = [f"cam1__line_{v:04d}" for v in np.arange(n) // 1000]
+    frame = np.arange(n) % 1000
+    names = np.array(classes)
+    samples = pl.DataFrame(
+        {
+            "filepath": [images[i % len(images)] for i in range(n)],
+            "video_id": video,
+            "frame_index": frame,
+            "camera_id": "cam1",
+            "brightness": rng.uniform(40, 200, n),
+            "sharpness": rng.uniform(5, 80, n),
+            "consensus": names[truth],
+            "ground_truth": names[truth],
+            "label_quality": rng.random(n),
+            "is_label_issue": rng.random(n) < 0.05,
+            "split": rng.choice(["train", "val", "test"], n),
+        }
+    )
+    who = np.stack([rng.choice(n_annotators, n) for _ in range(3)], axis=1)
+    flip = rng.random((n, 3)) < 0.1
+    code = np.where(flip, rng.integers(0, len(classes), (n, 3)), truth[:, None])
+    annotations = pl.DataFrame(
+        {
+            "video_id": np.repeat(video, 3),
+            "frame_index": np.repeat(frame, 3),
+            "annotator": [f"ann{a:04d}" for a in who.ravel()],
+            "label": names[code.ravel()],
+        }
+    ).unique(subset=["video_id", "frame_index", "annotator"], keep="first", maintain_order=True)
+    return samples, annotations, classes
+
+
+def bench_fiftyone(*, n: int, n_annotators: int, seed: int) -> None:
+    """First, unchanged and 1 %-changed sync of ``n`` samples into a temp home's mongod."""
+    from PIL import Image
+
+    from orchestration.fiftyone_db import configure, shutdown
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        configure(home)
+        try:
+            from data_quality.fiftyone_sync import sync_samples
+
+            rng = np.random.default_rng(seed)
+            images = []
+            for i in range(8):
+                path = home / "img" / f"f{i}.jpg"
+                path.parent.mkdir(exist_ok=True)
+                pixels = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(path, quality=80)
+                images.append(str(path))
+            samples, annotations, classes = fo_samples(
+                images, n=n, n_annotators=n_annotators, seed=seed
+            )
+            rows = []
+            for name, frame in [
+                ("first sync", samples),
+                ("second sync, nothing changed", samples),
+                (
+                    "third sync, 1 % consensus changed",
+                    samples.with_columns(
+                        consensus=pl.when(pl.int_range(pl.len()) % 100 == 0)
+                        .then(pl.lit("dent"))
+                        .otherwise("consensus")
+                    ),
+                ),
+            ]:
+                t = time.perf_counter()
+                counts = sync_samples(
+                    "bench", frame, classes=classes, annotations=annotations, persistent=False
+                )
+                rows.append((name, time.perf_counter() - t, counts))
+        finally:
+            shutdown(home=home)
+    print(
+        f"FiftyOne sync of {n:,} samples, {annotations.height:,} labels by "
+        f"{annotations['annotator'].n_unique():,} annotators"
+    )
+    print(f"{'step':<40}{'seconds':>10}  counts")
+    for name, sec, counts in rows:
+        print(f"{name:<40}{sec:>10.2f}  {counts}")
 
 
 if __name__ == "__main__":

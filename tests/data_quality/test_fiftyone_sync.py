@@ -178,3 +178,74 @@ def test_sync_10k_timing(fo_home, tmp_path):
     print(
         f"\n10k samples: add {t1 - t0:.1f}s, no-op re-sync {t2 - t1:.1f}s, update all {t3 - t2:.1f}s"
     )
+
+
+def test_many_annotators_become_one_list_field(fo_home, tmp_path):
+    """Above ANNOTATOR_FIELDS_MAX annotators: one ``annotations`` field, incremental re-sync."""
+    import fiftyone as fo
+
+    df = _frame(_images(tmp_path / "img", 30)).drop("annotator_alice", "annotator_bob")
+    assert fos.sync_samples("crowd", df, classes=CLASSES, annotations=None)["added"] == 30
+    rng = np.random.default_rng(1)
+    who = [f"w{i:02d}" for i in range(fos.ANNOTATOR_FIELDS_MAX + 4)]
+    long = pl.DataFrame(
+        {
+            "video_id": np.repeat(df["video_id"].to_numpy(), 3),
+            "frame_index": np.repeat(df["frame_index"].to_numpy(), 3),
+            "annotator": [who[(3 * i + j) % len(who)] for i in range(30) for j in range(3)],
+            "label": rng.choice(CLASSES, 90).tolist(),
+        }
+    )
+    # the wide form of the same labels is turned into the list field too
+    wide = df.join(
+        long.pivot(on="annotator", index=["video_id", "frame_index"], values="label").rename(
+            {w: f"annotator_{w}" for w in who}
+        ),
+        on=["video_id", "frame_index"],
+    )
+    counts = fos.sync_samples("crowd", wide, classes=CLASSES)
+    assert counts == {"added": 0, "updated": 30, "removed": 0, "unchanged": 0}
+    assert fos.sync_samples("crowd", df, classes=CLASSES, annotations=long)["unchanged"] == 30
+
+    ds = fo.load_dataset("crowd")
+    schema = ds.get_field_schema()
+    assert "annotations" in schema and not [f for f in schema if f.startswith("annotator_")]
+    s = ds.one((fo.ViewField("video_id") == "v1") & (fo.ViewField("frame_index") == 0))
+    got = [(c.annotator, c.label) for c in s.annotations.classifications]
+    want = long.filter(pl.col("video_id") == "v1", pl.col("frame_index") == 0).sort("annotator")
+    assert got == list(zip(want["annotator"], want["label"], strict=True))
+    assert sum(ds.count_values("annotations.classifications.annotator").values()) == 90
+
+    changed = long.with_columns(
+        label=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("defect")).otherwise("label")
+    )
+    if changed["label"][0] == long["label"][0]:
+        changed = changed.with_columns(
+            label=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("good")).otherwise("label")
+        )
+    assert fos.sync_samples("crowd", df, classes=CLASSES, annotations=changed)["updated"] == 1
+    # back to few annotators: per-annotator fields again, the list field gone
+    few = long.filter(pl.col("annotator").is_in(who[:2]))
+    fos.sync_samples("crowd", df, classes=CLASSES, annotations=few)
+    schema = fo.load_dataset("crowd").get_field_schema()
+    assert "annotations" not in schema and {"annotator_w00", "annotator_w01"} <= set(schema)
+
+
+def test_inserted_documents_read_back_as_fiftyone_samples(fo_home, tmp_path):
+    """The bulk insert writes what FiftyOne's own add_samples writes (same fields, same values)."""
+    import fiftyone as fo
+
+    df = _frame(_images(tmp_path / "img", 12))
+    fos.sync_samples("raw", df, classes=CLASSES)
+    ds = fo.load_dataset("raw")
+    ref = fo.Dataset()
+    ref.add_samples([s.copy() for s in ds], progress=False)  # through mongoengine documents
+    ours, theirs = ds.first().to_dict(), ref.first().to_dict()
+    for d in (ours, theirs):
+        for k in ("_id", "created_at", "last_modified_at", "_dataset_id", "_rand"):
+            d.pop(k, None)
+        for v in d.values():
+            if isinstance(v, dict):
+                v.pop("_id", None)
+    assert ours == theirs
+    assert len(ds.take(5, seed=0)) == 5 and ds.count("ground_truth") == 11
