@@ -22,6 +22,16 @@ policy: relabel where the model is confident, drop unresolved issues), baseline-
 flagged) and true labels; "gap" = share of the noisy-to-true accuracy gap
 recovered. Everything is averaged over ``--seeds``.
 
+Part 3, the video path (``--video``; issue 7.13): the digits (``--video-digits`` of them,
+upscaled to 64x64) encoded as H.264 videos with PyAV (one video, and ``--videos`` videos),
+single-annotator labels with 20 % symmetric flips in ``landing/labels``, run through the real
+graph in a temp ``LENSLINE_HOME`` (``orchestration.runner.run_pending``, selection
+``*label_issues``: ingest -> labels -> frame_embeddings -> label_consensus -> label_issues; the
+``preprocess`` resource set to ``crop="full"``). Beside it, in the same run, the plain
+baseline: a 5-fold small CNN (``training.crossval.cross_val_predict`` = ``training.model`` +
+``training.train``, plain folds, the raw 8x8 arrays upscaled) and
+``cleanlab.filter.find_label_issues``. Precision / recall of the injected flips for both.
+
 Part 2, scaling: wall time of the label-issue step (all issue types incl. the
 exact kNN graph for Datalab) on synthetic 64-d Gaussian-cluster embeddings with
 20 % noise; the held-out probabilities are the clusters' posteriors (the CNN's
@@ -239,6 +249,109 @@ def scaling_table(sizes: list[int]) -> None:
     )
 
 
+def encode_digits(path: Path, images: np.ndarray, fps: int = 10) -> None:
+    """H.264 mp4 (yuv420p, libx264 defaults), one frame per image (uint8 (N, S, S, 3) RGB)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = images.shape[2], images.shape[1], "yuv420p"
+        for im in images:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(im, format="rgb24")):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+
+
+def video_path_flags(images, noisy, *, n_videos: int, epochs: int, seed: int) -> np.ndarray:
+    """is_label_issue per image from Lensline's graph run on H.264 videos of ``images``."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        (home / "dagster").mkdir(parents=True)
+        (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        os.environ.update(LENSLINE_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
+        os.environ.pop("LENSLINE_STORAGE", None)
+        import dagster as dg
+
+        from orchestration.definitions import defs
+        from orchestration.resources import PreprocessResource
+        from orchestration.runner import run_pending
+
+        parts = np.array_split(np.arange(len(images)), n_videos)
+        rows = []
+        for v, idx in enumerate(parts):
+            encode_digits(home / "landing/videos/cam1" / f"digits_{v}.mp4", images[idx])
+            rows += [(f"digits_{v}.mp4", j, f"d{noisy[i]}", "a1") for j, i in enumerate(idx)]
+        (home / "landing/labels").mkdir(parents=True)
+        pl.DataFrame(
+            rows, schema=["video", "frame_index", "label", "annotator"], orient="row"
+        ).write_csv(home / "landing/labels/digits.csv")
+        full = dg.Definitions(  # the same definitions, preprocess resource overridden
+            assets=defs.assets,
+            asset_checks=defs.asset_checks,
+            schedules=defs.schedules,
+            sensors=defs.sensors,
+            jobs=defs.jobs,
+            executor=defs.executor,
+            loggers=defs.loggers,
+            resources={**(defs.resources or {}), "preprocess": PreprocessResource(crop="full")},
+        )
+        config = {"ops": {"frame_embeddings": {"config": {"epochs": epochs, "seed": seed}}}}
+        with dg.DagsterInstance.get() as instance:
+            summary = run_pending(full, instance, select="*label_issues", run_config=config)
+        print(f"  graph run ({n_videos} video(s)): {summary}")
+        from orchestration.storage import LensStorage
+
+        issues = LensStorage().read_table("label_issues")
+    video = {f"cam1__digits_{v}": idx for v, idx in enumerate(parts)}
+    flags = np.zeros(len(images), bool)
+    for vid, frame, flag in issues.select("video_id", "frame_index", "is_label_issue").iter_rows():
+        flags[video[vid][frame]] = bool(flag)
+    return flags
+
+
+def video_table(n_digits: int, n_videos: list[int], epochs: int, seed: int) -> None:
+    """Lensline through H.264 videos and the graph vs a plain 5-fold CNN + cleanlab, raw arrays."""
+    from cleanlab.filter import find_label_issues as cleanlab_issues
+    from sklearn.datasets import load_digits
+
+    from training.crossval import cross_val_predict
+    from training.train import TrainConfig
+
+    x, y = load_digits(return_X_y=True)
+    x, y = x[:n_digits] / 16.0, y[:n_digits]
+    rng = np.random.default_rng(seed)
+    noisy = symmetric_noise(y, 0.2, rng)
+    flipped = noisy != y
+    images = digit_images(x, side=64)
+    print(f"\nPart 3: {len(y)} digits, {flipped.sum()} flipped (20 %), single annotator")
+    t = time.perf_counter()
+    probs, _, _ = cross_val_predict(
+        images,
+        noisy,
+        classes=[f"d{k}" for k in range(K)],
+        groups=np.arange(len(y)),
+        config=TrainConfig(image_size=64, epochs=epochs, seed=seed),
+        n_folds=5,
+    )
+    found = cleanlab_issues(noisy, probs)
+    p, r, _ = prf(found, flipped)
+    print(f"{'method':<52}{'P':>6}{'R':>6}{'s':>7}")
+    print(
+        f"{'baseline: 5-fold CNN on raw arrays + cleanlab':<52}{p:>6.2f}{r:>6.2f}"
+        f"{time.perf_counter() - t:>7.0f}"
+    )
+    for n in n_videos:
+        t = time.perf_counter()
+        flags = video_path_flags(images, noisy, n_videos=n, epochs=epochs, seed=seed)
+        p, r, _ = prf(flags, flipped)
+        name = f"Lensline graph, H.264, {n} video(s)"
+        print(f"{name:<52}{p:>6.2f}{r:>6.2f}{time.perf_counter() - t:>7.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated noise seeds for part 1")
@@ -246,7 +359,13 @@ def main() -> None:
         "--sizes", default="1000,10000,100000", help="comma-separated N for part 2 ('' = skip)"
     )
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs per fold model (part 1)")
+    parser.add_argument("--video", action="store_true", help="part 3 only: the video path")
+    parser.add_argument("--video-digits", type=int, default=1797)
+    parser.add_argument("--videos", type=int, default=4, help="part 3: the several-videos case")
     args = parser.parse_args()
+    if args.video:
+        video_table(args.video_digits, [1, args.videos], args.epochs, seed=0)
+        return
     EPOCHS_USED[0] = args.epochs
     seeds = [int(s) for s in args.seeds.split(",") if s]
     sizes = [int(s) for s in args.sizes.split(",") if s]
