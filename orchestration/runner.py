@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,7 +197,13 @@ def run_pending(
         instance.add_dynamic_partitions(videos_partitions.name, summary.registered)
 
     if selected & INGEST_KEYS:
-        todo = sorted(videos) if force else stale_videos(storage, videos)
+        todo = (
+            sorted(videos)
+            if force
+            else sorted(
+                {*stale_videos(storage, videos), *unrecorded_videos(instance, storage, videos)}
+            )
+        )
         summary.up_to_date = len(videos) - len(todo)
         job = defs.resolve_job_def("ingest_video")
         for i, vid in enumerate(todo):
@@ -233,7 +239,7 @@ def run_pending(
             "(CSV: video, frame_index, label[, annotator]) and run again"
         )
         return summary
-    from orchestration.automation import tick
+    from orchestration.automation import CURSOR_KEY, tick
     from orchestration.sensors import drift_tags, pending_reviews
 
     if _load_cursor_missing(instance):
@@ -244,6 +250,7 @@ def run_pending(
         ("graph", [k for k in downstream if k not in LABEL_KEYS]),
     ]
     reviews = pending_reviews(defs.resources["fiftyone"])  # type: ignore[arg-type]
+    cursor_requested: Mapping[str, str] | None = None
     for stage, keys in stages:
         if not keys:
             continue
@@ -263,10 +270,15 @@ def run_pending(
         if stage == "graph" and not (force or never):
             # the same declarations as the automation sensor (orchestration.automation): run
             # what an upstream *data version* change requests, nothing when nothing changed
+            cursor_before = instance.run_storage.get_cursor_values({CURSOR_KEY})
             requested = tick(defs, instance, keys)
             if not requested:
                 continue
             keys, reason = requested, "upstream data changed (on_new_data)"
+            # the request is durable only once its run ends: until then the stored cursor is the
+            # one before this tick, so a run killed midway is requested again by the next one
+            cursor_requested = instance.run_storage.get_cursor_values({CURSOR_KEY})
+            instance.run_storage.set_cursor_values(cursor_before)
         elif not (force or never or fingerprint not in _latest_settled(instance, stage)):
             if stage == "labels":
                 summary.rejected_labels = _label_rejections(instance)
@@ -287,6 +299,8 @@ def run_pending(
             },
         )
         if stage == "graph":
+            if cursor_requested is not None:
+                instance.run_storage.set_cursor_values(cursor_requested)
             tick(defs, instance, keys)  # this run's own updates are handled, not re-requested
         summary.downstream += [k.to_user_string() for k in keys]
         failures = _collect(result, summary)
@@ -311,6 +325,24 @@ def run_pending(
     if on_progress:
         on_progress("done", 1, 1)
     return summary
+
+
+def unrecorded_videos(instance: dg.DagsterInstance, storage: LensStorage, videos: dict) -> set[str]:
+    """Videos the lake holds but Dagster has no materialisation of (``raw_video``, and ``frames``
+    for an ``ok`` video): a process killed after the lake commits and before Dagster stored the
+    events. The automation would treat such a partition as missing and hold back everything
+    downstream of ``frames``, so the video is ingested again (same bytes, same data version)."""
+    table = storage.read_table("videos", columns=["video_id", "status"])
+    if table is None:
+        return set()
+    status = dict(table.iter_rows())
+    raw = instance.get_materialized_partitions(dg.AssetKey("raw_video"))
+    frames = instance.get_materialized_partitions(dg.AssetKey("frames"))
+    return {
+        vid
+        for vid in videos
+        if vid in status and (vid not in raw or (status[vid] == "ok" and vid not in frames))
+    }
 
 
 def _load_cursor_missing(instance: dg.DagsterInstance) -> bool:
