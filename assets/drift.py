@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from assets.edge import Champion, load_champion
+from assets.champion import Champion, load_champion
 from assets.previews import png_md
 from assets.tables import md_table
 from orchestration.partitions import videos_partitions

@@ -2,16 +2,10 @@
 
 import dagster as dg
 
+from assets.bundle import edge_bundle, shadow_comparison
 from assets.curation import curated_dataset, fiftyone_dataset, fiftyone_predictions, label_issues
 from assets.drift import drift_reference, drift_report, fiftyone_queues
-from assets.edge import (
-    edge_bundle,
-    int8_onnx,
-    onnx_model,
-    openvino_model,
-    shadow_comparison,
-    tensorrt_engine,
-)
+from assets.export import int8_onnx, onnx_model, openvino_model, tensorrt_engine
 from assets.features import frame_embeddings
 from assets.ingest import raw_video_and_frames
 from assets.labels import label_consensus, label_reviews, labels

@@ -95,7 +95,8 @@ def _sha(data: bytes) -> str:
 
 
 def _materialize(instance):
-    from assets.edge import edge_bundle, int8_onnx, onnx_model, openvino_model, tensorrt_engine
+    from assets.bundle import edge_bundle
+    from assets.export import int8_onnx, onnx_model, openvino_model, tensorrt_engine
 
     return dg.materialize(
         [onnx_model, int8_onnx, openvino_model, tensorrt_engine, edge_bundle],

@@ -1,0 +1,219 @@
+"""edge_bundle and shadow_comparison: the champion's exports packaged with their lineage into a
+signed bundle (``artifacts/bundles/<version>/bundle.tar.gz`` + the ``edge_bundles`` table, one
+row per model version, replaced in one commit), and the edge runners' shadow A/B logs compared
+(``shadow_results``, rewritten from the files present)."""
+
+import json
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from assets.champion import fetch_export, load_champion
+from assets.memo import latest_check_evaluation
+from assets.tables import md_table
+from orchestration.storage import LensStorage
+
+BUNDLE_FILES = {  # archive name -> export file name
+    "model.onnx": "model.onnx",
+    "model.int8.onnx": "model.int8.onnx",
+    "openvino/model.xml": "openvino/model.xml",
+    "openvino/model.bin": "openvino/model.bin",
+    "openvino/model.int8.xml": "openvino_int8/model.xml",
+    "openvino/model.int8.bin": "openvino_int8/model.bin",
+}
+
+
+class BundleConfig(dg.Config):
+    """The alarm rules shipped in the bundle (versioned with it)."""
+
+    min_confidence: float = Field(default=0.6, description="A defect frame counts above this.")
+    raise_after: int = Field(
+        default=3, description="Consecutive defect frames that raise an alarm."
+    )
+    clear_after: int = Field(default=5, description="Consecutive good frames that clear it.")
+
+
+@dg.asset(
+    deps=["onnx_model", "int8_onnx", "openvino_model"],
+    group_name="edge",
+    kinds={"delta", "tar"},
+)
+def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage: LensStorage):
+    """The champion's exports, preprocessing contract, alarm rules, model card and lineage in one
+    signed ``bundle.tar.gz`` (sha256 of every file and every source video in its manifest)."""
+    from edge_export.bundle import build_bundle, load_signing_key
+    from edge_export.postprocess import AlarmRules
+    from edge_export.tensorrt import available
+
+    champion = load_champion(storage)
+    record = champion.record
+    trt_ok, trt_reason = available()
+    targets = {"onnx": "ok", "int8": "ok", "openvino": "ok", "openvino_int8": "ok"}
+    ov8 = latest_check_evaluation(
+        context.instance, dg.AssetCheckKey(dg.AssetKey("openvino_model"), "openvino_int8_accuracy")
+    )
+    if ov8 is not None and not ov8.passed:
+        reasons = ov8.metadata.get("reasons")
+        targets["openvino_int8"] = "skipped: failed openvino_int8_accuracy: " + str(
+            reasons.value if reasons is not None else "accuracy gate"
+        ).replace("\n", "; ")
+    targets["tensorrt"] = "ok" if trt_ok else f"skipped: {trt_reason}"
+    rules = AlarmRules(
+        min_confidence=config.min_confidence,
+        raise_after=config.raise_after,
+        clear_after=config.clear_after,
+    ).resolved(champion.classes)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {
+            name: fetch_export(storage, champion.version, src, Path(tmp) / "in")
+            for name, src in BUNDLE_FILES.items()
+            if targets["openvino_int8"] == "ok" or not src.startswith("openvino_int8/")
+        }
+        info = build_bundle(
+            Path(tmp) / "bundle.tar.gz",
+            files=files,
+            model_version=champion.version,
+            classes=champion.classes,
+            preprocess=champion.spec,
+            postprocess=rules,
+            model_card=_model_card(context, record),
+            lineage=_lineage(storage, record),
+            targets=targets,
+            signing_key=load_signing_key(),
+            created_at=record.created_at,  # rebuilding the same model gives the same sha256
+        )
+        uri = storage.uri("artifacts", "bundles", champion.version, "bundle.tar.gz")
+        storage.write_bytes(uri, info.path.read_bytes())
+    signed = info.manifest["signature"]["algorithm"] != "none"
+    row = pl.DataFrame(
+        {
+            "model_version": [champion.version],
+            "uri": [uri],
+            "sha256": [info.sha256],
+            "targets": [json.dumps(targets, sort_keys=True)],
+            "signed": [signed],
+            "created_at": [datetime.now(UTC)],
+        }
+    )
+    version = storage.write_table(
+        row, "edge_bundles", replace_where=storage.eq_predicate("model_version", champion.version)
+    )
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(info.sha256),
+        metadata={
+            "model_version": champion.version,
+            "uri": uri,
+            "sha256": info.sha256,
+            "signed": signed if signed else "no: set LENSLINE_SIGNING_KEY(_FILE) to sign",
+            "targets": dg.MetadataValue.json(targets),
+            "files": dg.MetadataValue.json(info.manifest["files"]),
+            "edge_bundles_version": version,
+            "try_it": dg.MetadataValue.md(
+                f"```\nlensline-edge run {uri} <video or folder> --out predictions.jsonl\n```"
+            ),
+        },
+    )
+
+
+def _gates(context: dg.AssetExecutionContext) -> dict[str, bool]:
+    """The latest result of every export gate, as the bundle's model card records it."""
+    out = {}
+    for asset, check in (
+        ("model_evaluation", "promotion_gate"),
+        ("onnx_model", "onnx_parity"),
+        ("int8_onnx", "int8_accuracy"),
+        ("openvino_model", "openvino_parity"),
+        ("openvino_model", "openvino_int8_accuracy"),
+    ):
+        evaluation = latest_check_evaluation(
+            context.instance, dg.AssetCheckKey(dg.AssetKey(asset), check)
+        )
+        out[f"{asset}/{check}"] = bool(evaluation is not None and evaluation.passed)
+    return out
+
+
+def _model_card(context: dg.AssetExecutionContext, record) -> dict:
+    metrics = record.metrics or {}
+    return {
+        "model_version": record.model_version,
+        "metrics": {
+            k: metrics.get(k) for k in ("accuracy", "false_reject_rate", "escape_rate", "ece", "n")
+        },
+        "per_class": metrics.get("per_class", {}),
+        "gates_passed": _gates(context),
+        "known_limits": [
+            "trained on the curated frames of the dataset version in the lineage; drift in lighting, "
+            "viewpoint or product look outside them is not covered (see the drift checks)",
+            "frame-level classifier: alarms rely on the bundle's alarm rules over consecutive frames",
+        ],
+    }
+
+
+def _lineage(storage: LensStorage, record) -> dict:
+    """Model, dataset, label and code versions and the sha256 of every source video."""
+    dataset = storage.read_table("dataset", version=record.dataset_version)
+    videos = storage.read_table("videos").filter(
+        pl.col("video_id").is_in(dataset["video_id"].unique().implode())
+    )
+    return {
+        "model_version": record.model_version,
+        "dataset_version": record.dataset_version,
+        "label_version": record.label_version,
+        "code_version": record.code_version,
+        "parent_version": record.parent_version,
+        "source_videos": dict(zip(videos["video_id"], videos["sha256"], strict=True)),
+    }
+
+
+SHADOW_COLUMNS = [
+    "video",
+    "frame_index",
+    "model_version",
+    "label",
+    "confidence",
+    "shadow_model_version",
+    "shadow_label",
+    "shadow_confidence",
+]
+
+
+@dg.asset(group_name="edge", kinds={"delta"})
+def shadow_comparison(context: dg.AssetExecutionContext, storage: LensStorage):
+    """Champion vs shadow predictions from the edge runners' JSONL in landing/shadow: agreement,
+    per-class disagreement and the frames where they differ (promotion evidence)."""
+    from edge_export.shadow import compare_shadow, read_jsonl
+
+    files = storage.list_files("landing", "shadow", suffixes=(".jsonl",))
+    rows: list[dict] = []
+    for f in files:
+        with storage.local_path(f.uri) as local:
+            rows += [{**r, "source": f.key} for r in read_jsonl(local) if r.get("shadow_label")]
+    if not rows:  # nothing to compare yet: say how to get evidence, write nothing
+        return dg.MaterializeResult(
+            metadata={
+                "frames": 0,
+                "how": f"run `lensline-edge run CHAMPION_BUNDLE INPUT --shadow CHALLENGER_BUNDLE "
+                f"--out X.jsonl` on the line and drop X.jsonl in {storage.uri('landing', 'shadow')}",
+            },
+            data_version=dg.DataVersion("empty"),
+        )
+    result = compare_shadow(rows)
+    table = pl.DataFrame([{c: r.get(c) for c in [*SHADOW_COLUMNS, "source"]} for r in rows])
+    version = storage.write_table(table, "shadow_results", skip_unchanged=True)
+    pairs = pl.DataFrame(result["pairs"]) if result["pairs"] else pl.DataFrame()
+    return dg.MaterializeResult(
+        metadata={
+            "frames": result["frames"],
+            "agreement_rate": result["agreement_rate"],
+            "disagreements": result["disagreement_count"],
+            "files": len(files),
+            "by_model_pair": dg.MetadataValue.md(md_table(pairs)),
+            "per_class": dg.MetadataValue.json(result["per_class"]),
+            "shadow_results_version": version,
+        },
+        data_version=dg.DataVersion(str(version)),
+    )
