@@ -264,12 +264,12 @@ def _sync(context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: Fif
     fiftyone.connect()
     from data_quality.fiftyone_sync import ensure_saved_views, sync_samples
 
-    samples, classes, annotators = _samples(storage)
+    samples, classes, annotations = _samples(storage)
     counts = sync_samples(
         fiftyone.dataset_name,
         samples,
         classes=classes,
-        annotators=annotators,
+        annotations=annotations.join(samples.select(KEYS), on=KEYS),
         info={"dataset_version": storage.table_version("dataset")},
     )
     views = ensure_saved_views(fiftyone.dataset_name)
@@ -283,14 +283,12 @@ def _sync(context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: Fif
     )
 
 
-def _samples(storage: LensStorage) -> tuple[pl.DataFrame, list[str], list[str]]:
-    """One row per labeled frame with everything FiftyOne shows."""
+def _samples(storage: LensStorage) -> tuple[pl.DataFrame, list[str], pl.DataFrame]:
+    """One row per labeled frame with everything FiftyOne shows, and the annotators' labels in
+    long form (one row per frame and annotator: no frames x annotators pivot)."""
     labels = storage.read_table("labels")
-    annotators = sorted(labels["annotator"].unique().to_list())
-    wide = (
-        labels.unique(subset=[*KEYS, "annotator"], keep="last")
-        .pivot(on="annotator", index=KEYS, values="label")
-        .rename({a: f"annotator_{a}" for a in annotators})
+    annotations = labels.unique(subset=[*KEYS, "annotator"], keep="last").select(
+        *KEYS, "annotator", "label"
     )
     frames = storage.read_table("frames").select(
         *KEYS, "camera_id", filepath="uri", brightness="brightness", sharpness="sharpness"
@@ -300,7 +298,6 @@ def _samples(storage: LensStorage) -> tuple[pl.DataFrame, list[str], list[str]]:
     dataset = storage.read_table("dataset").select(*KEYS, ground_truth="label", split="split")
     out = (
         consensus.join(frames, on=KEYS)
-        .join(wide, on=KEYS, how="left")
         .join(issues, on=KEYS, how="left")
         .join(dataset, on=KEYS, how="left")
         .with_columns(pl.col("ground_truth").fill_null(pl.col("consensus")))
@@ -313,4 +310,4 @@ def _samples(storage: LensStorage) -> tuple[pl.DataFrame, list[str], list[str]]:
             how="left",
         )
     classes = sorted(set(labels["label"].unique().to_list()))
-    return out.sort(KEYS), classes, annotators
+    return out.sort(KEYS), classes, annotations
