@@ -8,7 +8,8 @@
   same owner JSON. The holder rewrites it every ``stale_s / 3`` seconds (``IfMatch`` its own
   ETag); a lock not refreshed for ``stale_s`` (``LENSLINE_LOCK_STALE_S``, default 600 s) is
   stale and is taken over with a conditional delete (``IfMatch`` the stale ETag), so two
-  waiters can never both take it. Credentials come from the AWS environment only.
+  waiters can never both take it; so is, at once, a lock whose holder is a dead process of
+  the same host (a killed run, or one that could not delete it while S3 was down). Credentials come from the AWS environment only.
 
 Usage::
 
@@ -192,15 +193,19 @@ class S3Lock(_Lock):
         return True
 
     def _take_over_if_stale(self) -> None:
-        """Delete the lock object if nobody refreshed it for ``stale_s`` (only that version of it)."""
+        """Delete the lock object if nobody refreshed it for ``stale_s``, or if its holder is a
+        process of this host that no longer runs (killed, or it could not delete the object
+        while the endpoint was down); only that version of the object."""
         from botocore.exceptions import ClientError
 
         try:
-            head = self._client().head_object(Bucket=self._bucket, Key=self._key)
+            head = self._client().get_object(Bucket=self._bucket, Key=self._key)
+            owner = Owner.from_json(head["Body"].read())
         except ClientError:
             return  # gone meanwhile: the next try_acquire may win
         age = time.time() - head["LastModified"].timestamp()
-        if age <= self.stale_s:
+        dead = owner is not None and owner.host == socket.gethostname() and not _alive(owner.pid)
+        if age <= self.stale_s and not dead:
             return
         with contextlib.suppress(ClientError):  # someone else took it over first
             self._client().delete_object(Bucket=self._bucket, Key=self._key, IfMatch=head["ETag"])
@@ -222,13 +227,15 @@ class S3Lock(_Lock):
                 return
 
     def release(self) -> None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         self._stop.set()
         if self._beat is not None:
             self._beat.join(timeout=10)
         if self._etag and not self.lost:
-            with contextlib.suppress(ClientError):
+            # an endpoint that is down leaves the object; the next run on this host takes it
+            # over at once (its holder is dead), elsewhere once it is stale
+            with contextlib.suppress(ClientError, BotoCoreError):
                 self._client().delete_object(Bucket=self._bucket, Key=self._key, IfMatch=self._etag)
         self._etag = None
 
@@ -240,6 +247,18 @@ class S3Lock(_Lock):
         except ClientError:
             return None
         return Owner.from_json(body)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def home_lock(storage: LensStorage | None = None) -> LocalLock | S3Lock:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+from botocore.exceptions import BotoCoreError
 
 from orchestration.landing import LandingProblems, discover_videos, label_files, stale_videos
 from orchestration.partitions import videos_partitions
@@ -219,7 +220,13 @@ def run_pending(
                     "lensline/reason": "forced" if force else "new, changed or incomplete video",
                 },
             )
-            summary.ingested.append(_outcome(storage, vid))
+            try:
+                summary.ingested.append(_outcome(storage, vid))
+            except (OSError, BotoCoreError) as exc:  # the store itself is unreachable: stop
+                reason = storage_unreachable(storage, exc)
+                summary.ingested.append(VideoOutcome(vid, "failed", reason))
+                summary.stopped_reason = reason
+                return summary
         if on_progress:
             on_progress("ingest", len(todo), len(todo))
 
@@ -343,6 +350,14 @@ def unrecorded_videos(instance: dg.DagsterInstance, storage: LensStorage, videos
         for vid in videos
         if vid in status and (vid not in raw or (status[vid] == "ok" and vid not in frames))
     }
+
+
+def storage_unreachable(storage: LensStorage, exc: BaseException) -> str:
+    """One line naming the store, its endpoint and the error (after the bounded retries)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    where = storage.resolved_root() + (f" at {endpoint}" if endpoint else "")
+    detail = " ".join(str(exc).split())
+    return f"storage {where} unreachable (gave up after the configured retries): {detail[:400]}"
 
 
 def _load_cursor_missing(instance: dg.DagsterInstance) -> bool:

@@ -39,6 +39,14 @@ class StoredFile:
     mtime: float
 
 
+DELTA_RETRY_KEYS = ("max_retries", "retry_timeout", "connect_timeout")
+
+
+def s3_max_attempts() -> int:
+    """Attempts per S3 request, the first included (``LENSLINE_S3_MAX_ATTEMPTS``, default 5)."""
+    return max(1, int(os.environ.get("LENSLINE_S3_MAX_ATTEMPTS") or 5))
+
+
 def _join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts if p]])
 
@@ -104,15 +112,32 @@ class LensStorage(dg.ConfigurableResource):
             opts["AWS_REGION"] = region
         if self.s3_allow_unsafe_rename:
             opts["AWS_S3_ALLOW_UNSAFE_RENAME"] = "true"
+        # bounded retries with exponential backoff (object_store), then an error naming the URL
+        opts["max_retries"] = str(s3_max_attempts() - 1)
+        opts["retry_timeout"] = "60s"
+        opts["connect_timeout"] = "5s"
         return opts
 
     def _s3(self):
-        """One boto3 client per resource instance (thread-safe; creating one costs ~50 ms)."""
+        """One boto3 client per resource instance (thread-safe; creating one costs ~50 ms).
+
+        Retries are bounded (botocore's standard mode: ``LENSLINE_S3_MAX_ATTEMPTS`` attempts,
+        default 5, with exponential backoff and jitter) and connecting times out after 5 s, so
+        an endpoint that is down fails the step with botocore's error naming the endpoint URL.
+        """
         if self._client is None:
-            from dagster_aws.s3 import S3Resource
+            import boto3
+            from botocore.config import Config
 
             endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-            self._client = S3Resource(endpoint_url=endpoint).get_client()
+            config = Config(
+                retries={"total_max_attempts": s3_max_attempts(), "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+            )
+            self._client = boto3.session.Session().client(
+                "s3", endpoint_url=endpoint, config=config
+            )
         return self._client
 
     @staticmethod
@@ -269,9 +294,10 @@ class LensStorage(dg.ConfigurableResource):
         uri = self.table_uri(name)
         if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options()):
             return None
-        return pl.read_delta(
-            uri, version=version, columns=columns, storage_options=self.storage_options()
-        )
+        opts = self.storage_options()
+        if opts:  # polars reads the files with its own object store: its retry keys are ints
+            opts = {k: v for k, v in opts.items() if k not in DELTA_RETRY_KEYS}
+        return pl.read_delta(uri, version=version, columns=columns, storage_options=opts)
 
     def delete_rows(self, name: str, predicate: str) -> int | None:
         """Delete the rows matching ``predicate`` in one commit (none if nothing matches).
