@@ -170,6 +170,10 @@ def scan_video(
 
     with container:
         report.container = container.format.name
+        if report.container.endswith("_pipe") or report.container == "image2":
+            return report.fail(
+                "unsupported", f"an image ({report.container}), not a video container"
+            )
         report.has_audio = bool(container.streams.audio)
         if not container.streams.video:
             kinds: list[str] = sorted({str(s.type) for s in container.streams}) or ["none"]
