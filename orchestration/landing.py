@@ -67,6 +67,13 @@ def discover_videos(
             problems.outside.append(f"videos/{f.key}")
             continue
         candidates.setdefault(video_id_for(parts[0], parts[1]), []).append(f)
+    if not storage.is_s3:  # a camera folder that is itself a link out is not walked: say so
+        root = Path(storage.uri("landing", "videos"))
+        landing = Path(storage.uri("landing")).resolve()
+        for cam in sorted(root.iterdir()) if root.is_dir() else []:
+            outside = cam.is_symlink() and not cam.resolve().is_relative_to(landing)
+            if outside and cam.is_dir() and os.environ.get(FOLLOW_SYMLINKS_ENV) != "1":
+                problems.outside.append(f"videos/{cam.name}/")
     recorded: dict[str, str] | None = None
     found: dict[str, StoredFile] = {}
     for vid, files in candidates.items():

@@ -129,9 +129,7 @@ CASES = [
     Case("name: camera folder symlinked outside the landing zone", "name",
          lambda h, t: (h / "landing/videos/cam7").symlink_to(_put(t, "elsewhere/x.mp4",
                                                                   _video_bytes(t)).parent), 0,
-         ("cam7", "LENSLINE_FOLLOW_SYMLINKS=1"),
-         known_gap="a symlinked camera folder is not followed (safe) but skipped silently: "
-         "orchestration/landing.py warns only about symlinked files"),
+         ("videos/cam7/", "LENSLINE_FOLLOW_SYMLINKS=1")),
 ]  # fmt: skip
 
 
