@@ -279,9 +279,19 @@ def run_pending(
             # what an upstream *data version* change requests, nothing when nothing changed
             cursor_before = instance.run_storage.get_cursor_values({CURSOR_KEY})
             requested = tick(defs, instance, keys)
-            if not requested:
+            # Dagster's eager condition ignores an upstream update made by a run that also
+            # targeted the downstream asset, so a graph run that died or crashed halfway would
+            # never be requested again: its unfinished selection is resumed here
+            unfinished = _unfinished_graph_keys(instance)
+            resumed = [k for k in keys if k in unfinished or k in requested]
+            if not resumed:
                 continue
-            keys, reason = requested, "upstream data changed (on_new_data)"
+            keys = resumed
+            reason = (
+                "upstream data changed (on_new_data)"
+                if set(resumed) <= set(requested)
+                else "resumed: the previous graph run did not finish"
+            )
             # the request is durable only once its run ends: until then the stored cursor is the
             # one before this tick, so a run killed midway is requested again by the next one
             cursor_requested = instance.run_storage.get_cursor_values({CURSOR_KEY})
@@ -358,6 +368,20 @@ def storage_unreachable(storage: LensStorage, exc: BaseException) -> str:
     where = storage.resolved_root() + (f" at {endpoint}" if endpoint else "")
     detail = " ".join(str(exc).split())
     return f"storage {where} unreachable (gave up after the configured retries): {detail[:400]}"
+
+
+def _unfinished_graph_keys(instance: dg.DagsterInstance) -> set[dg.AssetKey]:
+    """The selection of the latest graph-stage run of ``lensline run`` if it failed without
+    settling (killed, marked failed by ``fail_dead_runs``, or a step crashed)."""
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(tags={"lensline/stage": "graph", "lensline/trigger": RUNNER_TRIGGER}),
+        limit=1,
+    )
+    if not runs or runs[0].status != dg.DagsterRunStatus.FAILURE:
+        return set()
+    if runs[0].tags.get("lensline/settled") == "true":
+        return set()
+    return set(runs[0].asset_selection or ())
 
 
 def _load_cursor_missing(instance: dg.DagsterInstance) -> bool:
