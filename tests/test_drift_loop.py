@@ -19,6 +19,9 @@ SMALL = {
         },
     }
 }
+# FiftyOne binds one database per process and other tests in this process use their own: the
+# FiftyOne views are tested in tests/data_quality and tests/test_end_to_end.py
+NO_FIFTYONE = "not kind:fiftyone"
 CHAIN = ["labels", "frame_embeddings", "label_consensus", "label_issues", "curated_dataset",
          "trained_model", "model_evaluation"]  # fmt: skip
 
@@ -39,20 +42,20 @@ def test_drift_loop_detects_queues_and_rematerialises_in_order(home):
     make_demo_set(landing, seed=5, cameras=2, videos_per_camera=2, seconds=14.0)
     storage = LensStorage()
     with dg.DagsterInstance.get() as instance:
-        first = run_pending(defs, instance, run_config=SMALL)
+        first = run_pending(defs, instance, run_config=SMALL, select=NO_FIFTYONE)
         assert first.downstream_ok, first.step_failures
         assert set(storage.read_table("drift_references")["camera_id"]) == {"cam1", "cam2"}
         counts = {k: len(_materializations(instance, k)) for k in CHAIN}
 
         # nothing changed: nothing rematerialises (materialisation events unchanged)
-        again = run_pending(defs, instance, run_config=SMALL)
+        again = run_pending(defs, instance, run_config=SMALL, select=NO_FIFTYONE)
         assert again.downstream == [] and again.ingested == []
         assert {k: len(_materializations(instance, k)) for k in CHAIN} == counts
 
         # a moved camera: viewpoint drift, no labels queued, no retraining
         render_video(landing / "videos/cam2/moved.mp4", seed=11, camera_id="cam2", seconds=14.0,
                      conditions="moved_camera")  # fmt: skip
-        moved = run_pending(defs, instance, run_config=SMALL)
+        moved = run_pending(defs, instance, run_config=SMALL, select=NO_FIFTYONE)
         assert moved.downstream_ok, moved.step_failures
         drift = storage.read_table("drift")
         shift = drift.filter(
@@ -69,7 +72,7 @@ def test_drift_loop_detects_queues_and_rematerialises_in_order(home):
         # a darker line: data drift, frames queued, labels arrive, the chain follows in order
         truth = render_video(landing / "videos/cam1/dark.mp4", seed=12, camera_id="cam1",
                              seconds=14.0, conditions="dark")  # fmt: skip
-        run_pending(defs, instance, run_config=SMALL)
+        run_pending(defs, instance, run_config=SMALL, select=NO_FIFTYONE)
         dark = storage.read_table("drift").filter(pl.col("video_id") == "cam1__dark")
         assert dark.filter((pl.col("kind") == "data") & pl.col("drifted")).height
         queued = storage.read_table("drift_queue").filter(pl.col("video_id") == "cam1__dark")
@@ -82,7 +85,7 @@ def test_drift_loop_detects_queues_and_rematerialises_in_order(home):
         labels = make_annotations(answer, video="cam1__dark", seed=1)
         labels.write_csv(landing / "labels/drift_labels.csv")
         before = {k: len(_materializations(instance, k)) for k in CHAIN}
-        answered = run_pending(defs, instance, run_config=SMALL)
+        answered = run_pending(defs, instance, run_config=SMALL, select=NO_FIFTYONE)
         assert answered.step_failures == []
         latest = {k: _materializations(instance, k)[-1] for k in CHAIN}
         for key in CHAIN:
