@@ -346,8 +346,8 @@ def run_pending(
 
 def unrecorded_videos(instance: dg.DagsterInstance, storage: LensStorage, videos: dict) -> set[str]:
     """Videos the lake holds but Dagster has no materialisation of (``raw_video``, and ``frames``
-    for an ``ok`` video): a process killed after the lake commits and before Dagster stored the
-    events. The automation would treat such a partition as missing and hold back everything
+    and ``drift_report`` for an ``ok`` video): a process killed after the lake commits and
+    before Dagster stored the events, or before the run's drift step. The automation would treat such a partition as missing and hold back everything
     downstream of ``frames``, so the video is ingested again (same bytes, same data version)."""
     table = storage.read_table("videos", columns=["video_id", "status"])
     if table is None:
@@ -355,10 +355,12 @@ def unrecorded_videos(instance: dg.DagsterInstance, storage: LensStorage, videos
     status = dict(table.iter_rows())
     raw = instance.get_materialized_partitions(dg.AssetKey("raw_video"))
     frames = instance.get_materialized_partitions(dg.AssetKey("frames"))
+    drift = instance.get_materialized_partitions(dg.AssetKey("drift_report"))
     return {
         vid
         for vid in videos
-        if vid in status and (vid not in raw or (status[vid] == "ok" and vid not in frames))
+        if vid in status
+        and (vid not in raw or (status[vid] == "ok" and (vid not in frames or vid not in drift)))
     }
 
 
