@@ -98,6 +98,8 @@ SCHEDULE = [
     ["ingestion"] * 3 + ["label import", "label checking", "label checking", "curation"]
     + ["registry", "registry"]
     + ["registry"],
+    # phase 3, labels only (a third annotator): margin above 20 when a run ends before a kill
+    ["label import", "label checking", "label checking", "curation", "registry", "registry"],
 ]  # fmt: skip
 
 
@@ -112,7 +114,17 @@ def inputs(tmp_path_factory) -> Path:
 
 
 def land(inputs: Path, home: Path, phase: int) -> None:
-    """Phase 1: line_0001-2 of each camera and their labels; phase 2: line_0003, all labels."""
+    """Phase 1: line_0001-2 of each camera and their labels; phase 2: line_0003, all labels;
+    phase 3: a third annotator's labels for line_0003 (a label-only change)."""
+    if phase == 3:
+        labels = pl.read_csv(inputs / "labels" / "annotations.csv")
+        first = labels["annotator"].unique().sort()[0]
+        labels.filter(
+            pl.col("video").str.ends_with("line_0003") & (pl.col("annotator") == first)
+        ).with_columns(annotator=pl.lit("carol")).write_csv(
+            home / "landing" / "labels" / "carol.csv"
+        )
+        return
     names = ["line_0001.mp4", "line_0002.mp4"] if phase == 1 else ["line_0003.mp4"]
     for cam in ("cam1", "cam2"):
         for name in names:
@@ -203,7 +215,7 @@ def test_sigkill_at_20_plus_moments_converges_to_the_undisturbed_tables(inputs, 
     # the undisturbed reference, phase by phase, and the order of its commits
     ref = tmp_path / "undisturbed"
     sequences = []
-    for phase in (1, 2):
+    for phase in (1, 2, 3):
         land(inputs, ref, phase)
         before = commits(ref / "lake")
         code, out = run(ref)
