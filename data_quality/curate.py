@@ -34,6 +34,8 @@ __all__ = [
     "assign_splits",
     "curate",
     "decide_actions",
+    "drift_requests_not_low_quality",
+    "split_drift_videos",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -483,4 +485,54 @@ def quality_drops(
         )
         .with_columns(share=pl.col("dropped_for_quality") / pl.col("frames"))
         .sort(["share", "camera_id"], descending=[True, False])
+    )
+
+
+def split_drift_videos(
+    result: pl.DataFrame, queue: pl.DataFrame | None, *, guard: int = 8
+) -> pl.DataFrame:
+    """Frames labelled because their video drifted show conditions the model has never seen:
+    a whole-video split would put them all in test or all in train. Split each such video by
+    time instead (first 70% train, next 15% val, last 15% test of its kept frames), and drop
+    frames within ``guard`` frames of another split (no near-duplicates across splits)."""
+    if queue is None or queue.is_empty():
+        return result
+    videos = queue["video_id"].unique().implode()
+    mine = (pl.col("video_id").is_in(videos)) & pl.col("split").is_not_null()
+    part = result.filter(mine).sort(_KEYS)
+    if part.is_empty():
+        return result
+    rank = part.with_columns(
+        _r=(pl.col("frame_index").rank("ordinal").over("video_id") - 1) / pl.len().over("video_id")
+    )
+    part = rank.with_columns(
+        split=pl.when(pl.col("_r") < 0.7)
+        .then(pl.lit("train"))
+        .when(pl.col("_r") < 0.85)
+        .then(pl.lit("val"))
+        .otherwise(pl.lit("test"))
+    ).drop("_r")
+    vids, idx = part["video_id"].to_numpy(), part["frame_index"].to_numpy()
+    split = part["split"].to_numpy()
+    drop = near(vids, idx, split == "test", guard=guard) & (split != "test")
+    drop |= near(vids, idx, split == "val", guard=guard) & (split == "train")
+    part = part.with_columns(
+        split=pl.when(pl.Series(drop)).then(pl.lit(None, pl.String)).otherwise(pl.col("split"))
+    )
+    return pl.concat([result.filter(~mine), part.select(result.columns)], how="vertical")
+
+
+def drift_requests_not_low_quality(
+    issues: pl.DataFrame, queue: pl.DataFrame | None
+) -> pl.DataFrame:
+    """Frames queued for labels *because* their video drifted are new conditions, not bad
+    quality: clear their dark / overexposed / blurry flags so curation keeps them."""
+    if queue is None or queue.is_empty():
+        return issues
+    asked = pl.col("_asked").fill_null(False)
+    flags = [c for c in ("is_dark", "is_overexposed", "is_blurry") if c in issues.columns]
+    return (
+        issues.join(queue.select(_KEYS).with_columns(_asked=pl.lit(True)), on=_KEYS, how="left")
+        .with_columns([pl.when(asked).then(False).otherwise(pl.col(c)).alias(c) for c in flags])
+        .drop("_asked")
     )

@@ -82,6 +82,11 @@ def _load_cursor(instance: dg.DagsterInstance):
     return deserialize_value(raw) if raw else None
 
 
+def has_cursor(instance: dg.DagsterInstance) -> bool:
+    """Whether ``lensline run`` has evaluated the conditions in this instance before."""
+    return bool(instance.run_storage.get_cursor_values({CURSOR_KEY}))
+
+
 def _save_cursor(instance: dg.DagsterInstance, cursor) -> None:
     from dagster_shared.serdes import serialize_value
 

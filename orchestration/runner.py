@@ -246,10 +246,10 @@ def run_pending(
             "(CSV: video, frame_index, label[, annotator]) and run again"
         )
         return summary
-    from orchestration.automation import CURSOR_KEY, tick
+    from orchestration.automation import CURSOR_KEY, has_cursor, tick
     from orchestration.sensors import drift_tags, pending_reviews
 
-    if _load_cursor_missing(instance):
+    if not has_cursor(instance):
         tick(defs, instance, [k for k in downstream if k not in LABEL_KEYS] or downstream)
 
     stages = [
@@ -384,13 +384,6 @@ def _unfinished_graph_keys(instance: dg.DagsterInstance) -> set[dg.AssetKey]:
     if runs[0].tags.get("lensline/settled") == "true":
         return set()
     return set(runs[0].asset_selection or ())
-
-
-def _load_cursor_missing(instance: dg.DagsterInstance) -> bool:
-    """No automation cursor yet: the first evaluation only records the baseline."""
-    from orchestration.automation import CURSOR_KEY
-
-    return not instance.run_storage.get_cursor_values({CURSOR_KEY})
 
 
 def _latest_settled(instance: dg.DagsterInstance, stage: str) -> set[str]:
