@@ -261,6 +261,12 @@ def run_pending(
     for stage, keys in stages:
         if not keys:
             continue
+        if stage == "graph" and _no_valid_labels(storage):
+            summary.stopped_reason = (
+                f"no valid labels yet in {storage.uri('landing', 'labels')}: fix the rejected "
+                "label file(s) above and run again"
+            )
+            break
         fingerprint = (
             labels_fingerprint(storage, reviews, keys)
             if stage == "labels"
@@ -384,6 +390,12 @@ def _unfinished_graph_keys(instance: dg.DagsterInstance) -> set[dg.AssetKey]:
     if runs[0].tags.get("lensline/settled") == "true":
         return set()
     return set(runs[0].asset_selection or ())
+
+
+def _no_valid_labels(storage: LensStorage) -> bool:
+    """The labels table is missing or empty: nothing downstream can be built from it."""
+    table = storage.read_table("labels", columns=["video_id"])
+    return table is None or table.is_empty()
 
 
 def _latest_settled(instance: dg.DagsterInstance, stage: str) -> set[str]:

@@ -309,3 +309,21 @@ def test_clean_ids_keep_their_old_value():
 
     nfd = unicodedata.normalize("NFD", "line ü 1.mp4")
     assert video_id_for("cam 1", nfd) == video_id_for("cam 1", "line ü 1.mp4")
+
+
+def test_only_rejected_label_files_stop_before_training_with_exit_3(
+    home, write_video, tmp_path, monkeypatch, capsys
+):
+    """A new user's first run with nothing but a bad label file: a clear stop, no crash."""
+    import orchestration.definitions
+    from orchestration.cli import main
+
+    counter = tmp_path / "trainings"
+    monkeypatch.setattr(orchestration.definitions, "defs", _small_defs(counter))
+    write_video(home / "landing/videos/cam1/a.mp4", 12)
+    (home / "landing/labels").mkdir(parents=True)
+    (home / "landing/labels/bad.csv").write_text("video,frame_index,label\nnope.mp4,1,good\n")
+    assert main(["run"]) == 3
+    out = capsys.readouterr().out
+    assert "no valid labels yet" in out and "bad.csv" in out
+    assert not counter.exists()  # nothing downstream ran
