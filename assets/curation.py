@@ -99,6 +99,11 @@ class CurationConfig(dg.Config):
         default=True, description="Never relabel or drop a frame all its annotators agree on."
     )
     seed: int = Field(default=0, description="Seed of the by-video split.")
+    split_by_camera: bool = Field(
+        default=True,
+        description="Split each camera on its own, so every camera has train, val and test "
+        "frames (by video, or by time blocks for a camera with fewer videos than splits).",
+    )
     split_guard_frames: int = Field(
         default=15,
         description="With fewer videos than splits (time-block splits): frames this close to a "
@@ -138,8 +143,12 @@ def curated_dataset(
     )
 
     frames = ok_frames(storage)
-    consensus = storage.read_table("label_consensus").join(frames.select(KEYS), on=KEYS)
-    options = config.model_dump(exclude={"seed", "split_guard_frames", "max_quality_drop_share"})
+    consensus = storage.read_table("label_consensus").join(
+        frames.select(*KEYS, "camera_id"), on=KEYS
+    )
+    options = config.model_dump(
+        exclude={"seed", "split_guard_frames", "max_quality_drop_share", "split_by_camera"}
+    )
     policy = CurationPolicy(**{**options, "drop_frame_quality": tuple(config.drop_frame_quality)})
     issues = drift_requests_not_low_quality(
         storage.read_table("label_issues"), storage.read_table("drift_queue")
@@ -151,6 +160,7 @@ def curated_dataset(
         seed=config.seed,
         guard_frames=config.split_guard_frames,
         return_grouping=True,
+        strata_col="camera_id" if config.split_by_camera else None,
     )
     result = apply_reviews(curated, storage.read_table("label_reviews"))
     result = split_drift_videos(result, storage.read_table("drift_queue"))

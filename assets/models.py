@@ -47,8 +47,17 @@ class TrainingConfig(dg.Config):
 class PromotionConfig(dg.Config):
     """When a challenger replaces the champion."""
 
-    margin: float = Field(default=0.0, description="Accuracy gain over the champion required.")
-    recall_tolerance: float = Field(default=0.02, description="Max per-class recall drop allowed.")
+    margin: float = Field(
+        default=0.0, description="Slice-balanced accuracy gain over the champion required."
+    )
+    recall_tolerance: float = Field(
+        default=0.02,
+        description="A slice's accuracy or a class's recall may drop this much; a larger drop "
+        "blocks promotion when it is significant (paired McNemar, Holm-corrected at alpha).",
+    )
+    alpha: float = Field(
+        default=0.05, description="Significance level of the regression tests (family-wise)."
+    )
     ensemble_top_k: int = Field(default=3, description="Also score the mean of the top-k models.")
 
 
@@ -224,7 +233,9 @@ def model_evaluation(
         in_class_order,
         predict_proba,
         reliability_png,
+        slices_png,
     )
+    from training.promotion import decide_promotion_paired
     from training.registry import ModelRegistry, PromotionDecision
 
     event = context.instance.get_latest_materialization_event(dg.AssetKey("trained_model"))
@@ -253,11 +264,13 @@ def model_evaluation(
         code_version=meta["code_version"].value,
         parent_version=champion.model_version if champion else None,
     )
+    parts = None
     if champion is not None and champion.model_version == version:
         decision = PromotionDecision(True, ["this model is already the champion"])
     else:
-        # the gate compares both models on *this* test split, whatever the champion was scored on before
-        champion_now = None
+        # the gate compares both models on *this* test split, frame by frame, whatever the
+        # champion was scored on before
+        champ_pred = None
         if champion is not None:
             champ_model, champ_meta = load_checkpoint(
                 storage.fetch_local([champion.checkpoint_uri])[0],
@@ -269,16 +282,20 @@ def model_evaluation(
                 if champ_spec == spec
                 else split_images(storage, "test", classes, champ_spec, version=dataset_version)[0]
             )
-            champ_probs = in_class_order(
+            champ_pred = in_class_order(
                 predict_proba(champ_model, champ_x), json.loads(champ_meta["classes"]), classes
-            )
-            champion_now = {
-                **evaluate(champ_probs, y_te, classes=classes),
-                "test_set": metrics["test_set"],
-            }
-        decision = registry.decide_promotion(
-            metrics, champion_now, margin=config.margin, recall_tolerance=config.recall_tolerance
+            ).argmax(1)
+        decision = decide_promotion_paired(
+            y_te,
+            champ_pred,
+            probs.argmax(1),
+            slices=_test_slices(storage, keys),
+            classes=classes,
+            margin=config.margin,
+            recall_tolerance=config.recall_tolerance,
+            alpha=config.alpha,
         )
+        parts = decision.slices
         if decision.promote:
             registry.promote(version, reason="; ".join(decision.reasons))
         else:
@@ -313,6 +330,17 @@ def model_evaluation(
                 png_md(confusion_png(metrics["confusion"], classes=classes))
             ),
             "calibration": dg.MetadataValue.md(png_md(reliability_png(probs, y_te))),
+            **(
+                {
+                    "vs_champion": dg.MetadataValue.md(
+                        md_table(pl.DataFrame([p.as_dict() for p in parts]))
+                        + "\n\n"
+                        + png_md(slices_png(parts))
+                    )
+                }
+                if parts
+                else {}
+            ),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -325,6 +353,22 @@ def model_evaluation(
         data_version=dg.DataVersion(
             version if decision.promote else (champion.model_version if champion else "none")
         ),
+    )
+
+
+def _test_slices(storage: LensStorage, keys: pl.DataFrame):
+    """Each test frame's line condition (:func:`training.evaluate.condition_slices`): its camera,
+    split off as ``<camera>/drift`` for videos whose frames were queued because they drifted."""
+    from training.evaluate import condition_slices
+
+    rows = keys.join(
+        storage.read_table("frames").select(*KEYS, "camera_id"), on=KEYS, how="left",
+        maintain_order="left",
+    )  # fmt: skip
+    queue = storage.read_table("drift_queue")
+    drifted = [] if queue is None else queue["video_id"].unique().to_list()
+    return condition_slices(
+        rows["camera_id"].fill_null("?").to_list(), rows["video_id"].to_list(), drifted
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -241,8 +241,15 @@ def assign_splits(
     group_col: str = "video_id",
     guard_frames: int = 15,
     return_grouping: bool = False,
+    strata_col: str | None = None,
 ) -> pl.DataFrame | tuple[pl.DataFrame, dict]:
     """Assign whole groups to train / val / test, balancing per-class counts.
+
+    With ``strata_col`` (e.g. ``camera_id``), each stratum is split on its own, so every
+    camera has frames in every split (the promotion gate and the per-camera metrics then see
+    every camera; a whole-video split of 3 cameras x 2 videos would test on one camera only).
+    The grouping is decided per stratum: by video when the camera has enough videos, else by
+    time blocks of its videos (below).
 
     With fewer ``group_col`` values (videos) than splits of positive fraction and a
     ``frame_index`` column, the groups are contiguous time blocks of the videos instead
@@ -282,6 +289,12 @@ def assign_splits(
     fractions = np.asarray(split_fractions, dtype=float)
     if fractions.shape != (3,) or (fractions < 0).any() or not np.isclose(fractions.sum(), 1.0):
         raise ValueError("split_fractions must be three non-negative numbers summing to 1")
+    if strata_col is not None and strata_col in frames.columns and frames.height:
+        return _split_strata(
+            frames, strata_col, return_grouping,
+            split_fractions=split_fractions, seed=seed, group_col=group_col,
+            guard_frames=guard_frames,
+        )  # fmt: skip
     active = [s for s in range(3) if fractions[s] > 0]
     info = {"grouping": "video", "blocks": 0, "guard_frames": 0, "guard_dropped": 0}
     if frames.height == 0:
@@ -315,6 +328,30 @@ def assign_splits(
         split[dropped] = None
         out = out.with_columns(split=pl.Series(split, dtype=pl.String))
         info["guard_dropped"] = int(dropped.sum())
+    return (out, info) if return_grouping else out
+
+
+def _split_strata(
+    frames: pl.DataFrame, strata_col: str, return_grouping: bool, **options: Any
+) -> pl.DataFrame | tuple[pl.DataFrame, dict]:
+    """:func:`assign_splits` per stratum; the grouping record says how each one was split."""
+    parts, per = [], {}
+    for (name,), part in frames.group_by(strata_col, maintain_order=True):
+        out, info = cast(
+            tuple[pl.DataFrame, dict], assign_splits(part, return_grouping=True, **options)
+        )
+        parts.append(out)
+        per[str(name)] = info
+    kinds = {i["grouping"] for i in per.values()}
+    info = {
+        "grouping": kinds.pop() if len(kinds) == 1 else "mixed",
+        "blocks": sum(i["blocks"] for i in per.values()),
+        "guard_frames": max(i["guard_frames"] for i in per.values()),
+        "guard_dropped": sum(i["guard_dropped"] for i in per.values()),
+        "strata": strata_col,
+        "per_stratum": per,
+    }
+    out = pl.concat(parts, how="vertical").sort(_KEYS)
     return (out, info) if return_grouping else out
 
 
@@ -376,6 +413,7 @@ def curate(
     group_col: str = "video_id",
     guard_frames: int = 15,
     return_grouping: bool = False,
+    strata_col: str | None = None,
 ) -> pl.DataFrame | tuple[pl.DataFrame, dict]:
     """Curate the dataset: decide per-frame actions, then split by video (or time block).
 
@@ -383,8 +421,9 @@ def curate(
     ----------
     consensus_frames, issues, policy
         See :func:`decide_actions`.
-    split_fractions, seed, group_col, guard_frames, return_grouping
-        See :func:`assign_splits`; only frames that are not dropped are split.
+    split_fractions, seed, group_col, guard_frames, return_grouping, strata_col
+        See :func:`assign_splits`; only frames that are not dropped are split. ``strata_col``
+        (e.g. ``camera_id``) is taken from ``consensus_frames``.
 
     Returns
     -------
@@ -398,8 +437,9 @@ def curate(
         See :func:`assign_splits`.
     """
     decided = decide_actions(consensus_frames, issues, policy=policy)
-    if group_col not in decided.columns:
-        decided = decided.join(consensus_frames.select(*_KEYS, group_col), on=_KEYS, how="left")
+    for col in (group_col, strata_col):
+        if col is not None and col not in decided.columns and col in consensus_frames.columns:
+            decided = decided.join(consensus_frames.select(*_KEYS, col), on=_KEYS, how="left")
     keep = decided.filter(pl.col("action") != "dropped")
     split, grouping = cast(
         tuple[pl.DataFrame, dict],
@@ -410,6 +450,7 @@ def curate(
             group_col=group_col,
             guard_frames=guard_frames,
             return_grouping=True,
+            strata_col=strata_col,
         ),
     )
     out = decided.join(split.select(*_KEYS, "split", "split_group"), on=_KEYS, how="left")

@@ -23,6 +23,8 @@ __all__ = [
     "confusion_png",
     "reliability_png",
     "calibration_bins",
+    "condition_slices",
+    "slices_png",
 ]
 
 
@@ -248,6 +250,38 @@ def reliability_png(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 10) 
         title=f"reliability (ECE {ece:.3f})",
     )
     ax.legend(loc="upper left")
+    return _png(fig)
+
+
+def condition_slices(
+    cameras: Sequence[str], videos: Sequence[str], drift_videos: Sequence[str] = ()
+) -> np.ndarray:
+    """The line condition of each test frame, for a slice-aware promotion gate: its camera, and
+    ``<camera>/drift`` for frames of videos labelled because they drifted (a new look of the
+    line that the reference conditions must not outvote)."""
+    drifted = set(drift_videos)
+    return np.asarray(
+        [f"{c}/drift" if v in drifted else str(c) for c, v in zip(cameras, videos, strict=True)],
+        dtype=object,
+    )
+
+
+def slices_png(parts: Sequence, *, title: str = "champion vs challenger per slice") -> bytes:
+    """PNG grouped bars: champion and challenger accuracy per slice (and recall per class) on
+    the same test frames; slices with a significant regression are marked with a red ``!``.
+
+    ``parts``: :class:`training.promotion.SliceComparison` items."""
+    labels = [f"{p.name}\n(n={p.n})" if p.kind == "slice" else f"{p.name}\nrecall" for p in parts]
+    x = np.arange(len(parts))
+    fig, ax = _figure(1.4 + 0.8 * max(len(parts), 1), 3.4)
+    ax.bar(x - 0.2, [p.champion for p in parts], 0.4, label="champion", color="C7")
+    ax.bar(x + 0.2, [p.challenger for p in parts], 0.4, label="challenger", color="C0")
+    for i, p in enumerate(parts):
+        if p.regression:
+            ax.text(i + 0.2, p.challenger + 0.02, "!", color="red", ha="center", weight="bold")
+    ax.set(xticks=x, ylim=(0, 1.08), ylabel="accuracy / recall", title=title)
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.legend(loc="lower right", fontsize=7)
     return _png(fig)
 
 

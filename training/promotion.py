@@ -7,11 +7,20 @@ module only decides, from two :func:`training.evaluate.evaluate` dicts, and says
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["LOWER_IS_BETTER", "PromotionDecision", "decide_promotion"]
+import numpy as np
+
+__all__ = [
+    "LOWER_IS_BETTER",
+    "PromotionDecision",
+    "SliceComparison",
+    "compare_slices",
+    "decide_promotion",
+    "decide_promotion_paired",
+]
 
 LOWER_IS_BETTER = frozenset(
     {"log_loss", "ece", "false_reject_rate", "escape_rate", "loss", "val_loss"}
@@ -20,11 +29,32 @@ LOWER_IS_BETTER = frozenset(
 
 
 @dataclass(frozen=True)
+class SliceComparison:
+    """Champion and challenger on the same test frames of one slice (a line condition or a class)."""
+
+    kind: str  # "slice" (camera / condition) or "class" (recall)
+    name: str
+    n: int
+    champion: float  # accuracy on these frames (recall, for a class)
+    challenger: float
+    champion_only: int  # frames the champion gets right and the challenger wrong
+    challenger_only: int  # and the other way round
+    p_worse: float  # one-sided exact McNemar p-value of "the challenger is worse here"
+    p_better: float  # one-sided exact McNemar p-value of "the challenger is better here"
+    regression: bool = False  # a drop beyond the tolerance that survives Holm's correction
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
 class PromotionDecision:
     """Whether a challenger should replace the champion, and every reason, pro and contra."""
 
     promote: bool
     reasons: list[str]
+    slices: list[SliceComparison] | None = None
+    """Per-slice and per-class paired comparison, when decided by :func:`decide_promotion_paired`."""
 
 
 def decide_promotion(
@@ -95,6 +125,127 @@ def decide_promotion(
     if recall_ok:
         reasons.append(f"no per-class recall drops more than {recall_tolerance:.4f}")
     return PromotionDecision(beats and recall_ok, reasons)
+
+
+def compare_slices(
+    y: np.ndarray,
+    champion_pred: np.ndarray,
+    challenger_pred: np.ndarray,
+    groups: np.ndarray,
+    *,
+    kind: str = "slice",
+) -> list[SliceComparison]:
+    """Paired comparison of two models' predictions on the same frames, per group.
+
+    For each group: both accuracies, the discordant counts (``b`` frames only the champion gets
+    right, ``c`` only the challenger) and the one-sided exact McNemar p-values
+    (``binom(b + c, 1/2)`` tail): the right test for two classifiers scored on the same frames
+    (Dietterich 1998), and exact at the small counts a new condition has in a test split.
+    """
+    from scipy.stats import binomtest
+
+    y, a, b, g = (np.asarray(v) for v in (y, champion_pred, challenger_pred, groups))
+    out = []
+    for name in sorted({str(v) for v in g.tolist()}):
+        rows = g.astype(str) == name
+        right_a, right_b = a[rows] == y[rows], b[rows] == y[rows]
+        only_a, only_b = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())
+        n_disc = only_a + only_b
+        worse = binomtest(only_a, n_disc, 0.5, alternative="greater").pvalue if n_disc else 1.0
+        better = binomtest(only_b, n_disc, 0.5, alternative="greater").pvalue if n_disc else 1.0
+        out.append(
+            SliceComparison(
+                kind=kind,
+                name=name,
+                n=int(rows.sum()),
+                champion=float(right_a.mean()),
+                challenger=float(right_b.mean()),
+                champion_only=only_a,
+                challenger_only=only_b,
+                p_worse=float(worse),
+                p_better=float(better),
+            )
+        )
+    return out
+
+
+def decide_promotion_paired(
+    y: np.ndarray,
+    champion_pred: np.ndarray | None,
+    challenger_pred: np.ndarray,
+    *,
+    slices: np.ndarray,
+    classes: Sequence[str],
+    margin: float = 0.0,
+    recall_tolerance: float = 0.02,
+    alpha: float = 0.05,
+) -> PromotionDecision:
+    """Promotion on per-frame predictions of both models on the same test frames.
+
+    A test split is dominated by the conditions the line had for longest; a new condition
+    (a camera whose look drifted, whose frames were just labelled) is a small share of it, so
+    plain accuracy barely moves when a challenger learns it, and a fixed recall tolerance is
+    below the noise of a few dozen frames. So:
+
+    * **the metric is slice-balanced accuracy**: the mean of the accuracies of the slices (e.g.
+      ``cam1``, ``cam1/drift``, ``cam2``), each line condition counting once however few
+      frames it has; the challenger must beat the champion by more than ``margin``;
+    * **no significant regression**: for every slice and every class (its recall), a drop of
+      more than ``recall_tolerance`` blocks promotion when the one-sided exact McNemar test of
+      "the challenger is worse on these frames" rejects at ``alpha`` after Holm's correction
+      over all slices and classes (a drop within the noise of a small slice does not block,
+      a real one does).
+
+    ``champion_pred`` ``None``: no champion yet, the challenger is promoted.
+    """
+    from data_quality.drift.stats import holm
+
+    if champion_pred is None:
+        return PromotionDecision(
+            True, ["no champion yet: the first qualified model becomes champion"]
+        )
+    y = np.asarray(y)
+    names = np.asarray(classes, dtype=object)[y] if len(y) else np.asarray([], dtype=object)
+    parts = compare_slices(y, champion_pred, challenger_pred, slices, kind="slice")
+    parts += compare_slices(y, champion_pred, challenger_pred, names, kind="class")
+    adjusted = holm([p.p_worse for p in parts]) if parts else np.array([])
+    parts = [
+        replace(p, regression=bool(p.champion - p.challenger > recall_tolerance + 1e-12
+                                   and q < alpha))
+        for p, q in zip(parts, adjusted, strict=True)
+    ]  # fmt: skip
+    slice_parts = [p for p in parts if p.kind == "slice"]
+    old = float(np.mean([p.champion for p in slice_parts])) if slice_parts else 0.0
+    new = float(np.mean([p.challenger for p in slice_parts])) if slice_parts else 0.0
+    gain = new - old
+    beats = gain > 0 and gain >= margin - 1e-12
+    overall = compare_slices(y, champion_pred, challenger_pred, np.zeros(len(y), int))
+    p_gain = overall[0].p_better if overall else 1.0
+    reasons = [
+        f"slice-balanced accuracy {new:.4f} vs champion {old:.4f} over {len(slice_parts)} "
+        f"slice(s): {'beats' if beats else 'does not beat'} it by the margin {margin:.4f} "
+        f"(gain {gain:+.4f}; paired McNemar p={p_gain:.3g} on {len(y)} frames)"
+    ]
+    for p in slice_parts:
+        if p.challenger != p.champion:
+            reasons.append(
+                f"{p.name}: {p.champion:.3f} -> {p.challenger:.3f} on {p.n} frames "
+                f"(+{p.challenger_only}/-{p.champion_only})"
+            )
+    bad = [p for p in parts if p.regression]
+    for p in bad:
+        what = f"recall[{p.name}]" if p.kind == "class" else f"accuracy on {p.name}"
+        reasons.append(
+            f"{what} drops {p.champion - p.challenger:.4f} ({p.champion:.4f} -> "
+            f"{p.challenger:.4f}, {p.n} frames): beyond the tolerance {recall_tolerance:.4f} and "
+            f"significant (McNemar p={p.p_worse:.3g}, Holm-adjusted < {alpha})"
+        )
+    if not bad:
+        reasons.append(
+            f"no slice or class drops significantly (Holm-adjusted McNemar at {alpha}) by more "
+            f"than {recall_tolerance:.4f}"
+        )
+    return PromotionDecision(beats and not bad, reasons, parts)
 
 
 def _number(value: Any) -> float | None:

@@ -70,10 +70,13 @@ def test_one_long_recording_is_split_by_time_blocks_and_recorded(home):
         assert storage.table_version("dataset") == version
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     grouping = meta["split_grouping"].value
-    assert grouping["grouping"] == "time_block" and grouping["blocks"] == 7
+    # one recording per camera: each camera is split on its own into 7 time blocks
+    assert grouping["grouping"] == "time_block" and grouping["blocks"] == 14
+    assert {c: g["blocks"] for c, g in grouping["per_stratum"].items()} == {"cam1": 7, "cam2": 7}
     assert grouping["guard_frames"] == 15 and grouping["guard_dropped"] > 0
     dataset = storage.read_table("dataset")
-    assert set(dataset["split"]) == {"train", "val", "test"}
+    for (video,), rows in dataset.group_by("video_id"):  # every camera reaches every split
+        assert set(rows["split"]) == {"train", "val", "test"}, video
     log = storage.read_table("curation_log")
     assert (
         log.filter(pl.col("reasons").list.contains("split_guard")).height

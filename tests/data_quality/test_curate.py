@@ -206,3 +206,36 @@ def test_one_or_two_long_recordings_split_by_time_blocks_with_a_guard_gap(n_vide
         idx, split = video["frame_index"].to_numpy(), video["split"].to_numpy()
         gaps = np.diff(idx)[split[1:] != split[:-1]]
         assert (gaps > 10).all()
+
+
+def test_split_by_camera_gives_every_camera_every_split_and_keeps_videos_whole():
+    """3 cameras x 2 videos: a whole-video split tests on one camera only; per camera, each
+    camera is split by time blocks of its two videos (guarded), and one with 4 videos by video."""
+    import numpy as np
+
+    from data_quality.curate import assign_splits
+
+    rows = []
+    for cam, n_videos in (("cam1", 2), ("cam2", 2), ("cam3", 4)):
+        for v in range(n_videos):
+            for f in range(0, 300, 3):
+                rows.append((f"{cam}__v{v}", f, ["good", "dent"][(f // 3) % 2], cam))
+    frames = pl.DataFrame(
+        rows, schema=["video_id", "frame_index", "label", "camera_id"], orient="row"
+    )
+    plain = assign_splits(frames)
+    assert plain.filter(pl.col("split") == "test")["camera_id"].n_unique() < 3
+    out, info = assign_splits(frames, strata_col="camera_id", return_grouping=True)
+    assert info["grouping"] == "mixed" and info["strata"] == "camera_id"
+    assert info["per_stratum"]["cam3"]["grouping"] == "video"
+    assert info["per_stratum"]["cam1"]["grouping"] == "time_block"
+    for (cam,), part in out.filter(pl.col("split").is_not_null()).group_by("camera_id"):
+        assert set(part["split"]) == {"train", "val", "test"}, cam
+    cam3 = out.filter(pl.col("camera_id") == "cam3")
+    assert cam3.group_by("video_id").agg(pl.col("split").n_unique())["split"].max() == 1
+    # guard: no two frames of one video closer than 15 frames sit in different splits
+    kept = out.filter(pl.col("split").is_not_null()).sort("video_id", "frame_index")
+    for (_,), part in kept.group_by("video_id"):
+        f, s = part["frame_index"].to_numpy(), part["split"].to_numpy()
+        change = s[1:] != s[:-1]
+        assert (np.diff(f)[change] > 15).all()
