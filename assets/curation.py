@@ -101,8 +101,9 @@ class CurationConfig(dg.Config):
     seed: int = Field(default=0, description="Seed of the by-video split.")
     split_by_camera: bool = Field(
         default=True,
-        description="Split each camera on its own, so every camera has train, val and test "
-        "frames (by video, or by time blocks for a camera with fewer videos than splits).",
+        description="Split each camera (and its drift-labelled videos apart) on its own, so "
+        "every line condition has train, val and test frames (by video, or by time blocks "
+        "when it has fewer videos than splits).",
     )
     split_guard_frames: int = Field(
         default=15,
@@ -143,16 +144,23 @@ def curated_dataset(
     )
 
     frames = ok_frames(storage)
+    queue = storage.read_table("drift_queue")
+    drifted = [] if queue is None else queue["video_id"].unique().to_list()
     consensus = storage.read_table("label_consensus").join(
         frames.select(*KEYS, "camera_id"), on=KEYS
+    )
+    # the split strata are the line conditions the promotion gate scores separately
+    # (training.evaluate.condition_slices): each camera, and its drift-labelled videos apart
+    consensus = consensus.with_columns(
+        condition=pl.when(pl.col("video_id").is_in(drifted))
+        .then(pl.col("camera_id") + "/drift")
+        .otherwise(pl.col("camera_id"))
     )
     options = config.model_dump(
         exclude={"seed", "split_guard_frames", "max_quality_drop_share", "split_by_camera"}
     )
     policy = CurationPolicy(**{**options, "drop_frame_quality": tuple(config.drop_frame_quality)})
-    issues = drift_requests_not_low_quality(
-        storage.read_table("label_issues"), storage.read_table("drift_queue")
-    )
+    issues = drift_requests_not_low_quality(storage.read_table("label_issues"), queue)
     curated, grouping = curate(
         consensus,
         issues,
@@ -160,10 +168,10 @@ def curated_dataset(
         seed=config.seed,
         guard_frames=config.split_guard_frames,
         return_grouping=True,
-        strata_col="camera_id" if config.split_by_camera else None,
+        strata_col="condition" if config.split_by_camera else None,
     )
     result = apply_reviews(curated, storage.read_table("label_reviews"))
-    result = split_drift_videos(result, storage.read_table("drift_queue"))
+    result = split_drift_videos(result, queue)
     drops = quality_drops(result, frames, policy.drop_frame_quality)
     worst = drops["share"].max() if drops.height else 0.0
     kept = result.filter(pl.col("split").is_not_null())

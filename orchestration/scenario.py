@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+DRIFT_VIDEOS = 4
+"""Videos camera 1 records under its new look (of ~60 grid frames each, about a quarter show an
+item: the labelled frames the queue can offer)."""
 SHIFTS = {  # camera -> (conditions name, what changed on the line)
     "cam1": ("gray_gloves", "gray gloves and dimmer light"),
     "cam2": ("moved_camera", "camera knocked out of position"),
@@ -49,8 +52,8 @@ def _conditions(name: str):
 def render_shifted(
     landing: Path, *, seed: int, cameras: int, seconds: float, eval_dir: Path
 ) -> tuple[pl.DataFrame, dict[str, Path], dict[str, pl.DataFrame]]:
-    """New videos per camera under its shifted conditions (two for camera 1, whose look
-    changed) into the landing zone, and one more per camera kept out of it for evaluation.
+    """New videos per camera under its shifted conditions (:data:`DRIFT_VIDEOS` for camera 1,
+    whose look changed: the line keeps running after the drift is detected) into the landing zone, and one more per camera kept out of it for evaluation.
 
     Returns the landed videos' ground truth and the evaluation videos with theirs.
     """
@@ -61,7 +64,7 @@ def render_shifted(
     for c in range(cameras):
         camera = f"cam{c + 1}"
         name, _ = SHIFTS.get(camera, ("nominal", "unchanged"))
-        n = 2 if camera == "cam1" else 1
+        n = DRIFT_VIDEOS if camera == "cam1" else 1
         for v in range(n + 1):
             landed = v < n
             path = (landing / "videos" / camera / f"shift_{v + 1:04d}.mp4") if landed else (
@@ -87,10 +90,7 @@ def render_shifted(
 def eval_accuracy(storage, version: str, videos: dict[str, Path], truth: dict[str, pl.DataFrame]):
     """Accuracy of registered model ``version`` on every labelled frame of the evaluation videos
     (rendered under the shifted conditions, never landed): ``{camera: (accuracy, frames)}``."""
-    import av
-
     from training.checkpoint import checkpoint_spec, load_checkpoint
-    from training.evaluate import predict_proba
     from training.registry import ModelRegistry
 
     registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
@@ -98,7 +98,15 @@ def eval_accuracy(storage, version: str, videos: dict[str, Path], truth: dict[st
     model, meta = load_checkpoint(
         storage.fetch_local([record.checkpoint_uri])[0], expected_sha256=record.checkpoint_sha256
     )
-    classes, spec = json.loads(meta["classes"]), checkpoint_spec(meta)
+    return score_videos(model, json.loads(meta["classes"]), checkpoint_spec(meta), videos, truth)
+
+
+def score_videos(model, classes: list[str], spec, videos: dict[str, Path], truth) -> dict:
+    """``{camera: (accuracy, frames)}`` of ``model`` on every labelled frame of ``videos``."""
+    import av
+
+    from training.evaluate import predict_proba
+
     out = {}
     for camera, path in videos.items():
         labels = dict(truth[camera].filter(pl.col("label").is_in(classes)).iter_rows())
@@ -112,6 +120,57 @@ def eval_accuracy(storage, version: str, videos: dict[str, Path], truth: dict[st
             continue
         pred = predict_proba(model, spec.images(frames, [camera] * len(frames))).argmax(1)
         out[camera] = (float((pred == np.array(y)).mean()), len(frames))
+    return out
+
+
+def all_labels_accuracy(
+    storage, version: str, videos: dict[str, Path], truth, *, seeds: tuple[int, ...] = (0, 1, 2)
+) -> dict[str, list[float]]:
+    """The reference the loop is measured against: a model trained from scratch, with the
+    champion's training config and preprocessing, on every label the loop gathered as if they
+    had all been there from the start: the champion's train split plus the drifted videos'
+    frames the curated split held out for the gate (test), selected on the same val split.
+    Returns ``{camera: [accuracy per seed]}`` on the evaluation videos."""
+    from assets.features import load_frame_images
+    from training.checkpoint import checkpoint_spec, load_checkpoint
+    from training.registry import ModelRegistry
+    from training.train import TrainConfig, train_model
+
+    registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
+    record = registry.get(version)
+    _, meta = load_checkpoint(
+        storage.fetch_local([record.checkpoint_uri])[0], expected_sha256=record.checkpoint_sha256
+    )
+    classes, spec = json.loads(meta["classes"]), checkpoint_spec(meta)
+    base = TrainConfig.from_dict({**json.loads(meta["config"]), "init_checkpoint": None})
+    keys = ["video_id", "frame_index"]
+    dataset = storage.read_table("dataset", version=record.dataset_version).filter(
+        pl.col("label").is_in(classes)
+    )
+    queue = storage.read_table("drift_queue")
+    drifted = [] if queue is None else queue["video_id"].unique().to_list()
+    in_train = (pl.col("split") == "train") | (
+        pl.col("video_id").is_in(drifted) & (pl.col("split") == "test")
+    )
+    train = dataset.filter(in_train).select(*keys, "label")
+    val = dataset.filter(pl.col("split") == "val").select(*keys, "label")
+    frames = storage.read_table("frames").select(*keys, "camera_id", "uri", "sha256")
+
+    def arrays(rows: pl.DataFrame):
+        rows = rows.join(frames, on=keys, maintain_order="left")
+        y = rows["label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
+        return load_frame_images(storage, rows, spec), y
+
+    (x_tr, y_tr), (x_va, y_va) = arrays(train), arrays(val)
+    out: dict[str, list[float]] = {}
+    for seed in seeds:
+        res = train_model(
+            x_tr, y_tr, classes=classes, config=TrainConfig.from_dict({**json.loads(base.to_json()),
+                                                                       "seed": seed}),
+            val_images=x_va if len(x_va) else None, val_labels=y_va if len(y_va) else None,
+        )  # fmt: skip
+        for camera, (acc, _) in score_videos(res.model, classes, spec, videos, truth).items():
+            out.setdefault(camera, []).append(acc)
     return out
 
 
@@ -215,18 +274,27 @@ def run_drift_scenario(
     # the newest model trained with the drift labels, promoted or not: what the gate weighed
     latest = registry.list().sort("created_at").row(-1, named=True)["model_version"]
     chal_acc = eval_accuracy(storage, latest, eval_videos, eval_truth)
+    console.rule("reference: the same training with every gathered label from the start")
+    t0 = time.perf_counter()
+    ref_acc = all_labels_accuracy(storage, latest, eval_videos, eval_truth)
+    tl.add(
+        "reference models trained",
+        f"{len(next(iter(ref_acc.values()), []))} seeds, {time.perf_counter() - t0:.0f} s",
+    )
     acc = Table("camera", "line now", "frames", f"old champion {old_version}", f"champion now {new_version}",
-                f"latest challenger {latest}",
+                f"latest challenger {latest}", "all labels from the start (seeds)", "champion - reference",
                 title="accuracy on a new video of each camera under its shifted conditions (not landed)")  # fmt: skip
     for cam in sorted(old_acc):
+        ref = ref_acc.get(cam, [float("nan")])
         acc.add_row(cam, SHIFTS.get(cam, ("", "unchanged"))[1], str(old_acc[cam][1]),
-                    f"{old_acc[cam][0]:.3f}", f"{new_acc[cam][0]:.3f}", f"{chal_acc[cam][0]:.3f}")  # fmt: skip
+                    f"{old_acc[cam][0]:.3f}", f"{new_acc[cam][0]:.3f}", f"{chal_acc[cam][0]:.3f}",
+                    f"{np.mean(ref):.3f} ({', '.join(f'{a:.3f}' for a in ref)})",
+                    f"{new_acc[cam][0] - np.mean(ref):+.3f}")  # fmt: skip
     console.print(acc)
     if latest != new_version:
         console.print(
-            f"[yellow]the challenger {latest} was not promoted[/]: the promotion gate compares both "
-            "models on the curated test split, where the new conditions are a small share "
-            "(see model_evaluation's decision); `lensline models promote` overrides it"
+            f"[yellow]the challenger {latest} was not promoted[/]: see model_evaluation's "
+            "decision and its vs_champion table; `lensline models promote` overrides it"
         )
     summary = {
         "old_champion": old_version,
@@ -237,6 +305,7 @@ def run_drift_scenario(
                 "old": old_acc[c][0],
                 "new": new_acc[c][0],
                 "latest_challenger": chal_acc[c][0],
+                "all_labels_from_start": ref_acc.get(c, []),
                 "frames": old_acc[c][1],
             }  # fmt: skip
             for c in old_acc
