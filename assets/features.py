@@ -17,7 +17,14 @@ KEYS = ["video_id", "frame_index"]
 class EmbeddingConfig(dg.Config):
     """K-fold training that yields held-out probabilities for cleanlab."""
 
-    n_folds: int = Field(default=3, description="Folds, grouped by video.")
+    n_folds: int = Field(
+        default=3, description="Folds, grouped by video (or time blocks of one video)."
+    )
+    frame_folds: int = Field(
+        default=5,
+        description="Folds when labelled frames are no near-duplicates of their neighbours "
+        "and are folded one by one (training.crossval).",
+    )
     epochs: int = Field(default=15, description="Epochs per fold model.")
     seed: int = Field(default=0)
 
@@ -76,7 +83,7 @@ def frame_embeddings(
     spec = preprocess.spec()
     digest = fingerprint(
         hashlib.sha256(vote.select(*KEYS, "vote_label", "sha256").write_csv().encode()).hexdigest(),
-        classes, config.model_dump(), spec.to_dict(), "kfold-v1",
+        classes, config.model_dump(), spec.to_dict(), "kfold-v2",
     )  # fmt: skip
     if (again := reuse(context, digest)) is not None:
         return again  # same labelled frames, votes, config: the same held-out outputs
@@ -92,6 +99,7 @@ def frame_embeddings(
         frame_indices=vote["frame_index"].to_numpy(),
         config=cfg,
         n_folds=config.n_folds,
+        frame_folds=config.frame_folds,
         progress=context.log.info,
         return_grouping=True,
     )
