@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
 from pydantic import Field
 
@@ -19,6 +20,9 @@ from orchestration.storage import LensStorage
 CODE_VERSION = "train-v2"  # v2: the preprocessing contract recorded in the checkpoint
 
 
+CONDITION_BALANCE = 1.0
+
+
 class TrainingConfig(dg.Config):
     """Hyper-parameters of one training run (defaults suit the demo on 2 CPU cores)."""
 
@@ -28,6 +32,12 @@ class TrainingConfig(dg.Config):
     width: int = Field(default=16, description="Channel width of the edge CNN.")
     augment: bool = Field(
         default=True, description="Random shifts, blur and flips of the training crops."
+    )
+    condition_balance: float = Field(
+        default=CONDITION_BALANCE,
+        description="Sampling of line conditions (each camera, and its drift-labelled videos "
+        "apart) per epoch: 0 natural shares, 1 equal shares, so a newly labelled condition is "
+        "learned from its few dozen frames.",
     )
     seed: int = Field(default=0, description="Same seed, same data -> identical weights.")
     sweep_trials: int = Field(
@@ -110,7 +120,7 @@ def trained_model(
         return again  # same data, config and code: the same weights (training is seeded)
     dataset = storage.read_table("dataset", version=dataset_version)
     classes = sorted(dataset["label"].unique().to_list())
-    x_tr, y_tr, _ = split_images(storage, "train", classes, spec, version=dataset_version)
+    x_tr, y_tr, keys_tr = split_images(storage, "train", classes, spec, version=dataset_version)
     x_va, y_va, _ = split_images(storage, "val", classes, spec, version=dataset_version)
     init = None
     if config.init_checkpoint:
@@ -122,9 +132,11 @@ def trained_model(
         image_size=spec.image_size,
         width=config.width,
         augment=config.augment,
+        condition_balance=config.condition_balance,
         seed=config.seed,
         init_checkpoint=init,
     )
+    conditions = _conditions(storage, keys_tr)
 
     def progress(row: dict) -> None:
         context.log.info(
@@ -149,6 +161,7 @@ def trained_model(
             val_images=x_va if len(x_va) else None,
             val_labels=y_va if len(y_va) else None,
             progress=progress,
+            groups=conditions,
         )
         val_acc = max((h.get("val_acc", 0.0) for h in res.history), default=0.0)
         results.append(res)
@@ -195,6 +208,12 @@ def trained_model(
             "config": dg.MetadataValue.json(json.loads(cfg.to_json())),
             "preprocess": dg.MetadataValue.json(spec.to_dict()),
             "train_images": len(x_tr),
+            "train_conditions": dg.MetadataValue.json(
+                {
+                    str(k): int(v)
+                    for k, v in zip(*np.unique(conditions, return_counts=True), strict=True)
+                }
+            ),
             "val_images": len(x_va),
             "best_epoch": result.best_epoch,
             "trials": dg.MetadataValue.md(md_table(pl.DataFrame(rows))),
@@ -289,7 +308,7 @@ def model_evaluation(
             y_te,
             champ_pred,
             probs.argmax(1),
-            slices=_test_slices(storage, keys),
+            slices=_conditions(storage, keys),
             classes=classes,
             margin=config.margin,
             recall_tolerance=config.recall_tolerance,
@@ -356,8 +375,8 @@ def model_evaluation(
     )
 
 
-def _test_slices(storage: LensStorage, keys: pl.DataFrame):
-    """Each test frame's line condition (:func:`training.evaluate.condition_slices`): its camera,
+def _conditions(storage: LensStorage, keys: pl.DataFrame):
+    """Each frame's line condition (:func:`training.evaluate.condition_slices`): its camera,
     split off as ``<camera>/drift`` for videos whose frames were queued because they drifted."""
     from training.evaluate import condition_slices
 

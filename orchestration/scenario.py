@@ -133,6 +133,7 @@ def all_labels_accuracy(
     Returns ``{camera: [accuracy per seed]}`` on the evaluation videos."""
     from assets.features import load_frame_images
     from training.checkpoint import checkpoint_spec, load_checkpoint
+    from training.evaluate import condition_slices
     from training.registry import ModelRegistry
     from training.train import TrainConfig, train_model
 
@@ -152,22 +153,24 @@ def all_labels_accuracy(
     in_train = (pl.col("split") == "train") | (
         pl.col("video_id").is_in(drifted) & (pl.col("split") == "test")
     )
-    train = dataset.filter(in_train).select(*keys, "label")
-    val = dataset.filter(pl.col("split") == "val").select(*keys, "label")
+    train = dataset.filter(in_train).select(*keys, "label").sort(keys)
+    val = dataset.filter(pl.col("split") == "val").select(*keys, "label").sort(keys)
     frames = storage.read_table("frames").select(*keys, "camera_id", "uri", "sha256")
 
     def arrays(rows: pl.DataFrame):
         rows = rows.join(frames, on=keys, maintain_order="left")
         y = rows["label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
-        return load_frame_images(storage, rows, spec), y
+        cond = condition_slices(rows["camera_id"].to_list(), rows["video_id"].to_list(), drifted)
+        return load_frame_images(storage, rows, spec), y, cond
 
-    (x_tr, y_tr), (x_va, y_va) = arrays(train), arrays(val)
+    (x_tr, y_tr, groups), (x_va, y_va, _) = arrays(train), arrays(val)
     out: dict[str, list[float]] = {}
     for seed in seeds:
         res = train_model(
             x_tr, y_tr, classes=classes, config=TrainConfig.from_dict({**json.loads(base.to_json()),
                                                                        "seed": seed}),
             val_images=x_va if len(x_va) else None, val_labels=y_va if len(y_va) else None,
+            groups=groups,
         )  # fmt: skip
         for camera, (acc, _) in score_videos(res.model, classes, spec, videos, truth).items():
             out.setdefault(camera, []).append(acc)

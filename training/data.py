@@ -23,6 +23,7 @@ __all__ = [
     "STD",
     "AugmentConfig",
     "ArrayLoader",
+    "balance_weights",
     "to_float",
     "normalize",
     "preprocess",
@@ -141,6 +142,17 @@ def _random_blur(
     return flat.view(n, c, h, w)
 
 
+def balance_weights(groups, power: float = 1.0) -> np.ndarray:
+    """Sampling weights that give each group (e.g. line condition) an equal share of every
+    epoch at ``power`` 1, the natural shares at 0 (``count ** -power`` per item), normalised to
+    mean 1. A new condition with a few dozen labelled frames among thousands is otherwise seen
+    a few times per epoch and learned slowly and unstably (group-balanced sampling)."""
+    g = np.asarray(groups).astype(str)
+    _, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+    w = counts[inverse].astype(np.float64) ** -float(power)
+    return w * (len(w) / w.sum()) if len(w) else w
+
+
 class ArrayLoader:
     """Seeded mini-batches over in-memory uint8 images.
 
@@ -162,6 +174,9 @@ class ArrayLoader:
         Jitter settings, or None for clean batches (validation, inference).
     seed
         Seeds the loader's own ``torch.Generator``.
+    weights
+        Optional float (N,) sampling weights: each epoch then draws N indices with replacement
+        in proportion to them (e.g. :func:`balance_weights`), instead of a permutation.
     """
 
     def __init__(
@@ -173,6 +188,7 @@ class ArrayLoader:
         shuffle: bool = False,
         augment: AugmentConfig | None = None,
         seed: int = 0,
+        weights: np.ndarray | None = None,
     ):
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(
@@ -186,13 +202,31 @@ class ArrayLoader:
         self.shuffle = shuffle
         self.augment = augment
         self.generator = torch.Generator().manual_seed(int(seed))
+        self.weights = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            if (
+                w.shape != (len(images),)
+                or not np.isfinite(w).all()
+                or (w < 0).any()
+                or w.sum() <= 0
+            ):
+                raise ValueError(
+                    f"weights must be {len(images)} finite non-negative numbers, not all 0"
+                )
+            self.weights = torch.as_tensor(w)
 
     def __len__(self) -> int:
         return (len(self.images) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.images)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, n, replacement=True, generator=self.generator)
+        elif self.shuffle:
+            order = torch.randperm(n, generator=self.generator)
+        else:
+            order = torch.arange(n)
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
             x = to_float(self.images[idx])

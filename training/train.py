@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.data import ArrayLoader, AugmentConfig
+from training.data import ArrayLoader, AugmentConfig, balance_weights
 from training.model import LenslineNet, build_model
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "plot_history"]
@@ -60,6 +60,9 @@ class TrainConfig:
     seed: int = 0
     num_threads: int = 1  # torch intra-op threads; part of determinism. >1 collapses on a busy box
     patience: int = 0  # stop after this many epochs without a better val_acc; 0 = never
+    # sampling: with groups (line conditions) given to train_model, each condition's share of an
+    # epoch is count ** (1 - condition_balance): 0 = natural shares, 1 = equal shares
+    condition_balance: float = 0.0
     init_checkpoint: str | None = None  # local safetensors path to fine-tune from
 
     def augment_config(self) -> AugmentConfig | None:
@@ -113,6 +116,7 @@ def train_model(
     val_images: np.ndarray | None = None,
     val_labels: np.ndarray | None = None,
     progress: Callable[[dict], None] | None = None,
+    groups: np.ndarray | None = None,
 ) -> TrainResult:
     """Train a :class:`LenslineNet` from scratch or from ``config.init_checkpoint``.
 
@@ -131,6 +135,10 @@ def train_model(
         drives early stopping.
     progress
         Called after every epoch with that epoch's history row (plus ``epochs``).
+    groups
+        Optional (N,) line condition of each training image (e.g. ``cam1``, ``cam1/drift``);
+        with ``config.condition_balance`` > 0 each epoch draws N images with replacement,
+        weighted by :func:`training.data.balance_weights`.
     """
     config = config or TrainConfig()
     _check_inputs(images, labels, classes, config, "train")
@@ -139,11 +147,16 @@ def train_model(
         _check_inputs(*val, classes, config, "val")
     t_start = time.perf_counter()
 
+    weights = None
+    if groups is not None and config.condition_balance > 0:
+        if len(groups) != len(labels):
+            raise ValueError(f"{len(labels)} training images but {len(groups)} groups")
+        weights = balance_weights(groups, config.condition_balance)
     with _reproducible(config.seed, config.num_threads):
         model = _init_model(classes, config)
         loader = ArrayLoader(
             images, labels, batch_size=config.batch_size, shuffle=True,
-            augment=config.augment_config(), seed=config.seed,
+            augment=config.augment_config(), seed=config.seed, weights=weights,
         )  # fmt: skip
         optimizer = torch.optim.AdamW(
             _param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.99)

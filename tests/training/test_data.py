@@ -55,3 +55,25 @@ def test_loader_is_seeded_and_covers_every_image_once():
     assert torch.cat([y for _, y in epoch(one)]).tolist() != torch.cat([y for _, y in e1]).tolist()
     with pytest.raises(ValueError):
         ArrayLoader(images.astype(np.float32), labels, batch_size=4)
+
+
+def test_balanced_loader_gives_each_condition_an_equal_share_and_is_seeded():
+    from training.data import balance_weights
+
+    groups = np.array(["cam1"] * 180 + ["cam1/drift"] * 20)
+    w = balance_weights(groups)
+    assert np.isclose(w.mean(), 1.0) and np.isclose(w[groups == "cam1/drift"].sum(), 100.0)
+    assert np.allclose(balance_weights(groups, 0.0), 1.0)  # power 0: the natural shares
+    images = np.zeros((200, 8, 8, 3), np.uint8)
+    labels = (groups == "cam1/drift").astype(int)  # label 1 marks the rare condition
+    drawn = []
+    for seed in (0, 0, 1):
+        loader = ArrayLoader(images, labels, batch_size=50, weights=w, seed=seed)
+        drawn.append(torch.cat([y for _, y in loader]).numpy())
+    assert (
+        len(drawn[0]) == 200 and (drawn[0] == drawn[1]).all() and not (drawn[0] == drawn[2]).all()
+    )
+    share = np.mean([ys.mean() for ys in drawn])
+    assert 0.4 < share < 0.6  # ~half of each epoch from 10% of the images
+    with pytest.raises(ValueError, match="weights must be 200"):
+        ArrayLoader(images, labels, batch_size=50, weights=np.zeros(200))

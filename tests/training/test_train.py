@@ -122,3 +122,17 @@ def test_transfer_learning_keeps_backbone_and_matching_head_rows(tmp_path):
             classes=["a", "b"],
             config=TrainConfig(epochs=1, init_checkpoint=str(path), **{**TINY, "width": 8}),
         )
+
+
+def test_condition_balanced_sampling_is_recorded_seeded_and_checked():
+    """A rare condition (10% of frames) gets half of every epoch with condition_balance=1."""
+    x, y = _squares(60, 3)
+    groups = np.array(["cam1"] * 54 + ["cam1/drift"] * 6)
+    cfg = TrainConfig(epochs=2, seed=1, condition_balance=1.0, **TINY)
+    a = train_model(x, y, classes=["dark", "bright"], config=cfg, groups=groups)
+    b = train_model(x, y, classes=["dark", "bright"], config=cfg, groups=groups)
+    plain = train_model(x, y, classes=["dark", "bright"], config=cfg)  # no groups: plain epochs
+    assert _same_weights(a.model, b.model) and not _same_weights(a.model, plain.model)
+    assert json.loads(a.checkpoint_metadata()["config"])["condition_balance"] == 1.0
+    with pytest.raises(ValueError, match="60 training images but 5 groups"):
+        train_model(x, y, classes=["dark", "bright"], config=cfg, groups=groups[:5])
