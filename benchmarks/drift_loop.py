@@ -28,7 +28,6 @@ differs from seed to seed by several points on a ~115-frame video: read the mean
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -38,7 +37,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
 
 
 def main() -> None:
@@ -52,13 +50,9 @@ def main() -> None:
     os.environ["LENSLINE_HOME"] = args.home
     os.environ.pop("LENSLINE_STORAGE", None)
 
-    from assets.features import load_frame_images
-    from orchestration.scenario import render_shifted, score_videos
+    from orchestration.scenario import gathered_sets, render_shifted
     from orchestration.storage import LensStorage
-    from training.checkpoint import checkpoint_spec, load_checkpoint
-    from training.evaluate import condition_slices
     from training.registry import ModelRegistry
-    from training.train import TrainConfig, train_model
 
     storage = LensStorage()
     queue = storage.read_table("drift_queue")
@@ -66,31 +60,8 @@ def main() -> None:
         sys.exit(f"{args.home}: no drift queue; run `lensline demo --scenario drift` there first")
     registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
     latest = registry.list().sort("created_at").row(-1, named=True)
-    _, meta = load_checkpoint(
-        storage.fetch_local([latest["checkpoint_uri"]])[0],
-        expected_sha256=latest["checkpoint_sha256"],
-    )
-    classes, spec = json.loads(meta["classes"]), checkpoint_spec(meta)
-    base = {**json.loads(meta["config"]), "init_checkpoint": None}
-    keys = ["video_id", "frame_index"]
-    dataset = storage.read_table("dataset", version=latest["dataset_version"]).sort(keys)
-    dataset = dataset.filter(pl.col("label").is_in(classes))
-    drifted = queue["video_id"].unique().to_list()
-    frames = storage.read_table("frames").select(*keys, "camera_id", "uri", "sha256")
-
-    def arrays(rows: pl.DataFrame):
-        rows = rows.join(frames, on=keys, maintain_order="left")
-        y = rows["label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
-        cond = condition_slices(rows["camera_id"].to_list(), rows["video_id"].to_list(), drifted)
-        return load_frame_images(storage, rows, spec), y, cond
-
-    is_train = pl.col("split") == "train"
-    held = pl.col("video_id").is_in(drifted) & (pl.col("split") == "test")
-    sets = {
-        "loop": arrays(dataset.filter(is_train)),
-        "all labels": arrays(dataset.filter(is_train | held)),
-    }
-    x_va, y_va, _ = arrays(dataset.filter(pl.col("split") == "val"))
+    gathered = gathered_sets(storage, latest["model_version"])
+    sets = gathered.sets
     with tempfile.TemporaryDirectory() as tmp:
         _, videos, truth = render_shifted(
             Path(tmp) / "landing", seed=args.scenario_seed + 1, cameras=args.cameras,
@@ -111,17 +82,12 @@ def main() -> None:
         print(head + "\n" + "-" * len(head))
         means = {}
         for sampling, balance in (("natural (baseline)", 0.0), ("condition-balanced", 1.0)):
-            for name, (x, y, cond) in sets.items():
+            for name in sets:
                 accs, t0 = [], time.perf_counter()
                 for seed in range(args.seeds):
-                    cfg = TrainConfig.from_dict(
-                        {**base, "seed": seed, "condition_balance": balance}
+                    acc = gathered.train(
+                        name, seed=seed, videos=videos, truth=truth, condition_balance=balance
                     )
-                    res = train_model(
-                        x, y, classes=classes, config=cfg, val_images=x_va, val_labels=y_va,
-                        groups=cond,
-                    )  # fmt: skip
-                    acc = score_videos(res.model, classes, spec, videos, truth)
                     accs.append([acc[c][0] for c in cams])
                 a = np.asarray(accs)
                 means[sampling, name] = a.mean(0)

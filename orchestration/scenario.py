@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -123,19 +124,47 @@ def score_videos(model, classes: list[str], spec, videos: dict[str, Path], truth
     return out
 
 
-def all_labels_accuracy(
-    storage, version: str, videos: dict[str, Path], truth, *, seeds: tuple[int, ...] = (0, 1, 2)
-) -> dict[str, list[float]]:
-    """The reference the loop is measured against: a model trained from scratch, with the
-    champion's training config and preprocessing, on every label the loop gathered as if they
-    had all been there from the start: the champion's train split plus the drifted videos'
-    frames the curated split held out for the gate (test), selected on the same val split.
-    Returns ``{camera: [accuracy per seed]}`` on the evaluation videos."""
+@dataclass
+class GatheredSets:
+    """What a loop model was trained on, as arrays, and how: see :func:`gathered_sets`."""
+
+    classes: list[str]
+    spec: Any  # training.preprocess.PreprocessSpec
+    config: dict[str, Any]  # the model's TrainConfig as a dict
+    sets: dict[
+        str, tuple[np.ndarray, np.ndarray, np.ndarray]
+    ]  # name -> (images, labels, conditions)
+    val: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    def train(self, name: str, *, seed: int, videos, truth, **overrides: Any) -> dict:
+        """Train from scratch on set ``name`` (the model's config, ``seed``, ``overrides``) and
+        score on ``videos``: ``{camera: (accuracy, frames)}``."""
+        from training.train import TrainConfig, train_model
+
+        x, y, groups = self.sets[name]
+        config = TrainConfig.from_dict({**self.config, **overrides, "seed": seed})
+        x_va, y_va, _ = self.val
+        res = train_model(
+            x, y, classes=self.classes, config=config, groups=groups,
+            val_images=x_va if len(x_va) else None, val_labels=y_va if len(y_va) else None,
+        )  # fmt: skip
+        return score_videos(res.model, self.classes, self.spec, videos, truth)
+
+
+def gathered_sets(storage, version: str) -> GatheredSets:
+    """The training sets behind registered model ``version``, with its config and preprocessing:
+
+    * ``loop``: its curated train split (the drift-labelled videos' train share included), as
+      ``trained_model`` read it;
+    * ``all labels``: every label the loop gathered as if it had all been there from the start:
+      the same plus the drifted frames the curated split holds out for the promotion gate.
+
+    Both are selected on the same val split.
+    """
     from assets.features import load_frame_images
     from training.checkpoint import checkpoint_spec, load_checkpoint
     from training.evaluate import condition_slices
     from training.registry import ModelRegistry
-    from training.train import TrainConfig, train_model
 
     registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
     record = registry.get(version)
@@ -143,18 +172,11 @@ def all_labels_accuracy(
         storage.fetch_local([record.checkpoint_uri])[0], expected_sha256=record.checkpoint_sha256
     )
     classes, spec = json.loads(meta["classes"]), checkpoint_spec(meta)
-    base = TrainConfig.from_dict({**json.loads(meta["config"]), "init_checkpoint": None})
     keys = ["video_id", "frame_index"]
-    dataset = storage.read_table("dataset", version=record.dataset_version).filter(
-        pl.col("label").is_in(classes)
-    )
+    dataset = storage.read_table("dataset", version=record.dataset_version)
+    dataset = dataset.filter(pl.col("label").is_in(classes)).sort(keys)
     queue = storage.read_table("drift_queue")
     drifted = [] if queue is None else queue["video_id"].unique().to_list()
-    in_train = (pl.col("split") == "train") | (
-        pl.col("video_id").is_in(drifted) & (pl.col("split") == "test")
-    )
-    train = dataset.filter(in_train).select(*keys, "label").sort(keys)
-    val = dataset.filter(pl.col("split") == "val").select(*keys, "label").sort(keys)
     frames = storage.read_table("frames").select(*keys, "camera_id", "uri", "sha256")
 
     def arrays(rows: pl.DataFrame):
@@ -163,16 +185,32 @@ def all_labels_accuracy(
         cond = condition_slices(rows["camera_id"].to_list(), rows["video_id"].to_list(), drifted)
         return load_frame_images(storage, rows, spec), y, cond
 
-    (x_tr, y_tr, groups), (x_va, y_va, _) = arrays(train), arrays(val)
+    train = pl.col("split") == "train"
+    held = pl.col("video_id").is_in(drifted) & (pl.col("split") == "test")
+    return GatheredSets(
+        classes=classes,
+        spec=spec,
+        config={**json.loads(meta["config"]), "init_checkpoint": None},
+        sets={
+            "loop": arrays(dataset.filter(train)),
+            "all labels": arrays(dataset.filter(train | held)),
+        },
+        val=arrays(dataset.filter(pl.col("split") == "val")),
+    )
+
+
+def all_labels_accuracy(
+    storage, version: str, videos: dict[str, Path], truth, *, seeds: tuple[int, ...] = (0, 1, 2)
+) -> dict[str, list[float]]:
+    """The reference the loop is measured against: models trained from scratch with
+    ``version``'s config and preprocessing on ``all labels`` (:func:`gathered_sets`).
+    Returns ``{camera: [accuracy per seed]}`` on the evaluation videos."""
+    sets = gathered_sets(storage, version)
     out: dict[str, list[float]] = {}
     for seed in seeds:
-        res = train_model(
-            x_tr, y_tr, classes=classes, config=TrainConfig.from_dict({**json.loads(base.to_json()),
-                                                                       "seed": seed}),
-            val_images=x_va if len(x_va) else None, val_labels=y_va if len(y_va) else None,
-            groups=groups,
-        )  # fmt: skip
-        for camera, (acc, _) in score_videos(res.model, classes, spec, videos, truth).items():
+        for camera, (acc, _) in sets.train(
+            "all labels", seed=seed, videos=videos, truth=truth
+        ).items():
             out.setdefault(camera, []).append(acc)
     return out
 
