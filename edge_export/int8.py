@@ -12,9 +12,15 @@ Follows ONNX Runtime's own guidance for CNNs on CPU:
 
 A wrong calibration set (blank frames, a different normalisation) gives wrong ranges and
 silently wrong answers, the most reported failure of INT8 exports; :func:`verify_accuracy`
-is the gate that catches it: top-1 accuracy on the test split may drop by at most
-``max_drop_points`` (1.0) against FP32, and no class's recall by more than
-``max_recall_drop_points`` (2.0).
+is the gate that catches it, comparing INT8 with FP32 frame by frame on the test split:
+
+* INT8 must agree with FP32's top-1 on at least ``min_agreement`` (0.9) of the frames (a
+  broken calibration scrambles predictions; this needs no labels and no luck);
+* top-1 accuracy may not drop by more than ``max_drop_points`` (1.0), nor any class's recall
+  by more than ``max_recall_drop_points`` (2.0), where a drop counts when it is also
+  significant: the one-sided exact McNemar test on the frames only one of the two models gets
+  right rejects "INT8 is no worse" at ``alpha`` (0.05). On a test split of ~100 frames one
+  frame is a whole point; a single flipped frame is noise, a real loss is many.
 
 The output is written to a temp file beside ``out`` and moved into place with ``os.replace``.
 """
@@ -70,6 +76,10 @@ class AccuracyReport:
         Fraction of inputs where FP32 and INT8 predict the same class.
     n
         Number of inputs.
+    p_worse
+        One-sided exact McNemar p-value of "INT8 is less accurate" on all inputs.
+    fp32_only, int8_only
+        Inputs only FP32 (only INT8) classifies correctly.
     """
 
     passed: bool
@@ -82,6 +92,9 @@ class AccuracyReport:
     n: int = 0
     max_drop_points: float = 1.0
     max_recall_drop_points: float = 2.0
+    p_worse: float = 1.0
+    fp32_only: int = 0
+    int8_only: int = 0
 
     def to_metadata(self) -> dict[str, Any]:
         """JSON-ready dict (asset metadata, model card)."""
@@ -239,8 +252,10 @@ def verify_accuracy(
     *,
     max_drop_points: float = 1.0,
     max_recall_drop_points: float = 2.0,
+    alpha: float = 0.05,
+    min_agreement: float = 0.9,
 ) -> AccuracyReport:
-    """The ``int8_accuracy`` gate: INT8 against FP32 on the labelled test split.
+    """The ``int8_accuracy`` gate: INT8 against FP32, frame by frame, on the labelled test split.
 
     Parameters
     ----------
@@ -256,6 +271,11 @@ def verify_accuracy(
         Largest allowed top-1 accuracy drop, percentage points.
     max_recall_drop_points
         Largest allowed recall drop of any class with test examples, percentage points.
+    alpha
+        A drop beyond the allowance fails only when significant at this level (one-sided
+        exact McNemar test).
+    min_agreement
+        Smallest allowed share of inputs where INT8 and FP32 predict the same class.
     """
     ref = np.asarray(fp32_probs_or_logits, dtype=np.float64)
     got = np.asarray(int8_logits, dtype=np.float64)
@@ -274,11 +294,19 @@ def verify_accuracy(
         reasons.append("INT8 model produced non-finite scores")
     p_ref, p_got = ref.argmax(1), got.argmax(1)
     fp32_acc, acc = float((p_ref == y).mean()), float((p_got == y).mean())
+    agreement = float((p_ref == p_got).mean())
+    if agreement < min_agreement - _EPS:
+        reasons.append(
+            f"INT8 agrees with FP32's top-1 on only {agreement:.1%} of {len(y)} frames "
+            f"(at least {min_agreement:.0%} required): calibration or quantisation broke the model"
+        )
     drop = 100.0 * (fp32_acc - acc)
-    if drop > max_drop_points + _EPS:
+    fp32_only, int8_only, p_all = _mcnemar(p_ref == y, p_got == y)
+    if drop > max_drop_points + _EPS and p_all < alpha:
         reasons.append(
             f"top-1 accuracy dropped {drop:.2f} points ({fp32_acc:.2%} FP32 -> {acc:.2%} INT8), "
-            f"allowed {max_drop_points:g}"
+            f"allowed {max_drop_points:g}; significant: {fp32_only} frames only FP32 gets right, "
+            f"{int8_only} only INT8 (McNemar p={p_all:.3g} < {alpha:g})"
         )
     recall_drop: dict[str, float | None] = {}
     for i, name in enumerate(classes):
@@ -288,10 +316,12 @@ def verify_accuracy(
             continue
         d = 100.0 * float((p_ref[mask] == i).mean() - (p_got[mask] == i).mean())
         recall_drop[name] = d
-        if d > max_recall_drop_points + _EPS:
+        lost, won, p_class = _mcnemar(p_ref[mask] == i, p_got[mask] == i)
+        if d > max_recall_drop_points + _EPS and p_class < alpha:
             reasons.append(
                 f"recall of {name!r} dropped {d:.2f} points ({int(mask.sum())} test examples), "
-                f"allowed {max_recall_drop_points:g}"
+                f"allowed {max_recall_drop_points:g}; significant: {lost} lost, {won} gained "
+                f"(McNemar p={p_class:.3g})"
             )
     return AccuracyReport(
         passed=not reasons,
@@ -300,11 +330,26 @@ def verify_accuracy(
         drop_points=drop,
         per_class_recall_drop=recall_drop,
         reasons=reasons,
-        top1_agreement=float((p_ref == p_got).mean()),
+        top1_agreement=agreement,
         n=len(y),
         max_drop_points=max_drop_points,
         max_recall_drop_points=max_recall_drop_points,
+        p_worse=p_all,
+        fp32_only=fp32_only,
+        int8_only=int8_only,
     )
+
+
+def _mcnemar(right_a: np.ndarray, right_b: np.ndarray) -> tuple[int, int, float]:
+    """(frames only A gets right, only B, one-sided exact McNemar p-value of "B is worse"):
+    the binomial(b + c, 1/2) upper tail at b. Pure Python: the export side needs no scipy."""
+    from math import comb
+
+    b = int((right_a & ~right_b).sum())
+    c = int((right_b & ~right_a).sum())
+    n = b + c
+    p = sum(comb(n, k) for k in range(b, n + 1)) / 2**n if n else 1.0
+    return b, c, float(p)
 
 
 def evaluate_int8(

@@ -131,12 +131,24 @@ def test_verify_accuracy_thresholds():
     ok = verify_accuracy(fp32, int8, labels, ["good", "bad"])
     assert ok.passed and ok.drop_points == pytest.approx(1.0)
     assert ok.per_class_recall_drop == {"good": pytest.approx(2.0), "bad": 0.0}
-    int8[1] = [0.0, 1.0]
+    int8[1] = [0.0, 1.0]  # two frames: 2 points, beyond the allowance, but within the noise
+    noise = verify_accuracy(fp32, int8, labels, ["good", "bad"])
+    assert noise.passed and noise.drop_points == pytest.approx(2.0)
+    assert (noise.fp32_only, noise.int8_only, noise.p_worse) == (2, 0, pytest.approx(0.25))
+    int8[:8] = [0.0, 1.0]  # eight frames lost, none gained: p = 1/256, a real loss
     bad = verify_accuracy(fp32, int8, labels, ["good", "bad"])
     assert not bad.passed and len(bad.reasons) == 2
-    assert "recall of 'good' dropped 4.00 points" in bad.reasons[1]
-    assert verify_accuracy(fp32, int8, labels, ["good", "bad"], max_drop_points=5,
-                           max_recall_drop_points=5).passed  # fmt: skip
+    assert "top-1 accuracy dropped 8.00 points" in bad.reasons[0] and "McNemar" in bad.reasons[0]
+    assert "recall of 'good' dropped 16.00 points" in bad.reasons[1]
+    assert verify_accuracy(fp32, int8, labels, ["good", "bad"], max_drop_points=10,
+                           max_recall_drop_points=20).passed  # fmt: skip
+    # agreement: INT8 flipping many frames both ways is broken even when accuracy holds
+    ref = fp32.copy()
+    ref[50:58] = [1.0, 0.0]  # FP32 wrong on 8 bad frames, INT8 right on them but wrong on 8 good
+    swapped = fp32.copy()
+    swapped[:8] = [0.0, 1.0]
+    flips = verify_accuracy(ref, swapped, labels, ["good", "bad"], min_agreement=0.9)
+    assert flips.drop_points == 0 and not flips.passed and "agrees" in flips.reasons[0]
     absent = verify_accuracy(np.eye(3)[[0, 1]], np.eye(3)[[0, 1]], np.array([0, 1]), "abc")
     assert absent.per_class_recall_drop["c"] is None and absent.passed
     with pytest.raises(ValueError, match="labels"):
