@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from rich.markup import escape
+
 
 def _console():
     from rich.console import Console
@@ -87,35 +89,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     for run_id in summary.recovered_runs:
         console.print(f"[yellow]marked failed[/] run {run_id}: its lensline run process had died")
     for problem in summary.landing_problems:
-        console.print(f"[yellow]landing:[/] {problem}", soft_wrap=True)
+        console.print(f"[yellow]landing:[/] {escape(str(problem))}", soft_wrap=True)
     if summary.registered:
         console.print(f"registered {len(summary.registered)} new video partition(s)")
     if summary.ingested:
         table = Table("video", "status", "error", title="ingested")
         for o in summary.ingested:
             style = "green" if o.status == "ok" else "red"
-            table.add_row(o.video_id, f"[{style}]{o.status}[/]", o.error or "")
+            table.add_row(escape(o.video_id), f"[{style}]{o.status}[/]", escape(o.error or ""))
         console.print(table)
     console.print(f"{summary.up_to_date} video(s) already up to date")
     for file, problems in summary.rejected_labels.items():
-        console.print(f"[red]label file rejected[/] {file}:", soft_wrap=True)
+        console.print(f"[red]label file rejected[/] {escape(str(file))}:", soft_wrap=True)
         console.print(problems, markup=False, highlight=False, soft_wrap=True)
     if summary.stopped_reason:
-        console.print(f"[yellow]stopped:[/] {summary.stopped_reason}")
+        console.print(f"[yellow]stopped:[/] {escape(summary.stopped_reason)}", soft_wrap=True)
     if summary.downstream:
         state = "[green]ok[/]" if summary.downstream_ok else "[red]FAILED[/]"
         console.print(f"materialised {', '.join(summary.downstream)}: {state}")
     for check in summary.failed_checks:
-        console.print(f"[yellow]check did not pass[/] {check}", soft_wrap=True)
+        console.print(f"[yellow]check did not pass[/] {escape(check)}", soft_wrap=True)
     for failure in summary.step_failures:
-        console.print(f"[red]step failed[/] {failure}", soft_wrap=True)
+        console.print(f"[red]step failed[/] {escape(failure)}", soft_wrap=True)
     code = summary.exit_code
     if code == 3:
         console.print(
             "[red]input rejected[/] (exit 3): "
-            + "; ".join(
-                [f"video {o.video_id} is {o.status}" for o in summary.rejected]
-                + [f"label file {f}" for f in summary.rejected_labels]
+            + escape(
+                "; ".join(
+                    [f"video {o.video_id} is {o.status}" for o in summary.rejected]
+                    + [f"label file {f}" for f in summary.rejected_labels]
+                )
             ),
             soft_wrap=True,
         )
@@ -300,7 +304,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             )
             console.print(f"rolled back: {restored} is the champion again")
     except RegistryError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 2
     models = registry.list()
     table = Table(
