@@ -26,6 +26,11 @@ class EmbeddingConfig(dg.Config):
         "and are folded one by one (training.crossval).",
     )
     epochs: int = Field(default=15, description="Epochs per fold model.")
+    tta: bool = Field(
+        default=True,
+        description="Average held-out probabilities over the training augmentation's shifts "
+        "and mirror (training.crossval.tta_views).",
+    )
     seed: int = Field(default=0)
 
 
@@ -83,7 +88,7 @@ def frame_embeddings(
     spec = preprocess.spec()
     digest = fingerprint(
         hashlib.sha256(vote.select(*KEYS, "vote_label", "sha256").write_csv().encode()).hexdigest(),
-        classes, config.model_dump(), spec.to_dict(), "kfold-v2",
+        classes, config.model_dump(), spec.to_dict(), "kfold-v3",
     )  # fmt: skip
     if (again := reuse(context, digest)) is not None:
         return again  # same labelled frames, votes, config: the same held-out outputs
@@ -102,6 +107,7 @@ def frame_embeddings(
         frame_folds=config.frame_folds,
         progress=context.log.info,
         return_grouping=True,
+        tta=config.tta,
     )
     table = vote.select(*KEYS, "vote_label").with_columns(
         embedding=pl.Series(emb.tolist(), dtype=pl.List(pl.Float32)),

@@ -15,6 +15,15 @@ guard. Holding out whole videos or time blocks there only hides whole stretches 
 from each fold model, whose held-out probabilities then flag correct labels (issue 7.13: on
 digits in one video, label-issue precision 0.79 with time blocks, 0.90-0.92 by frame).
 
+Each held-out probability is the mean softmax over the clean image and the views the training
+augmentation draws most (test-time augmentation, :func:`tta_views`): whole-pixel shifts along each
+axis and, when training mirrors, their mirror images. One fold model's softmax on one view is a
+noisy estimate near the decision boundary, where cleanlab's thresholds cut; the average is
+steadier (issue 7.13, 1797 digits at 64 px, 20 % flips, 5 folds, mean of 3 seeds: held-out
+accuracy against the true labels 0.919 -> 0.931, label-issue F1 0.898 -> 0.920, better on every
+seed; two models per fold instead, at twice the training cost: 0.914). It costs inference only
+(18 views of the held-out fifth at 64 px). Embeddings stay those of the clean image.
+
 Those feed multi-annotator consensus (CROWDLAB), label issues and Datalab's outlier and
 near-duplicate search.
 """
@@ -30,7 +39,7 @@ import numpy as np
 from data_quality.splits import group_ids, guard_near_share, near, shift_invariant_features
 from training.train import TrainConfig
 
-__all__ = ["NEAR_DUPLICATE_SHARE", "cross_val_predict"]
+__all__ = ["NEAR_DUPLICATE_SHARE", "cross_val_predict", "tta_views"]
 
 NEAR_DUPLICATE_SHARE = 0.05
 """Above this share of near-duplicate pairs within the guard, frames are grouped (video / time block)."""
@@ -50,6 +59,7 @@ def cross_val_predict(
     return_grouping: bool = False,
     near_duplicate_share: float = NEAR_DUPLICATE_SHARE,
     frame_folds: int | None = None,
+    tta: bool = True,
 ) -> Any:
     """K-fold out-of-sample class probabilities and embeddings.
 
@@ -135,6 +145,7 @@ def cross_val_predict(
     # frame by frame: plain stratified folds (the grouped splitter loops over every group)
     kind = StratifiedKFold if grouping["grouping"] == "frame" else StratifiedGroupKFold
     splitter = kind(n_splits=k, shuffle=True, random_state=config.seed)
+    views = tta_views(config) if tta else [(0, 0, False)]
     probs = np.zeros((len(labels), len(classes)), np.float32)
     embeddings: np.ndarray | None = None
     fold_of = np.full(len(labels), -1, np.int64)
@@ -157,7 +168,9 @@ def cross_val_predict(
         result = train_model(
             images[train], labels[train], classes=list(classes), config=replace(config)
         )
-        probs[test] = predict_proba(result.model, images[test])
+        probs[test] = np.mean(
+            [predict_proba(result.model, view_of(images[test], *v)) for v in views], axis=0
+        )
         emb = embed(result.model, images[test])
         if embeddings is None:
             embeddings = np.zeros((len(labels), emb.shape[1]), np.float32)
@@ -167,6 +180,40 @@ def cross_val_predict(
     if return_grouping:
         return probs, embeddings, fold_of, {**grouping, "guard_left_out": left_out}
     return probs, embeddings, fold_of
+
+
+def tta_views(config: TrainConfig) -> list[tuple[int, int, bool]]:
+    """Test-time views ``(dx, dy, mirror)`` that ``config``'s training augmentation draws.
+
+    The clean image first; then shifts of ``d`` whole pixels left, right, up and down for
+    ``d`` in {max(1, D // 2), D}, D = floor(``translate`` * side) (the common range of the
+    training's shifts; at most 2 distances whatever the size); each also mirrored when
+    ``hflip``. No augmentation: the clean image alone. 64 px, defaults: 9 views x 2 = 18.
+    """
+    aug = config.augment_config()
+    if aug is None:
+        return [(0, 0, False)]
+    top = int(aug.translate * config.image_size)
+    shifts = [(0, 0)] + [
+        s
+        for d in sorted({max(1, top // 2), top} if top >= 1 else set())
+        for s in ((d, 0), (-d, 0), (0, d), (0, -d))
+    ]
+    return [(dx, dy, m) for m in ((False, True) if aug.hflip else (False,)) for dx, dy in shifts]
+
+
+def view_of(images: np.ndarray, dx: int, dy: int, mirror: bool) -> np.ndarray:
+    """uint8 (N, S, S, 3) shifted ``dx`` px right and ``dy`` px down (edges repeated, as the
+    training augmentation pads), then mirrored left-right if ``mirror``; contiguous."""
+    out = images
+    if dx or dy:
+        p = max(abs(dx), abs(dy))
+        pad = np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)), mode="edge")
+        h, w = images.shape[1:3]
+        out = pad[:, p - dy : p - dy + h, p - dx : p - dx + w]
+    if mirror:
+        out = out[:, :, ::-1]
+    return np.ascontiguousarray(out)
 
 
 def _positions(videos: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from training.crossval import cross_val_predict
+from training.crossval import cross_val_predict, tta_views, view_of
 from training.train import TrainConfig
 
 SIDE = 24
@@ -49,14 +49,16 @@ def spy(monkeypatch):
         seen["train"].append(ids(images))
         return SimpleNamespace(model=len(classes))
 
-    def predict_proba(k, images):
+    def embed(k, images):  # once per fold, on the clean held-out images
         seen["test"].append(ids(images))
-        return np.full((len(images), k), 1.0 / k, np.float32)
+        return np.zeros((len(images), 3))
 
     monkeypatch.setattr("training.train.train_model", train_model)
     evaluate = importlib.import_module("training.evaluate")
-    monkeypatch.setattr(evaluate, "predict_proba", predict_proba)
-    monkeypatch.setattr(evaluate, "embed", lambda k, images: np.zeros((len(images), 3)))
+    monkeypatch.setattr(
+        evaluate, "predict_proba", lambda k, images: np.full((len(images), k), 1.0 / k, np.float32)
+    )
+    monkeypatch.setattr(evaluate, "embed", embed)
     return seen
 
 
@@ -146,3 +148,55 @@ def test_one_video_trains_for_real():
     )
     assert probs.shape == (60, 2) and np.allclose(probs.sum(1), 1, atol=1e-4)
     assert emb.shape[0] == 60 and set(folds.tolist()) == {0, 1}
+
+
+def test_tta_views_follow_the_training_augmentation():
+    """Issue 7.13: held-out probabilities average the shifts (and mirror) training draws."""
+    views = tta_views(TrainConfig(image_size=64))  # translate 0.04: shifts of up to 2.56 px
+    assert views[0] == (0, 0, False) and len(views) == len(set(views)) == 18
+    assert {max(abs(dx), abs(dy)) for dx, dy, _ in views} == {0, 1, 2}
+    assert len(tta_views(TrainConfig(image_size=64, hflip=False))) == 9
+    assert tta_views(TrainConfig(image_size=32)) == [
+        (dx, dy, m) for m in (False, True) for dx, dy in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+    ]
+    assert tta_views(TrainConfig(augment=False)) == [(0, 0, False)]
+    assert tta_views(TrainConfig(translate=0.0, hflip=False)) == [(0, 0, False)]
+
+
+def test_view_of_shifts_with_repeated_edges_and_mirrors():
+    img = np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1).repeat(3, axis=3)
+    right = view_of(img, 1, 0, False)[0, :, :, 0]
+    assert right[:, 1:].tolist() == img[0, :, :3, 0].tolist()  # content moved right
+    assert right[:, 0].tolist() == img[0, :, 0, 0].tolist()  # edge repeated
+    up = view_of(img, 0, -1, False)[0, :, :, 0]
+    assert (
+        up[:3].tolist() == img[0, 1:, :, 0].tolist() and up[3].tolist() == img[0, 3, :, 0].tolist()
+    )
+    assert view_of(img, 0, 0, True)[0, :, :, 0].tolist() == img[0, :, ::-1, 0].tolist()
+    assert view_of(img, 0, 0, False).flags.c_contiguous
+
+
+def test_held_out_probabilities_are_the_mean_over_views(monkeypatch):
+    calls = []
+
+    def predict_proba(model, images):
+        calls.append(images.copy())
+        p = np.zeros((len(images), 2), np.float32)
+        p[:, 0] = images[:, 0, 0, 0] / 255.0  # depends on the view
+        p[:, 1] = 1 - p[:, 0]
+        return p
+
+    monkeypatch.setattr("training.train.train_model", lambda *a, **k: SimpleNamespace(model=None))
+    evaluate = importlib.import_module("training.evaluate")
+    monkeypatch.setattr(evaluate, "predict_proba", predict_proba)
+    monkeypatch.setattr(evaluate, "embed", lambda m, images: np.zeros((len(images), 3)))
+    images, labels = _frames(40, items=False)
+    config = TrainConfig(epochs=1, image_size=SIDE, translate=0.1)  # 2 px: 9 views x 2
+    kw = dict(classes=["a", "b"], groups=np.arange(40), n_folds=2, config=config)
+    probs, *_ = cross_val_predict(images, labels, **kw)
+    assert len(calls) == 2 * 18
+    views = [view_of(images, *v)[:, 0, 0, 0] / 255.0 for v in tta_views(config)]
+    assert np.allclose(probs[:, 0], np.mean(views, axis=0), atol=1e-6)
+    calls.clear()
+    plain, *_ = cross_val_predict(images, labels, tta=False, **kw)
+    assert len(calls) == 2 and np.allclose(plain[:, 0], images[:, 0, 0, 0] / 255.0, atol=1e-6)
