@@ -260,7 +260,8 @@ def test_asset_page_shows_evaluation_metadata(dagster_ui, demo_home, page):
     for key in ("model_version", "accuracy", "per_class", "confusion", "calibration"):
         assert re.search(rf"^{key}$", body, re.M), key
     assert champion["model_version"] in body
-    assert re.search(rf"^{accuracy:g}$", body, re.M), accuracy
+    shown = "|".join(re.escape(v) for v in {repr(accuracy), f"{accuracy:g}"})
+    assert re.search(rf"^({shown})$", body, re.M), accuracy  # the UI prints floats in full
     assert re.search(r"^class\tprecision\trecall\tf1\tsupport$", body, re.M)  # per-class table
     # the confusion matrix: a markdown value with an embedded PNG, opened in its dialog
     row = page.locator("tr").filter(has=page.get_by_text("confusion", exact=True))
