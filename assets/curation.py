@@ -4,7 +4,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from assets.features import KEYS, load_frame_images, ok_frames
+from assets.features import KEYS, line_conditions, load_frame_images, ok_frames
 from assets.labels import held_out
 from assets.previews import png_md
 from assets.tables import md_table
@@ -145,16 +145,12 @@ def curated_dataset(
 
     frames = ok_frames(storage)
     queue = storage.read_table("drift_queue")
-    drifted = [] if queue is None else queue["video_id"].unique().to_list()
     consensus = storage.read_table("label_consensus").join(
         frames.select(*KEYS, "camera_id"), on=KEYS
     )
     # the split strata are the line conditions the promotion gate scores separately
-    # (training.evaluate.condition_slices): each camera, and its drift-labelled videos apart
     consensus = consensus.with_columns(
-        condition=pl.when(pl.col("video_id").is_in(drifted))
-        .then(pl.col("camera_id") + "/drift")
-        .otherwise(pl.col("camera_id"))
+        condition=pl.Series(line_conditions(storage, consensus), dtype=pl.String)
     )
     options = config.model_dump(
         exclude={"seed", "split_guard_frames", "max_quality_drop_share", "split_by_camera"}

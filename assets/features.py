@@ -63,6 +63,30 @@ def ok_frames(storage: LensStorage) -> pl.DataFrame:
     return frames.join(ok, on="video_id").sort(KEYS)
 
 
+def drift_labelled_videos(storage: LensStorage) -> list[str]:
+    """Videos whose frames were queued for labels because they drifted (``drift_queue``)."""
+    queue = storage.read_table("drift_queue")
+    return [] if queue is None else queue["video_id"].unique().sort().to_list()
+
+
+def line_conditions(storage: LensStorage, rows: pl.DataFrame) -> np.ndarray:
+    """The line condition of each row (``video_id``, ``frame_index``, optionally ``camera_id``):
+    :func:`training.evaluate.condition_slices` with the drift-labelled videos. Curation splits,
+    training balances and the promotion gate scores by it."""
+    from training.evaluate import condition_slices
+
+    if "camera_id" not in rows.columns:
+        rows = rows.join(
+            storage.read_table("frames").select(*KEYS, "camera_id"), on=KEYS, how="left",
+            maintain_order="left",
+        )  # fmt: skip
+    return condition_slices(
+        rows["camera_id"].fill_null("?").to_list(),
+        rows["video_id"].to_list(),
+        drift_labelled_videos(storage),
+    )
+
+
 def majority_vote(labels: pl.DataFrame, frames: pl.DataFrame) -> pl.DataFrame:
     """One label per labeled frame present in ``frames`` (ties: alphabetical), sorted by key."""
     vote = labels.group_by(KEYS).agg(pl.col("label").mode().sort().first().alias("vote_label"))

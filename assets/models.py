@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from assets.features import KEYS, load_frame_images
+from assets.features import KEYS, line_conditions, load_frame_images
 from assets.memo import fingerprint, reuse
 from assets.previews import png_md
 from assets.tables import md_table
@@ -136,7 +136,7 @@ def trained_model(
         seed=config.seed,
         init_checkpoint=init,
     )
-    conditions = _conditions(storage, keys_tr)
+    conditions = line_conditions(storage, keys_tr)
 
     def progress(row: dict) -> None:
         context.log.info(
@@ -249,7 +249,6 @@ def model_evaluation(
         confusion_png,
         ensemble_proba,
         evaluate,
-        in_class_order,
         predict_proba,
         reliability_png,
         slices_png,
@@ -289,26 +288,16 @@ def model_evaluation(
     else:
         # the gate compares both models on *this* test split, frame by frame, whatever the
         # champion was scored on before
-        champ_pred = None
-        if champion is not None:
-            champ_model, champ_meta = load_checkpoint(
-                storage.fetch_local([champion.checkpoint_uri])[0],
-                expected_sha256=champion.checkpoint_sha256,
-            )
-            champ_spec = checkpoint_spec(champ_meta)
-            champ_x = (
-                x_te
-                if champ_spec == spec
-                else split_images(storage, "test", classes, champ_spec, version=dataset_version)[0]
-            )
-            champ_pred = in_class_order(
-                predict_proba(champ_model, champ_x), json.loads(champ_meta["classes"]), classes
-            ).argmax(1)
+        champ_pred = (
+            None
+            if champion is None
+            else _predict_on_test(storage, champion, classes, spec, x_te, dataset_version)
+        )
         decision = decide_promotion_paired(
             y_te,
             champ_pred,
             probs.argmax(1),
-            slices=_conditions(storage, keys),
+            slices=line_conditions(storage, keys),
             classes=classes,
             margin=config.margin,
             recall_tolerance=config.recall_tolerance,
@@ -375,20 +364,23 @@ def model_evaluation(
     )
 
 
-def _conditions(storage: LensStorage, keys: pl.DataFrame):
-    """Each frame's line condition (:func:`training.evaluate.condition_slices`): its camera,
-    split off as ``<camera>/drift`` for videos whose frames were queued because they drifted."""
-    from training.evaluate import condition_slices
+def _predict_on_test(storage, record, classes, spec, x_te, dataset_version: int):
+    """Class indices (in ``classes`` order) a registered model predicts for the test split of
+    ``dataset_version``; ``x_te`` is reused when the model's preprocessing is ``spec``."""
+    from training.checkpoint import checkpoint_spec, load_checkpoint
+    from training.evaluate import in_class_order, predict_proba
 
-    rows = keys.join(
-        storage.read_table("frames").select(*KEYS, "camera_id"), on=KEYS, how="left",
-        maintain_order="left",
-    )  # fmt: skip
-    queue = storage.read_table("drift_queue")
-    drifted = [] if queue is None else queue["video_id"].unique().to_list()
-    return condition_slices(
-        rows["camera_id"].fill_null("?").to_list(), rows["video_id"].to_list(), drifted
+    model, meta = load_checkpoint(
+        storage.fetch_local([record.checkpoint_uri])[0], expected_sha256=record.checkpoint_sha256
     )
+    own = checkpoint_spec(meta)
+    x = (
+        x_te
+        if own == spec
+        else split_images(storage, "test", classes, own, version=dataset_version)[0]
+    )
+    probs = predict_proba(model, x)
+    return in_class_order(probs, json.loads(meta["classes"]), classes).argmax(1)
 
 
 def _predictions(

@@ -277,6 +277,8 @@ def verify_accuracy(
     min_agreement
         Smallest allowed share of inputs where INT8 and FP32 predict the same class.
     """
+    from training.promotion import mcnemar
+
     ref = np.asarray(fp32_probs_or_logits, dtype=np.float64)
     got = np.asarray(int8_logits, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
@@ -301,7 +303,7 @@ def verify_accuracy(
             f"(at least {min_agreement:.0%} required): calibration or quantisation broke the model"
         )
     drop = 100.0 * (fp32_acc - acc)
-    fp32_only, int8_only, p_all = _mcnemar(p_ref == y, p_got == y)
+    fp32_only, int8_only, p_all = mcnemar(p_ref == y, p_got == y)
     if drop > max_drop_points + _EPS and p_all < alpha:
         reasons.append(
             f"top-1 accuracy dropped {drop:.2f} points ({fp32_acc:.2%} FP32 -> {acc:.2%} INT8), "
@@ -316,7 +318,7 @@ def verify_accuracy(
             continue
         d = 100.0 * float((p_ref[mask] == i).mean() - (p_got[mask] == i).mean())
         recall_drop[name] = d
-        lost, won, p_class = _mcnemar(p_ref[mask] == i, p_got[mask] == i)
+        lost, won, p_class = mcnemar(p_ref[mask] == i, p_got[mask] == i)
         if d > max_recall_drop_points + _EPS and p_class < alpha:
             reasons.append(
                 f"recall of {name!r} dropped {d:.2f} points ({int(mask.sum())} test examples), "
@@ -338,18 +340,6 @@ def verify_accuracy(
         fp32_only=fp32_only,
         int8_only=int8_only,
     )
-
-
-def _mcnemar(right_a: np.ndarray, right_b: np.ndarray) -> tuple[int, int, float]:
-    """(frames only A gets right, only B, one-sided exact McNemar p-value of "B is worse"):
-    the binomial(b + c, 1/2) upper tail at b. Pure Python: the export side needs no scipy."""
-    from math import comb
-
-    b = int((right_a & ~right_b).sum())
-    c = int((right_b & ~right_a).sum())
-    n = b + c
-    p = sum(comb(n, k) for k in range(b, n + 1)) / 2**n if n else 1.0
-    return b, c, float(p)
 
 
 def evaluate_int8(

@@ -161,7 +161,7 @@ def gathered_sets(storage, version: str) -> GatheredSets:
 
     Both are selected on the same val split.
     """
-    from assets.features import load_frame_images
+    from assets.features import drift_labelled_videos, load_frame_images
     from training.checkpoint import checkpoint_spec, load_checkpoint
     from training.evaluate import condition_slices
     from training.registry import ModelRegistry
@@ -175,8 +175,7 @@ def gathered_sets(storage, version: str) -> GatheredSets:
     keys = ["video_id", "frame_index"]
     dataset = storage.read_table("dataset", version=record.dataset_version)
     dataset = dataset.filter(pl.col("label").is_in(classes)).sort(keys)
-    queue = storage.read_table("drift_queue")
-    drifted = [] if queue is None else queue["video_id"].unique().to_list()
+    drifted = drift_labelled_videos(storage)
     frames = storage.read_table("frames").select(*keys, "camera_id", "uri", "sha256")
 
     def arrays(rows: pl.DataFrame):

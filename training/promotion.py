@@ -18,6 +18,7 @@ __all__ = [
     "PromotionDecision",
     "SliceComparison",
     "compare_slices",
+    "mcnemar",
     "decide_promotion",
     "decide_promotion_paired",
 ]
@@ -127,6 +128,23 @@ def decide_promotion(
     return PromotionDecision(beats and recall_ok, reasons)
 
 
+def mcnemar(right_a: np.ndarray, right_b: np.ndarray) -> tuple[int, int, float]:
+    """Paired comparison of two models on the same items (bool arrays: each one right?).
+
+    Returns ``(b, c, p)``: items only A gets right, items only B gets right, and the one-sided
+    exact McNemar p-value of "B is worse than A" (the binomial(b + c, 1/2) upper tail at b).
+    Pure Python, so the export side needs no scipy.
+    """
+    from math import comb
+
+    right_a, right_b = np.asarray(right_a, bool), np.asarray(right_b, bool)
+    b = int((right_a & ~right_b).sum())
+    c = int((right_b & ~right_a).sum())
+    n = b + c
+    p = sum(comb(n, k) for k in range(b, n + 1)) / 2**n if n else 1.0
+    return b, c, float(p)
+
+
 def compare_slices(
     y: np.ndarray,
     champion_pred: np.ndarray,
@@ -142,17 +160,13 @@ def compare_slices(
     (``binom(b + c, 1/2)`` tail): the right test for two classifiers scored on the same frames
     (Dietterich 1998), and exact at the small counts a new condition has in a test split.
     """
-    from scipy.stats import binomtest
-
     y, a, b, g = (np.asarray(v) for v in (y, champion_pred, challenger_pred, groups))
     out = []
     for name in sorted({str(v) for v in g.tolist()}):
         rows = g.astype(str) == name
         right_a, right_b = a[rows] == y[rows], b[rows] == y[rows]
-        only_a, only_b = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())
-        n_disc = only_a + only_b
-        worse = binomtest(only_a, n_disc, 0.5, alternative="greater").pvalue if n_disc else 1.0
-        better = binomtest(only_b, n_disc, 0.5, alternative="greater").pvalue if n_disc else 1.0
+        only_a, only_b, worse = mcnemar(right_a, right_b)
+        _, _, better = mcnemar(right_b, right_a)
         out.append(
             SliceComparison(
                 kind=kind,
