@@ -104,8 +104,8 @@ def trained_model(
 ):
     """A compact depthwise-separable CNN trained on the curated train split (weights as safetensors)."""
     from training.checkpoint import save_checkpoint
-    from training.sweep import best_trial
-    from training.train import TrainConfig, plot_history, train_model
+    from training.sweep import random_search, run_trials
+    from training.train import TrainConfig, plot_history
 
     # pin the versions first: the model records exactly the data it was trained on
     dataset_version, label_version = (
@@ -138,51 +138,17 @@ def trained_model(
     )
     conditions = line_conditions(storage, keys_tr)
 
-    def progress(row: dict) -> None:
-        context.log.info(
-            f"epoch {row['epoch']}/{cfg.epochs}: "
-            + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float))
-        )
-
     trials = [cfg]
     if config.sweep_trials:
-        from training.sweep import random_search
-
         space = {"lr": config.sweep_lr, "width": config.sweep_width}
         trials = random_search(cfg, space, n=config.sweep_trials, seed=config.seed)
-    results, rows = [], []
-    for i, trial in enumerate(trials):
-        context.log.info(f"trial {i + 1}/{len(trials)}: lr {trial.lr}, width {trial.width}")
-        res = train_model(
-            x_tr,
-            y_tr,
-            classes=classes,
-            config=trial,
-            val_images=x_va if len(x_va) else None,
-            val_labels=y_va if len(y_va) else None,
-            progress=progress,
-            groups=conditions,
-        )
-        val_acc = max((h.get("val_acc", 0.0) for h in res.history), default=0.0)
-        results.append(res)
-        rows.append(
-            {
-                "run_id": context.run_id,
-                "trial": i,
-                "lr": trial.lr,
-                "width": trial.width,
-                "epochs": trial.epochs,
-                "val_acc": val_acc,
-                "wall_s": res.wall_s,
-            }
-        )
-    best = best_trial(rows, "val_acc")["trial"]
-    result, cfg = results[best], trials[best]
+    result, cfg, rows = run_trials(
+        trials, x_tr, y_tr, classes=classes, val_images=x_va, val_labels=y_va,
+        groups=conditions, log=context.log.info,
+    )  # fmt: skip
     if config.sweep_trials:
         storage.write_table(
-            pl.DataFrame(rows).with_columns(
-                chosen=pl.Series([i == best for i in range(len(rows))])
-            ),
+            pl.DataFrame(rows).select(pl.lit(context.run_id).alias("run_id"), pl.all()),
             "sweep_trials",
             mode="append",
         )

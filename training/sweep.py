@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, fields, replace
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from training.train import TrainConfig
 
-__all__ = ["grid", "random_search", "best_trial", "overrides"]
+__all__ = ["grid", "random_search", "best_trial", "overrides", "run_trials"]
 
 
 def grid(base: TrainConfig, space: Mapping[str, Sequence[Any]]) -> list[TrainConfig]:
@@ -87,6 +87,51 @@ def best_trial(
     sign = -1.0 if mode == "max" else 1.0
     _, best = min((sign * v, i) for v, i in scored)
     return dict(results[best])
+
+
+def run_trials(
+    trials: Sequence[TrainConfig],
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    classes: list[str],
+    val_images: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Any, TrainConfig, list[dict]]:
+    """Train every trial on the same data; keep the best by validation accuracy.
+
+    Returns ``(best TrainResult, its config, one row per trial: trial, lr, width, epochs,
+    val_acc, wall_s, chosen)``. ``log`` gets one line per trial and per epoch.
+    """
+    from training.train import train_model
+
+    has_val = val_images is not None and len(val_images) > 0
+    results, rows = [], []
+    for i, trial in enumerate(trials):
+        if log:
+            log(f"trial {i + 1}/{len(trials)}: lr {trial.lr}, width {trial.width}")
+
+        def progress(row: dict, epochs: int = trial.epochs) -> None:
+            if log:
+                log(f"epoch {row['epoch']}/{epochs}: " + ", ".join(
+                    f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)))  # fmt: skip
+
+        res = train_model(
+            images, labels, classes=classes, config=trial, progress=progress, groups=groups,
+            val_images=val_images if has_val else None, val_labels=val_labels if has_val else None,
+        )  # fmt: skip
+        results.append(res)
+        rows.append({
+            "trial": i, "lr": trial.lr, "width": trial.width, "epochs": trial.epochs,
+            "val_acc": max((h.get("val_acc", 0.0) for h in res.history), default=0.0),
+            "wall_s": res.wall_s,
+        })  # fmt: skip
+    best = best_trial(rows, "val_acc")["trial"]
+    for row in rows:
+        row["chosen"] = row["trial"] == best
+    return results[best], trials[best], rows
 
 
 def overrides(config: TrainConfig, base: TrainConfig | None = None) -> dict[str, Any]:
