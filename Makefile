@@ -47,5 +47,5 @@ app: $(STAMP)
 	$(BIN)/python -m orchestration.fiftyone_app
 
 clean:
-	-$(BIN)/python -c 'from pathlib import Path; from orchestration.fiftyone_db import shutdown; shutdown(home=Path(".lensline"))'
+	-$(BIN)/python -c 'from pathlib import Path; from lake.fiftyone_db import shutdown; shutdown(home=Path(".lensline"))'
 	rm -rf .lensline .pytest_cache .ruff_cache .mypy_cache

@@ -15,7 +15,7 @@ from pydantic import Field
 from assets.champion import fetch_export, load_champion
 from assets.memo import latest_check_evaluation
 from assets.tables import md_table
-from orchestration.storage import LensStorage
+from lake.storage import LensStorage
 
 BUNDLE_FILES = {  # archive name -> export file name
     "model.onnx": "model.onnx",

@@ -9,7 +9,7 @@ import dagster as dg
 import numpy as np
 
 from assets.models import split_images
-from orchestration.storage import LensStorage
+from lake.storage import LensStorage
 
 EXPORTS = "exports"
 

@@ -4,12 +4,12 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from assets.features import KEYS, line_conditions, load_frame_images, ok_frames
 from assets.labels import held_out
 from assets.previews import png_md
 from assets.tables import md_table
-from orchestration.resources import FiftyOneResource
-from orchestration.storage import LensStorage
+from lake.frames import KEYS, line_conditions, load_frame_images, ok_frames
+from lake.resources import FiftyOneResource
+from lake.storage import LensStorage
 
 
 @dg.asset(

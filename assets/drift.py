@@ -21,9 +21,9 @@ from pydantic import Field
 from assets.champion import Champion, load_champion
 from assets.previews import png_md
 from assets.tables import md_table
-from orchestration.partitions import videos_partitions
-from orchestration.resources import FiftyOneResource
-from orchestration.storage import LensStorage
+from lake.partitions import videos_partitions
+from lake.resources import FiftyOneResource
+from lake.storage import LensStorage
 
 KEYS = ["video_id", "frame_index"]
 DRIFT_SCHEMA = {

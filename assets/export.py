@@ -17,7 +17,7 @@ from pydantic import Field
 
 from assets.champion import fetch_export, latency_md, load_champion, store_export
 from assets.memo import fingerprint, reuse
-from orchestration.storage import LensStorage
+from lake.storage import LensStorage
 
 
 class ExportConfig(dg.Config):

@@ -3,15 +3,13 @@
 import hashlib
 
 import dagster as dg
-import numpy as np
 import polars as pl
 from pydantic import Field
 
 from assets.memo import fingerprint, reuse
-from orchestration.resources import PreprocessResource
-from orchestration.storage import LensStorage
-
-KEYS = ["video_id", "frame_index"]
+from lake.frames import KEYS, load_frame_images, ok_frames
+from lake.resources import PreprocessResource
+from lake.storage import LensStorage
 
 
 class EmbeddingConfig(dg.Config):
@@ -32,59 +30,6 @@ class EmbeddingConfig(dg.Config):
         "and mirror (training.crossval.tta_views).",
     )
     seed: int = Field(default=0)
-
-
-def load_frame_images(
-    storage: LensStorage, frames: pl.DataFrame, spec=None, *, size: int | None = None
-) -> np.ndarray:
-    """Model images, RGB uint8 (N, S, S, 3), for the ``uri`` column of ``frames``, in row order.
-
-    ``spec`` is the :class:`training.preprocess.PreprocessSpec` (a camera's crop comes from the
-    ``camera_id`` column when present); without one, the default spec at ``size`` (previews).
-    """
-    from training.preprocess import PreprocessSpec
-
-    if spec is None:
-        spec = PreprocessSpec(image_size=size or 64)
-    digests = frames["sha256"].to_list() if "sha256" in frames.columns else None
-    paths = storage.fetch_local(frames["uri"].to_list(), digests=digests)
-    cameras = frames["camera_id"].to_list() if "camera_id" in frames.columns else None
-    return spec.images(paths, cameras)
-
-
-def ok_frames(storage: LensStorage) -> pl.DataFrame:
-    """Frames of videos whose latest ingestion is ``ok``, sorted by key."""
-    videos, frames = storage.read_table("videos"), storage.read_table("frames")
-    if videos is None or frames is None:
-        raise dg.Failure(
-            f"no ingested frames yet in {storage.table_uri('frames')}: land videos and ingest them first"
-        )
-    ok = videos.filter(pl.col("status") == "ok").select("video_id")
-    return frames.join(ok, on="video_id").sort(KEYS)
-
-
-def drift_labelled_videos(storage: LensStorage) -> list[str]:
-    """Videos whose frames were queued for labels because they drifted (``drift_queue``)."""
-    queue = storage.read_table("drift_queue")
-    return [] if queue is None else queue["video_id"].unique().sort().to_list()
-
-
-def line_conditions(storage: LensStorage, rows: pl.DataFrame) -> np.ndarray:
-    """The line condition of each row (``video_id``, ``frame_index``, optionally ``camera_id``):
-    :func:`training.evaluate.condition_slices` with the drift-labelled videos. Curation splits,
-    training balances and the promotion gate scores by it."""
-    from training.evaluate import condition_slices
-
-    if "camera_id" not in rows.columns:
-        rows = rows.join(
-            storage.read_table("frames").select(*KEYS, "camera_id"), on=KEYS, how="left",
-            maintain_order="left",
-        )  # fmt: skip
-    return condition_slices(
-        rows["camera_id"].fill_null("?").to_list(),
-        rows["video_id"].to_list(),
-        drift_labelled_videos(storage),
-    )
 
 
 def majority_vote(labels: pl.DataFrame, frames: pl.DataFrame) -> pl.DataFrame:

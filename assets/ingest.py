@@ -24,9 +24,9 @@ from assets.previews import thumbnail_strip_md
 from data_quality import contract
 from data_quality.frame_quality import BLURRY_SHARPNESS, DARK_BRIGHTNESS, FrameEncoder
 from data_quality.video import scan_video
-from orchestration.landing import INGESTING, camera_of, discover_videos, label_files
-from orchestration.partitions import videos_partitions
-from orchestration.storage import LensStorage
+from lake.landing import INGESTING, camera_of, discover_videos, label_files
+from lake.partitions import videos_partitions
+from lake.storage import LensStorage
 
 
 class IngestConfig(dg.Config):

@@ -9,9 +9,9 @@ import polars as pl
 from pydantic import Field
 
 from assets.tables import md_table
-from orchestration.landing import label_files
-from orchestration.resources import FiftyOneResource
-from orchestration.storage import LensStorage
+from lake.landing import label_files
+from lake.resources import FiftyOneResource
+from lake.storage import LensStorage
 
 KEYS = ["video_id", "frame_index"]
 LABELS_SCHEMA = {

@@ -10,12 +10,12 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from assets.features import KEYS, line_conditions, load_frame_images
 from assets.memo import fingerprint, reuse
 from assets.previews import png_md
 from assets.tables import md_table
-from orchestration.resources import PreprocessResource
-from orchestration.storage import LensStorage
+from lake.frames import KEYS, line_conditions, load_frame_images
+from lake.resources import PreprocessResource
+from lake.storage import LensStorage
 
 CODE_VERSION = "train-v2"  # v2: the preprocessing contract recorded in the checkpoint
 

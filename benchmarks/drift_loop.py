@@ -71,8 +71,8 @@ def main() -> None:
     os.environ["LENSLINE_HOME"] = args.home
     os.environ.pop("LENSLINE_STORAGE", None)
 
-    from orchestration.scenario import gathered_sets, render_shifted
-    from orchestration.storage import LensStorage
+    from demo.scenario import gathered_sets, render_shifted
+    from lake.storage import LensStorage
     from training.registry import ModelRegistry
 
     storage = LensStorage()
@@ -97,7 +97,7 @@ def main() -> None:
         cams = sorted(videos)
         # 1. the loop's model is a from-scratch training on the union of its labels: retraining
         # it in this process with its own config and seed must give the same weights
-        from orchestration.scenario import eval_accuracy
+        from demo.scenario import eval_accuracy
         from training.checkpoint import load_checkpoint
         from training.train import TrainConfig, train_model
 

@@ -71,7 +71,7 @@ def load(home: Path) -> dict:
     os.environ["LENSLINE_HOME"] = str(home)
     os.environ.pop("LENSLINE_STORAGE", None)
     from assets.models import split_images
-    from orchestration.storage import LensStorage
+    from lake.storage import LensStorage
     from training.checkpoint import checkpoint_spec, load_checkpoint
     from training.registry import ModelRegistry
 

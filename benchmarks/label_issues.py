@@ -305,8 +305,8 @@ def video_path_flags(images, noisy, *, n_videos: int, epochs: int, seed: int) ->
         os.environ.pop("LENSLINE_STORAGE", None)
         import dagster as dg
 
+        from lake.resources import PreprocessResource
         from orchestration.definitions import defs
-        from orchestration.resources import PreprocessResource
         from orchestration.runner import run_pending
 
         parts = np.array_split(np.arange(len(images)), n_videos)
@@ -332,7 +332,7 @@ def video_path_flags(images, noisy, *, n_videos: int, epochs: int, seed: int) ->
         with dg.DagsterInstance.get() as instance:
             summary = run_pending(full, instance, select="*label_issues", run_config=config)
         print(f"  graph run ({n_videos} video(s)): {summary}")
-        from orchestration.storage import LensStorage
+        from lake.storage import LensStorage
 
         issues = LensStorage().read_table("label_issues")
         folds = LensStorage().read_table("frame_embeddings")["fold"].n_unique()

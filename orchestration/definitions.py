@@ -10,10 +10,11 @@ from assets.features import frame_embeddings
 from assets.ingest import raw_video_and_frames
 from assets.labels import label_consensus, label_reviews, labels
 from assets.models import model_evaluation, trained_model
+from lake.resources import FiftyOneResource, PreprocessResource
+from lake.storage import LensStorage
 from orchestration.automation import automate, automation_sensor
 from orchestration.executors import lensline_executor
 from orchestration.jobs import ingest_job
-from orchestration.resources import FiftyOneResource, PreprocessResource
 from orchestration.sensors import (
     fiftyone_review_sensor,
     new_labels_sensor,
@@ -21,7 +22,6 @@ from orchestration.sensors import (
     retrain_schedule,
     shadow_sensor,
 )
-from orchestration.storage import LensStorage
 
 defs = dg.Definitions(
     assets=automate(

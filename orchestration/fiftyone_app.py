@@ -2,7 +2,7 @@
 
 import argparse
 
-from orchestration.resources import FiftyOneResource
+from lake.resources import FiftyOneResource
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from orchestration.partitions import videos_partitions
+from lake.partitions import videos_partitions
 
 # Runs that write the lake's shared Delta tables carry this tag and are queued one at a time
 # (run_queue.tag_concurrency_limits in the instance's dagster.yaml): parallel Delta commits to

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestration.storage import LensStorage
+from lake.storage import LensStorage
 
 __all__ = ["HomeLocked", "LocalLock", "Owner", "S3Lock", "home_lock"]
 

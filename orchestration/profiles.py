@@ -120,7 +120,7 @@ def write_profile(dagster_home: Path, profile: str, *, force: bool = False) -> l
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from orchestration.storage import lensline_home
+    from lake.storage import lensline_home
 
     home = lensline_home()
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster")

@@ -22,9 +22,9 @@ import dagster as dg
 import polars as pl
 from botocore.exceptions import BotoCoreError
 
-from orchestration.landing import LandingProblems, discover_videos, label_files, stale_videos
-from orchestration.partitions import videos_partitions
-from orchestration.storage import LensStorage, lensline_home
+from lake.landing import LandingProblems, discover_videos, label_files, stale_videos
+from lake.partitions import videos_partitions
+from lake.storage import LensStorage, lensline_home
 
 # the instance Lensline creates: no telemetry, and lake-writing runs (jobs.LAKE_WRITER) one at a time
 INSTANCE_YAML = """telemetry:

@@ -5,11 +5,11 @@ import json
 
 import dagster as dg
 
+from lake.landing import LandingProblems, discover_videos, label_files, stale_videos
+from lake.partitions import videos_partitions
+from lake.resources import FiftyOneResource
+from lake.storage import LensStorage
 from orchestration.jobs import LAKE_WRITER, ingest_job
-from orchestration.landing import LandingProblems, discover_videos, label_files, stale_videos
-from orchestration.partitions import videos_partitions
-from orchestration.resources import FiftyOneResource
-from orchestration.storage import LensStorage
 
 
 def plan_video_runs(storage: LensStorage, cursor: str | None, known: set[str]):

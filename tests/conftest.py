@@ -111,7 +111,7 @@ def fo_home(tmp_path_factory):
 
     import psutil
 
-    from orchestration.fiftyone_db import DatabaseStartError, configure, shutdown
+    from lake.fiftyone_db import DatabaseStartError, configure, shutdown
 
     home = tmp_path_factory.mktemp("fo_home")
     try:

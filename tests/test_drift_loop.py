@@ -34,9 +34,9 @@ def _materializations(instance, key: str):
 @pytest.mark.slow
 def test_drift_loop_detects_queues_and_rematerialises_in_order(home):
     from demo import make_annotations, make_demo_set, render_video
+    from lake.storage import LensStorage
     from orchestration.definitions import defs
     from orchestration.runner import run_pending
-    from orchestration.storage import LensStorage
 
     landing = home / "landing"
     make_demo_set(landing, seed=5, cameras=2, videos_per_camera=2, seconds=14.0)

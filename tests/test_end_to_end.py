@@ -18,10 +18,10 @@ SMALL = {
 @pytest.mark.slow
 def test_whole_graph_on_a_small_demo_set(home):
     from demo import make_demo_set
+    from lake.fiftyone_db import shutdown
+    from lake.storage import LensStorage
     from orchestration.definitions import defs
-    from orchestration.fiftyone_db import shutdown
     from orchestration.runner import run_pending
-    from orchestration.storage import LensStorage
 
     demo = make_demo_set(home / "landing", seed=1, cameras=2, videos_per_camera=2, seconds=10.0,
                          truth_path=home / "demo" / "truth.csv")  # fmt: skip
@@ -114,9 +114,9 @@ def test_whole_graph_on_s3(s3_env, tmp_path):
     import boto3
 
     from demo import make_demo_set
+    from lake.storage import LensStorage
     from orchestration.definitions import defs
     from orchestration.runner import run_pending
-    from orchestration.storage import LensStorage
 
     local = tmp_path / "landing"
     make_demo_set(local, seed=2, cameras=2, videos_per_camera=2, seconds=8.0)

@@ -131,7 +131,7 @@ def frame_refs(path: Path | str, *, landing_root: Path | str) -> dict[str, list[
 
 
 class LabelFile(Protocol):
-    """What the index needs of a stored label file (``orchestration.storage.StoredFile``)."""
+    """What the index needs of a stored label file (``lake.storage.StoredFile``)."""
 
     key: str
     size: int

@@ -6,8 +6,8 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from lake.storage import LensStorage
 from orchestration.definitions import defs
-from orchestration.storage import LensStorage
 
 
 def _lake(storage: LensStorage, *, n: int = 120, dark_share: float = 0.0, seed: int = 0) -> None:

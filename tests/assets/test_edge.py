@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from orchestration.storage import LensStorage
+from lake.storage import LensStorage
 
 CLASSES = ["dent", "good"]
 SIZE = 32

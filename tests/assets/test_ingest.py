@@ -9,9 +9,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from lake.storage import LensStorage
 from orchestration.definitions import defs
 from orchestration.sensors import new_video_sensor
-from orchestration.storage import LensStorage
 
 
 def pyav_count(path) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
+from lake.storage import LensStorage
 from orchestration.definitions import defs
-from orchestration.storage import LensStorage
 
 
 def materialize_labels(instance) -> dg.ExecuteInProcessResult:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from lake.storage import LensStorage
 from orchestration.cli import main
-from orchestration.storage import LensStorage
 from training.registry import ModelRegistry
 
 

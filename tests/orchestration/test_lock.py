@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from lake.storage import LensStorage
 from orchestration.lock import HomeLocked, LocalLock, S3Lock, home_lock
-from orchestration.storage import LensStorage
 
 HOLD = """
 import sys, time

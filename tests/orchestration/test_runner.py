@@ -13,9 +13,9 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from lake.storage import LensStorage
 from orchestration.definitions import defs
 from orchestration.runner import run_pending
-from orchestration.storage import LensStorage
 
 INGEST = "group:ingest"
 
@@ -148,7 +148,7 @@ def test_symlink_outside_the_landing_zone_is_skipped_unless_opted_in(
     home, write_video, tmp_path, monkeypatch
 ):
     """Issue 7.9: the containment rule labels have, for videos; LENSLINE_FOLLOW_SYMLINKS=1 opts in."""
-    from orchestration.landing import LandingProblems, discover_videos
+    from lake.landing import LandingProblems, discover_videos
 
     outside = write_video(tmp_path / "elsewhere/secret.mp4", 5)
     write_video(home / "landing/videos/cam1/inside.mp4", 5)
@@ -211,9 +211,9 @@ def _small_defs(counter: Path) -> dg.Definitions:
     from assets.drift import drift_report
     from assets.ingest import raw_video_and_frames
     from assets.labels import label_reviews, labels
+    from lake.resources import FiftyOneResource
     from orchestration.automation import on_new_data
     from orchestration.jobs import ingest_job
-    from orchestration.resources import FiftyOneResource
 
     @dg.asset(deps=["labels"], group_name="models", automation_condition=on_new_data())
     def trained_model() -> None:
@@ -281,8 +281,8 @@ def test_demo_on_s3_writes_the_landing_zone_there(s3_env, monkeypatch, capsys):
     """Issue 7.15: the demo set goes to the S3 landing zone and the summary prints S3 locations."""
     import boto3
 
+    from lake.landing import discover_videos
     from orchestration import cli
-    from orchestration.landing import discover_videos
 
     monkeypatch.setattr(cli, "cmd_run", lambda args: 0)  # the graph on S3 is tested elsewhere
     argv = ["demo", "--cameras", "1", "--videos-per-camera", "2", "--seconds", "1"]

@@ -7,9 +7,9 @@ import os
 import dagster as dg
 import polars as pl
 
+from lake.storage import LensStorage
 from orchestration.definitions import defs
 from orchestration.sensors import new_labels_sensor
-from orchestration.storage import LensStorage
 
 
 def evaluate(instance, cursor=None):
@@ -61,7 +61,7 @@ def test_fiftyone_review_sensor_requests_labels_for_new_corrections(fo_home, tmp
     import fiftyone as fo
 
     from data_quality.fiftyone_sync import mark_corrections_imported, pull_corrections, sync_samples
-    from orchestration.resources import FiftyOneResource
+    from lake.resources import FiftyOneResource
     from orchestration.sensors import fiftyone_review_sensor
 
     def evaluate(resource: FiftyOneResource):

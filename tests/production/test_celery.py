@@ -9,10 +9,10 @@ import time
 import dagster as dg
 import pytest
 
+from lake.storage import LensStorage
 from orchestration.executors import ExecutorConfigError, choose
 from orchestration.profiles import write_profile
 from orchestration.sensors import new_video_sensor
-from orchestration.storage import LensStorage
 from tests.production.conftest import celery_worker
 
 

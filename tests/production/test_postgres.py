@@ -13,9 +13,9 @@ import dagster as dg
 import pytest
 import yaml
 
+from lake.storage import LensStorage
 from orchestration.definitions import defs
 from orchestration.runner import INSTANCE_YAML, run_pending
-from orchestration.storage import LensStorage
 
 INGEST = "group:ingest"
 

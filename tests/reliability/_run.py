@@ -15,9 +15,9 @@ import sys
 
 
 def main() -> int:
+    from lake.storage import LensStorage, lensline_home
     from orchestration.lock import home_lock
     from orchestration.runner import prepare_instance_home, run_pending
-    from orchestration.storage import LensStorage, lensline_home
 
     prepare_instance_home(lensline_home())
     import dagster as dg

@@ -16,10 +16,10 @@ import dagster as dg
 from assets.drift import drift_report
 from assets.ingest import raw_video_and_frames
 from assets.labels import label_reviews, labels
+from lake.resources import FiftyOneResource
+from lake.storage import LensStorage, lensline_home
 from orchestration.automation import on_new_data
 from orchestration.jobs import ingest_job
-from orchestration.resources import FiftyOneResource
-from orchestration.storage import LensStorage, lensline_home
 
 
 @dg.asset(deps=["labels"], group_name="models", automation_condition=on_new_data())

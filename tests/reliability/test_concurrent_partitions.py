@@ -34,8 +34,8 @@ N = 8
 def test_eight_partitions_at_once_lose_and_duplicate_nothing(
     home, write_video, monkeypatch, tmp_path
 ):
+    from lake.storage import LensStorage
     from orchestration.profiles import write_profile
-    from orchestration.storage import LensStorage
 
     monkeypatch.setenv("LENSLINE_EXECUTOR", "multiprocess")
     write_profile(home / "dagster", "embedded", force=True)

@@ -76,7 +76,7 @@ def _lake_state(bucket: str) -> dict:
     """Tables read through moto directly; ok videos have all their frame objects."""
     import hashlib
 
-    from orchestration.storage import LensStorage
+    from lake.storage import LensStorage
 
     storage = LensStorage(root=f"s3://{bucket}/plant")  # AWS_ENDPOINT_URL: moto, not the front
     videos, frames = storage.read_table("videos"), storage.read_table("frames")
@@ -205,7 +205,7 @@ def test_s3_endpoint_stopped_mid_run_fails_clearly_and_the_next_run_completes(
 def test_s3_clients_have_bounded_retries_and_timeouts(monkeypatch):
     """The configuration behind the outage test: boto3 and deltalake both retry a bounded number
     of times with backoff (botocore standard mode; object_store max_retries/retry_timeout)."""
-    from orchestration.storage import LensStorage
+    from lake.storage import LensStorage
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_REGION", "us-east-1")

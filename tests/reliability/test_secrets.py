@@ -50,7 +50,7 @@ def test_whole_graph_leaks_no_secret_and_servers_bind_localhost(s3_env, home, tm
 
     from demo import make_demo_set
     from edge_export.bundle import generate_signing_key
-    from orchestration.fiftyone_db import shutdown
+    from lake.fiftyone_db import shutdown
 
     private, _public = generate_signing_key()
     needles = _needles(private)
@@ -121,7 +121,7 @@ def test_whole_graph_leaks_no_secret_and_servers_bind_localhost(s3_env, home, tm
                     tables[obj["Key"].split("/lake/")[1].split("/")[0]] = True
         outcomes.append((f"S3 objects ({objects}), bundle members included", found))
 
-        from orchestration.storage import LensStorage
+        from lake.storage import LensStorage
 
         storage = LensStorage(root=s3_env)
         found, rows = [], 0
@@ -137,7 +137,7 @@ def test_whole_graph_leaks_no_secret_and_servers_bind_localhost(s3_env, home, tm
         # servers: FiftyOne's mongod listens on 127.0.0.1 only; `lensline ui` binds 127.0.0.1.
         # On S3 the FiftyOne sync is skipped (it needs local frames), so the home's mongod is
         # started here the way the FiftyOne resource starts it
-        from orchestration.fiftyone_db import configure
+        from lake.fiftyone_db import configure
 
         configure(home)
         pid = int((home / "fiftyone" / "mongod.pid").read_text())

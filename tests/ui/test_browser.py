@@ -150,7 +150,7 @@ def demo_home(tmp_path_factory) -> Iterator[Path]:
         yield home
     finally:
         _python(
-            "import sys; from pathlib import Path; from orchestration.fiftyone_db import shutdown;"
+            "import sys; from pathlib import Path; from lake.fiftyone_db import shutdown;"
             " shutdown(home=Path(sys.argv[1]))",
             home,
             str(home),
@@ -300,7 +300,7 @@ def test_fiftyone_app_saved_views_match_the_database(fiftyone_app, demo_home, pa
 
     out = _python(
         "import json, sys; from pathlib import Path;"
-        " from orchestration.fiftyone_db import configure; configure(Path(sys.argv[1]));"
+        " from lake.fiftyone_db import configure; configure(Path(sys.argv[1]));"
         " import fiftyone as fo; d = fo.load_dataset('lensline');"
         " print(json.dumps({'': len(d),"
         " **{v: len(d.load_saved_view(v)) for v in d.list_saved_views()}}))",

@@ -161,7 +161,7 @@ def gathered_sets(storage, version: str) -> GatheredSets:
 
     Both are selected on the same val split.
     """
-    from assets.features import drift_labelled_videos, load_frame_images
+    from lake.frames import drift_labelled_videos, load_frame_images
     from training.checkpoint import checkpoint_spec, load_checkpoint
     from training.evaluate import condition_slices
     from training.registry import ModelRegistry
@@ -243,7 +243,7 @@ def run_drift_scenario(
     """After the baseline demo: shift the line, detect, label, retrain, rebuild the bundle."""
     from rich.table import Table
 
-    from orchestration.storage import LensStorage
+    from lake.storage import LensStorage
 
     storage = LensStorage()
     if storage.is_s3:

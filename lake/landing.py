@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_quality.video import VIDEO_SUFFIXES, video_id_for
-from orchestration.storage import LensStorage, StoredFile
+from lake.storage import LensStorage, StoredFile
 
 LABEL_SUFFIXES = (".csv", ".json")
 #: Opt-in: follow symlinks in landing/videos that point outside the landing zone.

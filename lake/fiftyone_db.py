@@ -1,6 +1,6 @@
 """The FiftyOne database of a Lensline home: start, reuse and stop its bundled ``mongod``.
 
-Infrastructure, used by :class:`orchestration.resources.FiftyOneResource`; the sync itself
+Infrastructure, used by :class:`lake.resources.FiftyOneResource`; the sync itself
 (samples, saved views, corrections) is domain code in :mod:`data_quality.fiftyone_sync`.
 
 The database is embedded under ``LENSLINE_HOME``: :func:`configure` starts (or reuses) one
@@ -17,7 +17,7 @@ process-local bookkeeping for ``shutdown()`` only; nothing else relies on it sur
 
 Example::
 
-    from orchestration.fiftyone_db import configure, shutdown
+    from lake.fiftyone_db import configure, shutdown
 
     configure(home)           # before anything imports fiftyone
     ...                       # data_quality.fiftyone_sync.sync_samples(...) etc.

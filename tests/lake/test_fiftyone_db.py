@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.fiftyone_db import DatabaseStartError, FiftyOneSetupError, configure, find_mongod
+from lake.fiftyone_db import DatabaseStartError, FiftyOneSetupError, configure, find_mongod
 
 
 def test_missing_mongod_is_a_clear_error(monkeypatch, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from orchestration.storage import LensStorage
+from lake.storage import LensStorage
 
 KEYS = ["video_id", "frame_index"]
 

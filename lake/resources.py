@@ -5,13 +5,13 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from orchestration.storage import lensline_home
+from lake.storage import lensline_home
 
 
 class FiftyOneResource(dg.ConfigurableResource):
     """The FiftyOne database of this Lensline home (a bundled mongod under ``<home>/fiftyone``).
 
-    The mongod is supervised by :mod:`orchestration.fiftyone_db` (start, reuse, stop); assets
+    The mongod is supervised by :mod:`lake.fiftyone_db` (start, reuse, stop); assets
     call :meth:`connect` before they touch FiftyOne through :mod:`data_quality.fiftyone_sync`.
 
     Example::
@@ -35,13 +35,13 @@ class FiftyOneResource(dg.ConfigurableResource):
 
     def connect(self) -> None:
         """Start or reuse the home's mongod and point FiftyOne at it (before fiftyone is imported)."""
-        from orchestration.fiftyone_db import configure
+        from lake.fiftyone_db import configure
 
         configure(self.home_path())
 
     def shutdown(self) -> None:
         """Stop the home's mongod if Lensline started it (whichever process did)."""
-        from orchestration.fiftyone_db import shutdown
+        from lake.fiftyone_db import shutdown
 
         shutdown(home=self.home_path())
 

@@ -1,0 +1,1 @@
+"""The lake layer: storage (local or S3), Delta table schemas and typed I/O, partitions, the landing zone and the resources assets are handed. Imports only point down (domain packages); no asset or orchestration import here."""
