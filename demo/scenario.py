@@ -264,7 +264,7 @@ def run_drift_scenario(
         tl.add(f"{cam}: new video", SHIFTS.get(cam, ("", "unchanged"))[1])
     console.rule("the line changed: new videos land")
     code = run()
-    drift = storage.read_table("drift").filter(pl.col("video_id").is_in(shifted))
+    drift = storage.require_table("drift").filter(pl.col("video_id").is_in(shifted))
     table = Table("video", "data", "viewpoint", "prediction", "drifted statistics", title="drift")
     for (vid,), rows in drift.group_by("video_id", maintain_order=True):
         verdict = {k: ("DRIFT" if rows.filter((pl.col("kind") == k) & pl.col("drifted")).height else "ok")

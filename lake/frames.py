@@ -53,7 +53,7 @@ def line_conditions(storage: LensStorage, rows: pl.DataFrame) -> np.ndarray:
 
     if "camera_id" not in rows.columns:
         rows = rows.join(
-            storage.read_table("frames").select(*KEYS, "camera_id"), on=KEYS, how="left",
+            storage.require_table("frames", columns=[*KEYS, "camera_id"]), on=KEYS, how="left",
             maintain_order="left",
         )  # fmt: skip
     return condition_slices(

@@ -47,6 +47,10 @@ def s3_max_attempts() -> int:
     return max(1, int(os.environ.get("LENSLINE_S3_MAX_ATTEMPTS") or 5))
 
 
+class MissingTable(LookupError):
+    """A table a reader needs was never written (the message names its URI)."""
+
+
 def _join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts if p]])
 
@@ -299,6 +303,16 @@ class LensStorage(dg.ConfigurableResource):
             opts = {k: v for k, v in opts.items() if k not in DELTA_RETRY_KEYS}
         return pl.read_delta(uri, version=version, columns=columns, storage_options=opts)
 
+    def require_table(
+        self, name: str, *, version: int | None = None, columns: list[str] | None = None
+    ) -> pl.DataFrame:
+        """:meth:`read_table`, raising :class:`MissingTable` (naming the table's URI) when the
+        table was never written: for readers that cannot go on without it."""
+        df = self.read_table(name, version=version, columns=columns)
+        if df is None:
+            raise MissingTable(f"table {name!r} was never written at {self.table_uri(name)}")
+        return df
+
     def delete_rows(self, name: str, predicate: str) -> int | None:
         """Delete the rows matching ``predicate`` in one commit (none if nothing matches).
 
@@ -381,5 +395,5 @@ def _matches(table, predicate: str) -> bool:
     column, _, value = predicate.partition(" = ")
     # polars reads the table's strings whatever their Arrow flavour (pyarrow 26 compares a
     # string scalar with a string_view column only while file statistics decide)
-    rows = pl.from_arrow(table.to_pyarrow_dataset().to_table(columns=[column]))
+    rows = pl.DataFrame(pl.from_arrow(table.to_pyarrow_dataset().to_table(columns=[column])))
     return bool(rows.filter(pl.col(column).cast(pl.String) == value.strip("'")).height)
