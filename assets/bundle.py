@@ -28,7 +28,20 @@ BUNDLE_FILES = {  # archive name -> export file name
 
 
 class BundleConfig(dg.Config):
-    """The alarm rules shipped in the bundle (versioned with it)."""
+    """The alarm rules shipped in the bundle (versioned with it). Class roles: leave
+    ``ok_classes`` and ``defect_classes`` unset to take the known ok names (good, ok, pass,
+    normal, no defect, ...) as ok and the rest as defects; a class map with none ships with
+    alarms off and a WARN ``alarm_rules`` check that says so."""
+
+    ok_classes: list[str] | None = Field(
+        default=None, description="Classes that clear an alarm (unset: the known ok names)."
+    )
+    defect_classes: list[str] | None = Field(
+        default=None, description="Classes that raise an alarm (unset: every other class)."
+    )
+    ignore_classes: list[str] = Field(
+        default=[], description="Classes that carry no vote (e.g. empty belt, hand)."
+    )
 
     min_confidence: float = Field(default=0.6, description="A defect frame counts above this.")
     raise_after: int = Field(
@@ -41,6 +54,14 @@ class BundleConfig(dg.Config):
     deps=["onnx_model", "int8_onnx", "openvino_model"],
     group_name="edge",
     kinds={"delta", "tar"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "alarm_rules",
+            asset="edge_bundle",
+            description="The bundle's alarm rules can raise and clear alarms (WARN: alarms off, "
+            "with the reason and how to turn them on).",
+        )
+    ],
 )
 def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage: LensStorage):
     """The champion's exports, preprocessing contract, alarm rules, model card and lineage in one
@@ -63,10 +84,15 @@ def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage
         ).replace("\n", "; ")
     targets["tensorrt"] = "ok" if trt_ok else f"skipped: {trt_reason}"
     rules = AlarmRules(
+        ok_classes=config.ok_classes,
+        defect_classes=config.defect_classes,
+        ignore_classes=tuple(config.ignore_classes),
         min_confidence=config.min_confidence,
         raise_after=config.raise_after,
         clear_after=config.clear_after,
     ).resolved(champion.classes)
+    if not rules.enabled:
+        context.log.warning(f"edge bundle ships with alarms off: {rules.disabled_reason}")
     with tempfile.TemporaryDirectory() as tmp:
         files = {
             name: fetch_export(storage, champion.version, src, Path(tmp) / "in")
@@ -115,8 +141,29 @@ def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage
             "try_it": dg.MetadataValue.md(
                 f"```\nlensline-edge run {uri} <video or folder> --out predictions.jsonl\n```"
             ),
+            "alarm_roles": dg.MetadataValue.json(_roles(rules)),
         },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="alarm_rules",
+                passed=rules.enabled,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    **_roles(rules),
+                    "reason": rules.disabled_reason or "alarms on",
+                },
+            )
+        ],
     )
+
+
+def _roles(rules) -> dict:
+    return {
+        "enabled": rules.enabled,
+        "ok_classes": list(rules.ok_classes or ()),
+        "defect_classes": list(rules.defect_classes or ()),
+        "ignore_classes": list(rules.ignore_classes),
+    }
 
 
 def _gates(context: dg.AssetExecutionContext) -> dict[str, bool]:

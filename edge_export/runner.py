@@ -588,7 +588,9 @@ def _summary(stats: RunStats, champion: Bundle, args: argparse.Namespace, out: P
         f"streams: {stats.streams}, decode errors: {len(stats.errors)}",
         f"frames inspected: {stats.frames} in {stats.seconds:.2f} s = {stats.fps:.1f} fps"
         + (f" (every {args.every}th frame)" if args.every > 1 else ""),
-        f"alarms raised: {raised}" + (f" ({per})" if per else ""),
+        f"alarms raised: {raised}" + (f" ({per})" if per else "")
+        if champion.postprocess.enabled
+        else f"alarms off: {champion.postprocess.disabled_reason}",
     ]
     if stats.shadow is not None:
         lines.append(format_summary(stats.shadow))

@@ -31,7 +31,13 @@ def _frame(label: str, rng) -> np.ndarray:
 
 
 @pytest.fixture
-def champion_lake(home):
+def classes():
+    """The champion's class map (defect first); tests of other class maps override it."""
+    return CLASSES
+
+
+@pytest.fixture
+def champion_lake(home, classes):
     """A lake with frames, a curated dataset, videos and a registered champion (tiny CNN)."""
     from training.checkpoint import save_checkpoint
     from training.preprocess import Crop, PreprocessSpec
@@ -44,8 +50,8 @@ def champion_lake(home):
     rows, bgr = [], []
     for v, split in enumerate(["train", "train", "train", "test"]):
         for i in range(40):
-            label = CLASSES[(i + v) % 2]
-            img = _frame(label, rng)
+            label = classes[(i + v) % 2]
+            img = _frame("dent" if label == classes[0] else "good", rng)
             uri = storage.uri("artifacts", "frames", f"cam1__v{v}", f"{i:06d}.jpg")
             ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
             storage.write_bytes(uri, jpg.tobytes())
@@ -68,9 +74,9 @@ def champion_lake(home):
     )
     train = table["split"] == "train"
     images = spec.images(bgr)
-    y = np.array([CLASSES.index(v) for v in table["label"]])
+    y = np.array([classes.index(v) for v in table["label"]])
     result = train_model(
-        images[train.to_numpy()], y[train.to_numpy()], classes=CLASSES,
+        images[train.to_numpy()], y[train.to_numpy()], classes=classes,
         config=TrainConfig(epochs=6, image_size=SIZE, width=4, batch_size=16, seed=0),
     )  # fmt: skip
     local = home / "model.safetensors"
@@ -109,6 +115,38 @@ def _materialize(instance):
 
 def _checks(result) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("classes", "enabled"),
+    [(["dent", "no defect"], True), (["3", "7"], False)],
+    ids=["readme-names", "digits"],
+)
+def test_a_class_map_without_good_ships_its_bundle(champion_lake, classes, enabled):
+    """Issue 15.1: the README's example names (``no defect``: a known ok name, alarms on) and
+    digits (no ok class: alarms off, WARN ``alarm_rules`` check naming how to turn them on)
+    both ship a bundle; the graph does not fail."""
+    from edge_export.bundle import open_bundle
+
+    storage, version, _ = champion_lake
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _materialize(instance)
+        assert result.success, [e.message for e in result.get_step_failure_events()]
+        check = next(
+            e for e in result.get_asset_check_evaluations() if e.check_name == "alarm_rules"
+        )
+        assert check.passed == enabled and check.severity == dg.AssetCheckSeverity.WARN
+        reason = check.metadata["reason"].value
+    row = storage.read_table("edge_bundles").row(0, named=True)
+    with open_bundle(row["uri"]) as bundle:
+        rules = bundle.postprocess
+        assert bundle.model_version == version and rules.enabled == enabled
+    if enabled:
+        assert rules.ok_classes == ("no defect",) and rules.defect_classes == ("dent",)
+    else:
+        assert "no class in the class map ['3', '7'] is a known ok class" in reason
+        assert "set ok_classes" in reason and rules.disabled_reason == reason
 
 
 @pytest.mark.slow

@@ -118,6 +118,7 @@ def test_default_defect_classes_are_everything_but_good():
     [
         (AlarmRules(defect_classes=["scratch", "crack"]), "['crack'] are not in the model's"),
         (AlarmRules(defect_classes=[]), "empty"),
+        (AlarmRules(ok_classes=CLASSES), "is empty"),
         (AlarmRules(defect_classes=CLASSES), "could clear"),
     ],
 )
@@ -126,9 +127,61 @@ def test_rules_that_do_not_fit_the_class_map_are_refused(rules, message):
         rules.validate(CLASSES)
 
 
-def test_class_map_with_only_good_is_refused():
-    with pytest.raises(RulesError, match="no class other than 'good'"):
-        AlarmRules().validate(["good"])
+def test_class_map_with_only_good_resolves_to_alarms_off():
+    rules = AlarmRules().resolved(["good"])
+    assert not rules.enabled and "every class" in rules.disabled_reason
+
+
+@pytest.mark.parametrize(
+    "classes",
+    [
+        [str(d) for d in range(10)],  # digits
+        ["no defect", "scratch", "dent"],  # the README's example names, with a known ok name
+        ["ok", "reject"],
+        ["Good", "Dent"],
+    ],
+)
+def test_default_roles_never_fail_a_class_map(classes):
+    """Issue 15.1: the default rules resolve on any class map; alarms are on only where a class
+    is a known ok name, and otherwise off with a reason that says how to turn them on."""
+    rules = AlarmRules().resolved(classes)
+    ok = [c for c in classes if c.lower() in ("good", "ok", "no defect")]
+    assert rules.enabled == bool(ok)
+    if ok:
+        assert rules.ok_classes == tuple(ok)
+        assert set(rules.defect_classes) == set(classes) - set(ok)
+    else:
+        assert rules.defect_classes == () and "ok_classes" in rules.disabled_reason
+        assert "no class in the class map" in rules.disabled_reason
+        ev = run(rules, [(classes[1], 0.99)] * 10)
+        assert alarms(ev) == "." * 10 and {e.vote for e in ev} == {"off"}
+    assert AlarmRules.from_json(rules.to_json()) == rules
+
+
+def test_configured_roles_turn_alarms_on_for_digits():
+    digits = [str(d) for d in range(10)]
+    rules = AlarmRules(ok_classes=["0"], ignore_classes=["9"], raise_after=1, clear_after=1)
+    rules = rules.resolved(digits)
+    assert rules.enabled and rules.defect_classes == tuple(digits[1:9])
+    ev = run(rules, [("3", 0.9), ("9", 0.9), ("0", 0.9), ("9", 0.9)])
+    assert alarms(ev) == "AA.." and [e.vote for e in ev] == [
+        "defect", "ignored_class", "good", "ignored_class"
+    ]  # fmt: skip
+
+
+def test_a_role_named_twice_or_unknown_is_refused():
+    with pytest.raises(RulesError, match="both defect_classes and ok_classes"):
+        AlarmRules(defect_classes=["dent"], ok_classes=["dent"])
+    with pytest.raises(RulesError, match="ok_classes \\['fine'\\] are not in"):
+        AlarmRules(ok_classes=["fine"]).resolved(CLASSES)
+
+
+def test_rules_written_before_class_roles_still_read():
+    v1 = {"format": "lensline.postprocess/1", "version": "1", "defect_classes": ["dent"],
+          "min_confidence": 0.6, "raise_after": 1, "clear_after": 1, "ignore_quality": True,
+          "min_brightness": 20.0, "min_sharpness": 5.0}  # fmt: skip
+    rules = AlarmRules.from_dict(v1)
+    assert rules.enabled and rules.role("dent") == "defect" and rules.role("good") == "ok"
 
 
 @pytest.mark.parametrize(
