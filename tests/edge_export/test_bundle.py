@@ -19,8 +19,8 @@ from edge_export.bundle import (
     load_trusted_key,
     open_bundle,
     public_key_fingerprint,
-    sha256_file,
 )
+from edge_export.fsutil import sha256_file
 from edge_export.postprocess import AlarmRules
 from training.preprocess import Crop, PreprocessSpec
 
