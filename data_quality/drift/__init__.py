@@ -11,18 +11,11 @@ No Dagster here; the ``drift_report`` asset stores a reference per camera and wr
     queue = needs_labels(video_emb, video_probs, ref.embeddings, budget=50)
 """
 
-from data_quality.drift.detect import (
-    DATA_STATISTICS,
-    PREDICTION_STATISTICS,
-    VIEWPOINT_STATISTICS,
-    DriftConfig,
-    DriftTest,
-    data_drift_tests,
-    detect_drift,
-    prediction_drift_tests,
-    summary,
-    viewpoint_tests,
-)
+from data_quality.drift.detect import REGISTRY, detect_drift, summary
+from data_quality.drift.kinds.base import DriftConfig, DriftKind, DriftTest
+from data_quality.drift.kinds.data import DATA_STATISTICS, data_drift_tests
+from data_quality.drift.kinds.prediction import PREDICTION_STATISTICS, prediction_drift_tests
+from data_quality.drift.kinds.viewpoint import VIEWPOINT_STATISTICS, viewpoint_tests
 from data_quality.drift.reference import (
     FORMAT,
     FRAME_STATS,
@@ -40,10 +33,12 @@ __all__ = [
     "FORMAT",
     "FRAME_STATS",
     "PREDICTION_STATISTICS",
+    "REGISTRY",
     "VIEWPOINT_STATISTICS",
     "CameraReference",
     "CameraShift",
     "DriftConfig",
+    "DriftKind",
     "DriftTest",
     "build_reference",
     "colour_histogram",
