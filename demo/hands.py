@@ -1,16 +1,17 @@
-"""The operator's gloved hand: when it reaches into the picture and how it is drawn."""
+"""The operator's gloved hand: when it reaches into the picture and how it is drawn.
+
+It knows nothing of :class:`demo.scene.Scene`: the scene passes what a hand needs (frame
+size, scale, glove colour, when its items pass the centre), so the import runs one way.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-
-if TYPE_CHECKING:
-    from demo.scene import Scene
 
 __all__ = ["Hand", "hand_layer", "schedule_hands"]
 
@@ -25,30 +26,40 @@ class Hand:
     reach: float  # image px, fingertip depth at the peak
 
 
-def schedule_hands(scene: Scene, rng: np.random.Generator, seconds: float) -> list[Hand]:
-    """Draw the hand appearances of one video (Poisson, ``cond.hand_rate`` per second).
+def schedule_hands(
+    rng: np.random.Generator,
+    *,
+    seconds: float,
+    rate: float,
+    fps: int,
+    n_frames: int,
+    size: tuple[int, int],
+    centre_times: Sequence[float],
+) -> list[Hand]:
+    """Draw the hand appearances of one video (Poisson, ``rate`` per second).
 
-    Most reach for an item as it passes the centre; overlapping appearances are dropped,
-    so at most one hand is in the picture at a time.
+    Most reach for an item as it passes the centre (``centre_times``: seconds, one per item
+    on the belt); overlapping appearances are dropped, so at most one hand is in the picture
+    at a time. ``size`` is the frame's (W, H) in pixels.
     """
+    W, H = size
     candidates: list[Hand] = []
-    for _ in range(int(rng.poisson(scene.cond.hand_rate * seconds))):
-        dur = max(3, int(round(rng.uniform(0.35, 0.6) * scene.fps)))
-        if scene.items and rng.random() < 0.6:  # reach for an item as it passes the centre
-            it = scene.items[int(rng.integers(len(scene.items)))]
-            t_mid = it.t_enter + (scene.W / 2 + it.radius) / scene.v + rng.normal(0, 0.08)
-            start = int(round(t_mid * scene.fps)) - dur // 2
+    for _ in range(int(rng.poisson(rate * seconds))):
+        dur = max(3, int(round(rng.uniform(0.35, 0.6) * fps)))
+        if centre_times and rng.random() < 0.6:  # reach for an item as it passes the centre
+            t_mid = centre_times[int(rng.integers(len(centre_times)))] + rng.normal(0, 0.08)
+            start = int(round(t_mid * fps)) - dur // 2
         else:
-            start = int(rng.integers(0, scene.n_frames))
+            start = int(rng.integers(0, n_frames))
         hand = Hand(
             start=start,
             frames=dur,
             from_top=bool(rng.random() < 0.5),
-            x=scene.W / 2 + rng.normal(0, 0.1 * scene.W),
+            x=W / 2 + rng.normal(0, 0.1 * W),
             tilt=float(rng.uniform(-0.3, 0.3)),
-            reach=float(rng.uniform(0.42, 0.58) * scene.H),
+            reach=float(rng.uniform(0.42, 0.58) * H),
         )
-        if 0 <= start < scene.n_frames:
+        if 0 <= start < n_frames:
             candidates.append(hand)
     hands: list[Hand] = []
     for hand in sorted(candidates, key=lambda h: h.start):
@@ -57,12 +68,23 @@ def schedule_hands(scene: Scene, rng: np.random.Generator, seconds: float) -> li
     return hands
 
 
-def hand_layer(scene: Scene, hand: Hand, f: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The hand in frame ``f``: (premultiplied BGR float32 (H, W, 3), alpha (H, W)), or None."""
+def hand_layer(
+    hand: Hand,
+    f: int,
+    *,
+    size: tuple[int, int],
+    scale: float,
+    glove_color: Sequence[float],
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The hand in frame ``f``: (premultiplied BGR float32 (H, W, 3), alpha (H, W)), or None.
+
+    ``size`` is the frame's (W, H), ``scale`` image pixels per reference pixel, ``glove_color``
+    BGR 0..255.
+    """
     p = (f - hand.start + 0.5) / hand.frames
     if not 0.0 < p < 1.0:
         return None
-    W, H, s = scene.W, scene.H, scene.s
+    (W, H), s = size, scale
     depth = hand.reach * math.sin(math.pi * p) ** 0.6
     d = np.array([math.sin(hand.tilt), 1.0 if hand.from_top else -1.0])
     d[1] *= math.cos(hand.tilt)
@@ -109,11 +131,7 @@ def hand_layer(scene: Scene, hand: Hand, f: int) -> tuple[np.ndarray, np.ndarray
     emb = np.zeros_like(body)
     emb[:-k, :-k] = body[k:, k:] - body[:-k, :-k]
     shade = 0.72 + 0.35 * body + 1.2 * emb
-    color = (
-        np.array(scene.cond.glove_color, np.float32)[None, None, :]
-        * shade[..., None]
-        * a_g[..., None]
-    )
+    color = np.array(glove_color, np.float32)[None, None, :] * shade[..., None] * a_g[..., None]
     color += (
         np.array([70, 55, 50], np.float32)
         * (0.8 + 0.3 * cv2.GaussianBlur(a_s, (0, 0), 4 * s))[..., None]

@@ -122,7 +122,15 @@ class Scene:
             r_noise.standard_normal(self.n_frames), -2, 2
         )
         self.gain = (1.0 + cond.flicker * wob).astype(np.float32)
-        self.hands = schedule_hands(self, r_hand, seconds)
+        self.hands = schedule_hands(
+            r_hand,
+            seconds=seconds,
+            rate=cond.hand_rate,
+            fps=fps,
+            n_frames=self.n_frames,
+            size=(W, H),
+            centre_times=[it.t_enter + (W / 2 + it.radius) / self.v for it in self.items],
+        )
 
     # ----------------------------------------------------------------- static layers
     def _build_background(self, rng: np.random.Generator, cam: _Camera) -> None:
@@ -268,7 +276,13 @@ class Scene:
             occluded = False
             while hand is not None and f >= hand.start + hand.frames:
                 hand = next(hands, None)
-            layer = hand_layer(self, hand, f) if hand is not None else None
+            layer = (
+                hand_layer(
+                    hand, f, size=(self.W, self.H), scale=self.s, glove_color=self.cond.glove_color
+                )
+                if hand is not None
+                else None
+            )
             if layer is not None:
                 color, a = layer
                 move = np.array([[1, 0, 5 * self.s], [0, 1, 6 * self.s]], np.float32)
