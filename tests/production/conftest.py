@@ -21,17 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, unavailable
 
 PG_BIN = Path(os.environ.get("LENSLINE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "postgres"
-
-
-def unavailable(reason: str) -> None:
-    """Skip (a developer machine without the server) or fail (CI must run these tests)."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and {reason}")
-    pytest.skip(reason)
 
 
 @dataclass(frozen=True)

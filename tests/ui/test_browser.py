@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -71,13 +71,6 @@ LINEAGE = [
 ]
 SAVED_VIEWS = ("label_issues", "near_duplicates", "low_quality")
 SAMPLES = re.compile(r"^[\d,]+ samples?$")
-
-
-def unavailable(reason: str) -> None:
-    """Skip (a developer machine without the browser) or fail (CI must run these tests)."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and {reason}")
-    pytest.skip(reason)
 
 
 def _env(home: Path) -> dict[str, str]:
