@@ -11,14 +11,27 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 
 def _console():
     from rich.console import Console
 
     return Console(stderr=False)
+
+
+def _definitions(args: argparse.Namespace) -> dg.Definitions:
+    """The definitions ``run`` and ``demo`` execute: ``args.defs``, or the single entry point's."""
+    if args.defs is not None:
+        return args.defs
+    from orchestration.definitions import defs  # imports every asset module: only when running
+
+    return defs
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -38,8 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
-    from orchestration.definitions import defs
-
+    defs = _definitions(args)
     console = _console()
     try:
         resolve_selection(defs, args.select)
@@ -211,7 +223,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"({time.perf_counter() - started:.1f}s)",
         soft_wrap=True,
     )
-    code = cmd_run(argparse.Namespace(select=None, force=False, no_wait=False))
+    code = cmd_run(argparse.Namespace(select=None, force=False, no_wait=False, defs=args.defs))
     console.print(
         "\nWhere to look:\n"
         f"  landing zone:          {storage.uri('landing')}\n"
@@ -227,7 +239,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from demo.scenario import run_drift_scenario
 
         def again() -> int:
-            return cmd_run(argparse.Namespace(select=None, force=False, no_wait=False))
+            return cmd_run(
+                argparse.Namespace(select=None, force=False, no_wait=False, defs=args.defs)
+            )
 
         code = max(code, run_drift_scenario(args, again, console, home=home))
         _print_edge_hint(storage, demo.videos, console)
@@ -326,7 +340,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, defs: dg.Definitions | None = None) -> int:
+    """Parse ``argv`` and run the command; its exit code.
+
+    ``defs``: the Dagster definitions ``run`` and ``demo`` execute; by default
+    ``orchestration.definitions.defs`` (tests pass a smaller graph).
+    """
     parser = argparse.ArgumentParser(prog="lensline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -390,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     add_init_parser(sub)  # lensline init --profile embedded|production
 
     args = parser.parse_args(argv)
+    args.defs = defs
     return args.func(args)
 
 

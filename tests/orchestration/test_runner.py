@@ -227,15 +227,15 @@ def _small_defs(counter: Path) -> dg.Definitions:
 
 
 def test_rejected_label_file_exits_3_prints_it_and_does_not_retrain(
-    home, write_video, tmp_path, monkeypatch, capsys
+    home, write_video, tmp_path, capsys
 ):
     """Issue 7.6: a rejected file is printed with its problems, exit 3, and nothing retrains."""
-    import orchestration.definitions
-    from orchestration.cli import main
+    from functools import partial
+
+    from orchestration.cli import main as cli_main
 
     counter = tmp_path / "trainings"
-    small = _small_defs(counter)
-    monkeypatch.setattr(orchestration.definitions, "defs", small)
+    main = partial(cli_main, defs=_small_defs(counter))
     write_video(home / "landing/videos/cam1/a.mp4", 12)
     labels_dir = home / "landing/labels"
     labels_dir.mkdir(parents=True)
@@ -277,16 +277,18 @@ def test_lensline_run_writes_nothing_into_the_cwd(home, tmp_path):
     assert "orchestration.fiftyone_app" in out.stdout
 
 
-def test_demo_on_s3_writes_the_landing_zone_there(s3_env, monkeypatch, capsys):
+def test_demo_on_s3_writes_the_landing_zone_there(s3_env, capsys):
     """Issue 7.15: the demo set goes to the S3 landing zone and the summary prints S3 locations."""
     import boto3
 
     from lake.landing import discover_videos
     from orchestration import cli
 
-    monkeypatch.setattr(cli, "cmd_run", lambda args: 0)  # the graph on S3 is tested elsewhere
+    # a graph of no assets: the demo's run only registers the videos (the graph on S3 is tested
+    # elsewhere)
+    no_assets = dg.Definitions(resources={"storage": LensStorage()})
     argv = ["demo", "--cameras", "1", "--videos-per-camera", "2", "--seconds", "1"]
-    assert cli.main(argv) == 0
+    assert cli.main(argv, defs=no_assets) == 0
     out = capsys.readouterr().out
     bucket = s3_env.removeprefix("s3://").split("/")[0]
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket)["Contents"]]
@@ -295,7 +297,7 @@ def test_demo_on_s3_writes_the_landing_zone_there(s3_env, monkeypatch, capsys):
     assert sorted(discover_videos(LensStorage())) == ["cam1__line_0001", "cam1__line_0002"]
     flat = " ".join(out.split())
     assert f"lake (Delta tables): {s3_env}/lake" in flat and f"labels in {s3_env}/landing/" in flat
-    assert cli.main(argv) == 0  # identical files are not uploaded again
+    assert cli.main(argv, defs=no_assets) == 0  # identical files are not uploaded again
     assert "uploaded 0 changed file(s)" in " ".join(capsys.readouterr().out.split())
 
 
@@ -312,18 +314,16 @@ def test_clean_ids_keep_their_old_value():
 
 
 def test_only_rejected_label_files_stop_before_training_with_exit_3(
-    home, write_video, tmp_path, monkeypatch, capsys
+    home, write_video, tmp_path, capsys
 ):
     """A new user's first run with nothing but a bad label file: a clear stop, no crash."""
-    import orchestration.definitions
     from orchestration.cli import main
 
     counter = tmp_path / "trainings"
-    monkeypatch.setattr(orchestration.definitions, "defs", _small_defs(counter))
     write_video(home / "landing/videos/cam1/a.mp4", 12)
     (home / "landing/labels").mkdir(parents=True)
     (home / "landing/labels/bad.csv").write_text("video,frame_index,label\nnope.mp4,1,good\n")
-    assert main(["run"]) == 3
+    assert main(["run"], defs=_small_defs(counter)) == 3
     out = capsys.readouterr().out
     assert "no valid labels yet" in out and "bad.csv" in out
     assert not counter.exists()  # nothing downstream ran
