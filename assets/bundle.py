@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import Field
 
 from assets.champion import fetch_export, load_champion
-from assets.memo import latest_check_evaluation
+from assets.provenance import code_version, latest_check
 from assets.tables import md_table
 from lake.storage import LensStorage
 
@@ -62,6 +62,7 @@ class BundleConfig(dg.Config):
             "with the reason and how to turn them on).",
         )
     ],
+    code_version=code_version("edge_bundle", 1, BundleConfig().model_dump()),
 )
 def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage: LensStorage):
     """The champion's exports, preprocessing contract, alarm rules, model card and lineage in one
@@ -74,9 +75,7 @@ def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage
     record = champion.record
     trt_ok, trt_reason = available()
     targets = {"onnx": "ok", "int8": "ok", "openvino": "ok", "openvino_int8": "ok"}
-    ov8 = latest_check_evaluation(
-        context.instance, dg.AssetCheckKey(dg.AssetKey("openvino_model"), "openvino_int8_accuracy")
-    )
+    ov8 = latest_check(context.instance, "openvino_model", "openvino_int8_accuracy")
     if ov8 is not None and not ov8.passed:
         reasons = ov8.metadata.get("reasons")
         targets["openvino_int8"] = "skipped: failed openvino_int8_accuracy: " + str(
@@ -176,9 +175,7 @@ def _gates(context: dg.AssetExecutionContext) -> dict[str, bool]:
         ("openvino_model", "openvino_parity"),
         ("openvino_model", "openvino_int8_accuracy"),
     ):
-        evaluation = latest_check_evaluation(
-            context.instance, dg.AssetCheckKey(dg.AssetKey(asset), check)
-        )
+        evaluation = latest_check(context.instance, asset, check)
         out[f"{asset}/{check}"] = bool(evaluation is not None and evaluation.passed)
     return out
 
@@ -228,7 +225,11 @@ SHADOW_COLUMNS = [
 ]
 
 
-@dg.asset(group_name="edge", kinds={"delta"})
+@dg.asset(
+    group_name="edge",
+    kinds={"delta"},
+    code_version=code_version("shadow_comparison", 1),
+)
 def shadow_comparison(context: dg.AssetExecutionContext, storage: LensStorage):
     """Champion vs shadow predictions from the edge runners' JSONL in landing/shadow: agreement,
     per-class disagreement and the frames where they differ (promotion evidence)."""

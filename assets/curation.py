@@ -6,6 +6,7 @@ from pydantic import Field
 
 from assets.labels import held_out
 from assets.previews import png_md
+from assets.provenance import code_version
 from assets.tables import md_table
 from lake.frames import KEYS, line_conditions, load_frame_images, ok_frames
 from lake.resources import FiftyOneResource
@@ -13,7 +14,10 @@ from lake.storage import LensStorage
 
 
 @dg.asset(
-    deps=["label_consensus", "frame_embeddings"], group_name="labels", kinds={"delta", "cleanlab"}
+    deps=["label_consensus", "frame_embeddings"],
+    group_name="labels",
+    kinds={"delta", "cleanlab"},
+    code_version=code_version("label_issues", 1),
 )
 def label_issues(context: dg.AssetExecutionContext, storage: LensStorage):
     """Label, outlier, near-duplicate and frame-quality issues from held-out (K-fold CNN) probabilities."""
@@ -129,6 +133,7 @@ class CurationConfig(dg.Config):
             "dark / overexposed / blurry rules.",
         )
     ],
+    code_version=code_version("curated_dataset", 1, CurationConfig().model_dump()),
 )
 def curated_dataset(
     context: dg.AssetExecutionContext, config: CurationConfig, storage: LensStorage
@@ -209,7 +214,12 @@ def curated_dataset(
     )
 
 
-@dg.asset(deps=["curated_dataset", "label_issues"], group_name="labels", kinds={"fiftyone"})
+@dg.asset(
+    deps=["curated_dataset", "label_issues"],
+    group_name="labels",
+    kinds={"fiftyone"},
+    code_version=code_version("fiftyone_dataset", 1),
+)
 def fiftyone_dataset(
     context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: FiftyOneResource
 ):
@@ -217,23 +227,35 @@ def fiftyone_dataset(
     return _sync(context, storage, fiftyone)
 
 
-@dg.asset(deps=["model_evaluation", "fiftyone_dataset"], group_name="training", kinds={"fiftyone"})
+@dg.asset(
+    deps=["model_evaluation", "fiftyone_dataset"],
+    group_name="training",
+    kinds={"fiftyone"},
+    code_version=code_version("fiftyone_predictions", 1),
+)
 def fiftyone_predictions(
     context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: FiftyOneResource
 ):
     """The champion's predictions on every curated frame, shown beside the labels in FiftyOne."""
-    return _sync(context, storage, fiftyone)
+    return _sync(context, storage, fiftyone, predictions=storage.read_table("predictions"))
 
 
-def _sync(context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: FiftyOneResource):
-    """Incremental, idempotent sync of the lake's view of labeled frames into FiftyOne."""
+def _sync(
+    context: dg.AssetExecutionContext,
+    storage: LensStorage,
+    fiftyone: FiftyOneResource,
+    *,
+    predictions: pl.DataFrame | None = None,
+):
+    """Incremental, idempotent sync of the lake's view of labeled frames (and the champion's
+    ``predictions``, when given) into FiftyOne."""
     if storage.is_s3:
         context.log.warning("FiftyOne sync needs local frame files; skipped for S3 storage")
         return dg.MaterializeResult(metadata={"skipped": "S3 storage"})
     fiftyone.connect()
     from data_quality.fiftyone_sync import ensure_saved_views, sync_samples
 
-    samples, classes, annotations = _samples(storage)
+    samples, classes, annotations = _samples(storage, predictions)
     counts = sync_samples(
         fiftyone.dataset_name,
         samples,
@@ -252,7 +274,9 @@ def _sync(context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: Fif
     )
 
 
-def _samples(storage: LensStorage) -> tuple[pl.DataFrame, list[str], pl.DataFrame]:
+def _samples(
+    storage: LensStorage, preds: pl.DataFrame | None
+) -> tuple[pl.DataFrame, list[str], pl.DataFrame]:
     """One row per labeled frame with everything FiftyOne shows, and the annotators' labels in
     long form (one row per frame and annotator: no frames x annotators pivot)."""
     labels = storage.read_table("labels")
@@ -271,7 +295,6 @@ def _samples(storage: LensStorage) -> tuple[pl.DataFrame, list[str], pl.DataFram
         .join(dataset, on=KEYS, how="left")
         .with_columns(pl.col("ground_truth").fill_null(pl.col("consensus")))
     )
-    preds = storage.read_table("predictions")
     if preds is not None:
         out = out.join(
             preds.select(*KEYS, "prediction", prediction_confidence="confidence"),

@@ -1,12 +1,10 @@
 """frame_embeddings: out-of-sample probabilities and embeddings of every labeled frame (K-fold CNN)."""
 
-import hashlib
-
 import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from assets.memo import fingerprint, reuse
+from assets.provenance import code_version, unchanged
 from lake.frames import KEYS, load_frame_images, ok_frames
 from lake.resources import PreprocessResource
 from lake.storage import LensStorage
@@ -23,11 +21,21 @@ class EmbeddingConfig(dg.Config):
         description="Folds when labelled frames are no near-duplicates of their neighbours "
         "and are folded one by one (training.crossval).",
     )
-    epochs: int = Field(default=15, description="Epochs per fold model.")
+    epochs: int = Field(default=15, description="Epochs per fold model, at most.")
+    fold_images: int = Field(
+        default=25_000,
+        description="Training images a fold model sees over all epochs, at most (at least "
+        "training.crossval.MIN_EPOCHS epochs): large label sets take fewer passes.",
+    )
     tta: bool = Field(
         default=True,
         description="Average held-out probabilities over the training augmentation's shifts "
         "and mirror (training.crossval.tta_views).",
+    )
+    tta_views: int = Field(
+        default=6,
+        description="Test-time views averaged, at most: 1 = the clean image; 6 = clean, mirror "
+        "and the four 1 px shifts; 18 = all at 64 px (benchmarks/label_checking_scale.py).",
     )
     seed: int = Field(default=0)
 
@@ -38,7 +46,12 @@ def majority_vote(labels: pl.DataFrame, frames: pl.DataFrame) -> pl.DataFrame:
     return vote.join(frames.select(*KEYS, "camera_id", "uri", "sha256"), on=KEYS).sort(KEYS)
 
 
-@dg.asset(deps=["labels", "frames"], group_name="labels", kinds={"pytorch", "delta"})
+@dg.asset(
+    deps=["labels", "frames"],
+    group_name="labels",
+    kinds={"pytorch", "delta"},
+    code_version=code_version("frame_embeddings", 1, EmbeddingConfig().model_dump()),
+)
 def frame_embeddings(
     context: dg.AssetExecutionContext,
     config: EmbeddingConfig,
@@ -50,17 +63,13 @@ def frame_embeddings(
     from training.crossval import cross_val_predict
     from training.train import TrainConfig
 
+    if (again := unchanged(context)) is not None:
+        return again  # same labels, frames and code: the same held-out outputs
     labels = storage.read_table("labels")
     classes = class_list(labels)
     vote = majority_vote(labels, ok_frames(storage))
     y = vote["vote_label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
     spec = preprocess.spec()
-    digest = fingerprint(
-        hashlib.sha256(vote.select(*KEYS, "vote_label", "sha256").write_csv().encode()).hexdigest(),
-        classes, config.model_dump(), spec.to_dict(), "kfold-v3",
-    )  # fmt: skip
-    if (again := reuse(context, digest)) is not None:
-        return again  # same labelled frames, votes, config: the same held-out outputs
     images = load_frame_images(storage, vote, spec)
     cfg = TrainConfig(
         epochs=config.epochs, image_size=spec.image_size, seed=config.seed, batch_size=32
@@ -77,6 +86,8 @@ def frame_embeddings(
         progress=context.log.info,
         return_grouping=True,
         tta=config.tta,
+        n_views=config.tta_views,
+        fold_images=config.fold_images,
     )
     table = vote.select(*KEYS, "vote_label").with_columns(
         embedding=pl.Series(emb.tolist(), dtype=pl.List(pl.Float32)),
@@ -93,7 +104,6 @@ def frame_embeddings(
             "folds": int(folds.max() + 1),
             "held_out_agreement_with_vote": round(oos_acc, 4),
             "table_version": version,
-            "inputs_fingerprint": digest,
             "preprocess": dg.MetadataValue.json(spec.to_dict()),
             "fold_grouping": dg.MetadataValue.json(grouping),
         },

@@ -21,6 +21,7 @@ import polars as pl
 from pydantic import Field
 
 from assets.previews import thumbnail_strip_md
+from assets.provenance import code_version
 from data_quality import contract
 from data_quality.frame_quality import BLURRY_SHARPNESS, DARK_BRIGHTNESS, FrameEncoder
 from data_quality.video import scan_video
@@ -79,7 +80,7 @@ class IngestConfig(dg.Config):
         ),
     ],
     partitions_def=videos_partitions,
-    code_version="ingest-v1",
+    code_version=code_version("ingest", 1, IngestConfig().model_dump()),
 )
 def raw_video_and_frames(
     context: dg.AssetExecutionContext, config: IngestConfig, storage: LensStorage

@@ -8,12 +8,13 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
+from assets.provenance import code_version
 from assets.tables import md_table
+from lake.frames import KEYS
 from lake.landing import label_files
 from lake.resources import FiftyOneResource
 from lake.storage import LensStorage
 
-KEYS = ["video_id", "frame_index"]
 LABELS_SCHEMA = {
     "video_id": pl.String,
     "frame_index": pl.Int64,
@@ -35,7 +36,9 @@ class LabelsConfig(dg.Config):
     )
 
 
-@dg.asset(group_name="labels", kinds={"fiftyone", "delta"})
+@dg.asset(
+    group_name="labels", kinds={"fiftyone", "delta"}, code_version=code_version("label_reviews", 1)
+)
 def label_reviews(
     context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: FiftyOneResource
 ):
@@ -90,6 +93,7 @@ def label_reviews(
             description="Every label file in the landing zone imports cleanly.",
         )
     ],
+    code_version=code_version("labels", 1, LabelsConfig().model_dump()),
 )
 def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: LensStorage):
     """Validated labels from landing/labels (CSV, COCO, FiftyOne) plus reviewers' corrections."""
@@ -189,7 +193,12 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: Len
     )
 
 
-@dg.asset(deps=["labels", "frame_embeddings"], group_name="labels", kinds={"delta", "cleanlab"})
+@dg.asset(
+    deps=["labels", "frame_embeddings"],
+    group_name="labels",
+    kinds={"delta", "cleanlab"},
+    code_version=code_version("label_consensus", 1),
+)
 def label_consensus(context: dg.AssetExecutionContext, storage: LensStorage):
     """One consensus label per frame and a quality score per frame and annotator (CROWDLAB)."""
     from data_quality.consensus import compute_consensus

@@ -10,14 +10,14 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from assets.memo import fingerprint, reuse
 from assets.previews import png_md
+from assets.provenance import code_version, unchanged
 from assets.tables import md_table
 from lake.frames import KEYS, line_conditions, load_frame_images
 from lake.resources import PreprocessResource
 from lake.storage import LensStorage
 
-CODE_VERSION = "train-v2"  # v2: the preprocessing contract recorded in the checkpoint
+TRAIN_REVISION = 2  # 2: the preprocessing contract recorded in the checkpoint
 
 
 CONDITION_BALANCE = 1.0
@@ -90,11 +90,15 @@ def split_images(
     return load_frame_images(storage, rows, spec), labels, rows.select(KEYS)
 
 
+CODE_VERSION = code_version("train", TRAIN_REVISION, TrainingConfig().model_dump())
+
+
 @dg.asset(
     deps=["curated_dataset"],
     group_name="training",
     kinds={"pytorch", "safetensors"},
     code_version=CODE_VERSION,
+    io_manager_key="lake_io",
 )
 def trained_model(
     context: dg.AssetExecutionContext,
@@ -113,11 +117,10 @@ def trained_model(
         storage.table_version("labels"),
     )
     spec = preprocess.spec()
-    digest = fingerprint(
-        dataset_version, label_version, config.model_dump(), spec.to_dict(), CODE_VERSION
-    )
-    if (again := reuse(context, digest)) is not None:
-        return again  # same data, config and code: the same weights (training is seeded)
+    if (again := unchanged(context)) is not None:  # same data and code: the same weights
+        return dg.Output(
+            _reference(again.metadata), metadata=again.metadata, data_version=again.data_version
+        )
     dataset = storage.read_table("dataset", version=dataset_version)
     classes = sorted(dataset["label"].unique().to_list())
     x_tr, y_tr, keys_tr = split_images(storage, "train", classes, spec, version=dataset_version)
@@ -164,13 +167,16 @@ def trained_model(
         )
         uri = storage.uri("artifacts", "models", f"m-{sha[:12]}", "model.safetensors")
         storage.write_bytes(uri, local.read_bytes())
-    return dg.MaterializeResult(
+    metadata = {
+        "model_version": f"m-{sha[:12]}",
+        "checkpoint_uri": uri,
+        "checkpoint_sha256": sha,
+        **versions,
+    }
+    return dg.Output(
+        _reference(metadata),
         metadata={
-            "model_version": f"m-{sha[:12]}",
-            "inputs_fingerprint": digest,
-            "checkpoint_uri": uri,
-            "checkpoint_sha256": sha,
-            **versions,
+            **metadata,
             "config": dg.MetadataValue.json(json.loads(cfg.to_json())),
             "preprocess": dg.MetadataValue.json(spec.to_dict()),
             "train_images": len(x_tr),
@@ -193,10 +199,24 @@ def trained_model(
     )
 
 
+def _reference(metadata) -> dict:
+    """What model_evaluation receives: the checkpoint and the versions it was made from."""
+    keys = (
+        "model_version",
+        "checkpoint_uri",
+        "checkpoint_sha256",
+        "dataset_version",
+        "label_version",
+        "code_version",
+    )
+    return {k: getattr(metadata[k], "value", metadata[k]) for k in keys}
+
+
 @dg.asset(
-    deps=["trained_model"],
+    ins={"trained_model": dg.AssetIn(input_manager_key="lake_io")},
     group_name="training",
     kinds={"pytorch"},
+    code_version=code_version("evaluate", 1, PromotionConfig().model_dump()),
     check_specs=[
         dg.AssetCheckSpec(
             "promotion_gate",
@@ -207,7 +227,10 @@ def trained_model(
     ],
 )
 def model_evaluation(
-    context: dg.AssetExecutionContext, config: PromotionConfig, storage: LensStorage
+    context: dg.AssetExecutionContext,
+    config: PromotionConfig,
+    storage: LensStorage,
+    trained_model: dict,
 ):
     """Test-split metrics of the new model, its predictions, and champion/challenger promotion."""
     from training.checkpoint import checkpoint_spec, load_checkpoint
@@ -220,32 +243,29 @@ def model_evaluation(
         slices_png,
     )
     from training.promotion import decide_promotion_paired
-    from training.registry import ModelRegistry, PromotionDecision
+    from training.registry import PromotionDecision
 
-    event = context.instance.get_latest_materialization_event(dg.AssetKey("trained_model"))
-    if event is None or event.asset_materialization is None:
-        raise dg.Failure("no trained_model to evaluate yet: materialise trained_model first")
-    meta = event.asset_materialization.metadata
-    uri, sha = meta["checkpoint_uri"].value, meta["checkpoint_sha256"].value
+    meta = trained_model  # the checkpoint reference trained_model handed down
+    uri, sha = meta["checkpoint_uri"], meta["checkpoint_sha256"]
     model, ckpt = load_checkpoint(storage.fetch_local([uri])[0], expected_sha256=sha)
     classes = json.loads(ckpt["classes"])
     spec = checkpoint_spec(ckpt)  # the model's own preprocessing contract
-    dataset_version = int(meta["dataset_version"].value)  # the test split of its own dataset
+    dataset_version = int(meta["dataset_version"])  # the test split of its own dataset
     x_te, y_te, keys = split_images(storage, "test", classes, spec, version=dataset_version)
     probs = predict_proba(model, x_te)
     metrics = evaluate(probs, y_te, classes=classes)
     metrics["test_set"] = hashlib.sha256(keys.write_csv().encode()).hexdigest()[:16]
 
-    registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
+    registry = storage.registry()
     champion = registry.champion()
     version = registry.register_challenger(
         checkpoint_uri=uri,
         checkpoint_sha256=sha,
         metrics=metrics,
         config=ckpt["config"],
-        dataset_version=int(meta["dataset_version"].value),
-        label_version=int(meta["label_version"].value),
-        code_version=meta["code_version"].value,
+        dataset_version=dataset_version,
+        label_version=int(meta["label_version"]),
+        code_version=meta["code_version"],
         parent_version=champion.model_version if champion else None,
     )
     parts = None

@@ -2,11 +2,12 @@
 
 One policy, ``on_new_data``: an asset runs when an upstream asset's *data version* changed
 (not merely when it was rematerialised: every Lensline asset reports a content-derived data
-version, so a rerun on unchanged inputs changes nothing downstream), when none of its
+version, so a rerun on unchanged inputs changes nothing downstream) or when its own *code
+version* changed (an upgrade of its logic, or of a gate threshold folded into it), when none of its
 upstreams is missing or running, and only after every upstream blocking check passed (a
 failed ``promotion_gate``, ``onnx_parity`` or ``int8_accuracy`` stops the chain). The
-conditions are Dagster's own (``AutomationCondition.eager`` with ``newly_updated`` replaced by
-``data_version_changed``), evaluated by the automation sensor below, which runs by default.
+conditions are Dagster's own (``AutomationCondition.eager``'s terms, with ``newly_updated``
+replaced by ``data_version_changed`` and ``code_version_changed`` added to the trigger), evaluated by the automation sensor below, which runs by default.
 
 The chain this drives: labels (new_labels_sensor, FiftyOne reviews) -> frame_embeddings ->
 label_consensus -> label_issues -> curated_dataset -> trained_model -> model_evaluation ->
@@ -36,12 +37,21 @@ AUTOMATED = (
 
 
 def on_new_data() -> dg.AutomationCondition:
-    """Eager on upstream data-version changes, gated on upstream blocking checks."""
+    """Eager on upstream data-version changes or a change of the asset's own code version,
+    gated on upstream blocking checks."""
+    cond = dg.AutomationCondition
+    trigger = (
+        cond.newly_missing()
+        | cond.any_deps_updated().replace("newly_updated", cond.data_version_changed())
+        | cond.code_version_changed()
+    ).since_last_handled()
     return (
-        dg.AutomationCondition.eager().replace(
-            "newly_updated", dg.AutomationCondition.data_version_changed()
-        )
-        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        cond.in_latest_time_window()
+        & trigger
+        & ~cond.any_deps_missing()
+        & ~cond.any_deps_in_progress()
+        & ~cond.in_progress()
+        & cond.all_deps_blocking_checks_passed()
     ).with_label("on_new_data")
 
 
@@ -76,10 +86,8 @@ CURSOR_KEY = "lensline/automation_cursor"
 
 
 def _load_cursor(instance: dg.DagsterInstance):
-    from dagster_shared.serdes import deserialize_value
-
     raw = instance.run_storage.get_cursor_values({CURSOR_KEY}).get(CURSOR_KEY)
-    return deserialize_value(raw) if raw else None
+    return dg.deserialize_value(raw) if raw else None
 
 
 def has_cursor(instance: dg.DagsterInstance) -> bool:
@@ -88,9 +96,7 @@ def has_cursor(instance: dg.DagsterInstance) -> bool:
 
 
 def _save_cursor(instance: dg.DagsterInstance, cursor) -> None:
-    from dagster_shared.serdes import serialize_value
-
-    instance.run_storage.set_cursor_values({CURSOR_KEY: serialize_value(cursor)})
+    instance.run_storage.set_cursor_values({CURSOR_KEY: dg.serialize_value(cursor)})
 
 
 def tick(

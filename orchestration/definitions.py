@@ -10,6 +10,7 @@ from assets.features import frame_embeddings
 from assets.ingest import raw_video_and_frames
 from assets.labels import label_consensus, label_reviews, labels
 from assets.models import model_evaluation, trained_model
+from lake.io import LakeJsonIOManager
 from lake.resources import FiftyOneResource, PreprocessResource
 from lake.storage import LensStorage
 from orchestration.automation import automate, automation_sensor
@@ -62,5 +63,6 @@ defs = dg.Definitions(
         "storage": LensStorage(),
         "fiftyone": FiftyOneResource(),
         "preprocess": PreprocessResource(),
+        "lake_io": LakeJsonIOManager(storage=LensStorage()),
     },
 )

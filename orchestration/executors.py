@@ -32,7 +32,6 @@ import os
 from collections.abc import Mapping, Sequence
 
 import dagster as dg
-from dagster._core.execution.retries import RetryMode
 
 EXECUTOR_ENV = "LENSLINE_EXECUTOR"
 KINDS = ("in_process", "multiprocess", "celery")
@@ -114,17 +113,29 @@ def lensline_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     """Dagster's in-process, multiprocess or Celery executor, as ``LENSLINE_EXECUTOR`` says."""
     kind, settings = choose(dict(init_context.executor_config))
     if kind == "in_process":
-        from dagster._core.executor.in_process import InProcessExecutor
-
-        return InProcessExecutor(retries=RetryMode.ENABLED)
+        return _create(dg.in_process_executor, init_context, {"retries": {"enabled": {}}})
     if kind == "multiprocess":
-        from dagster._core.executor.multiprocess import MultiprocessExecutor
+        config = {"retries": {"enabled": {}}, "max_concurrent": settings["max_concurrent"]}
+        return _create(dg.multiprocess_executor, init_context, config)
+    from dagster_celery import celery_executor
 
-        return MultiprocessExecutor(
-            retries=RetryMode.ENABLED, max_concurrent=settings["max_concurrent"]
-        )
-    from dagster_celery.executor import CeleryExecutor
+    config = {
+        "broker": settings["broker"],
+        "backend": settings["backend"],
+        "retries": {"disabled": {}},
+    }
+    return _create(celery_executor, init_context, config)
 
-    return CeleryExecutor(
-        retries=RetryMode.DISABLED, broker=settings["broker"], backend=settings["backend"]
+
+def _create(
+    executor_def: dg.ExecutorDefinition, init_context: dg.InitExecutorContext, config: dict
+) -> dg.Executor:
+    """Dagster's own executor ``executor_def`` with ``config``, through its public creation
+    function (the same path as naming it in a job)."""
+    context = dg.InitExecutorContext(
+        job=init_context.job,
+        executor_def=executor_def,
+        executor_config=config,
+        instance=init_context.instance,
     )
+    return executor_def.executor_creation_fn(context)  # type: ignore[misc]
