@@ -5,7 +5,7 @@ import dagster as dg
 from assets.bundle import edge_bundle, shadow_comparison
 from assets.curation import curated_dataset, fiftyone_dataset, fiftyone_predictions, label_issues
 from assets.drift import drift_reference, drift_report, fiftyone_queues
-from assets.export import int8_onnx, onnx_model, openvino_model, tensorrt_engine
+from assets.export import export_assets, tensorrt_engine
 from assets.features import frame_embeddings
 from assets.ingest import raw_video_and_frames
 from assets.labels import label_consensus, label_reviews, labels
@@ -24,45 +24,54 @@ from orchestration.sensors import (
     shadow_sensor,
 )
 
-defs = dg.Definitions(
-    assets=automate(
-        [
-            raw_video_and_frames,
-            label_reviews,
-            labels,
-            frame_embeddings,
-            label_consensus,
-            label_issues,
-            curated_dataset,
-            fiftyone_dataset,
-            fiftyone_predictions,
-            trained_model,
-            model_evaluation,
-            onnx_model,
-            int8_onnx,
-            openvino_model,
-            tensorrt_engine,
-            edge_bundle,
-            shadow_comparison,
-            drift_reference,
-            drift_report,
-            fiftyone_queues,
-        ]
-    ),
-    jobs=[ingest_job],
-    executor=lensline_executor,  # LENSLINE_EXECUTOR: in_process | multiprocess | celery
-    sensors=[
-        new_video_sensor,
-        new_labels_sensor,
-        fiftyone_review_sensor,
-        shadow_sensor,
-        automation_sensor,
-    ],
-    schedules=[retrain_schedule],
-    resources={
-        "storage": LensStorage(),
-        "fiftyone": FiftyOneResource(),
-        "preprocess": PreprocessResource(),
-        "lake_io": LakeJsonIOManager(storage=LensStorage()),
-    },
-)
+
+def build_defs(**export_targets) -> dg.Definitions:
+    """Lensline's Definitions. ``export_targets`` (``onnx=``, ``int8=``, ``openvino=``: an
+    :mod:`edge_export.targets` target with its gates) replace the default export targets: a
+    plant's own gate thresholds, or a test's, become the export assets' code versions."""
+    onnx_model, int8_onnx, openvino_model = export_assets(**export_targets)
+    return dg.Definitions(
+        assets=automate(
+            [
+                raw_video_and_frames,
+                label_reviews,
+                labels,
+                frame_embeddings,
+                label_consensus,
+                label_issues,
+                curated_dataset,
+                fiftyone_dataset,
+                fiftyone_predictions,
+                trained_model,
+                model_evaluation,
+                onnx_model,
+                int8_onnx,
+                openvino_model,
+                tensorrt_engine,
+                edge_bundle,
+                shadow_comparison,
+                drift_reference,
+                drift_report,
+                fiftyone_queues,
+            ]
+        ),
+        jobs=[ingest_job],
+        executor=lensline_executor,  # LENSLINE_EXECUTOR: in_process | multiprocess | celery
+        sensors=[
+            new_video_sensor,
+            new_labels_sensor,
+            fiftyone_review_sensor,
+            shadow_sensor,
+            automation_sensor,
+        ],
+        schedules=[retrain_schedule],
+        resources={
+            "storage": LensStorage(),
+            "fiftyone": FiftyOneResource(),
+            "preprocess": PreprocessResource(),
+            "lake_io": LakeJsonIOManager(storage=LensStorage()),
+        },
+    )
+
+
+defs = build_defs()
