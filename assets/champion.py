@@ -69,11 +69,11 @@ def export_uri(storage: LensStorage, version: str, name: str) -> str:
 
 def store_export(storage: LensStorage, version: str, local: Path, name: str) -> tuple[str, str]:
     """Copy one export file into the artifacts store; (uri, sha256)."""
-    from training.checkpoint import file_sha256
+    from edge_export.fsutil import sha256_file
 
     uri = export_uri(storage, version, name)
     storage.write_bytes(uri, local.read_bytes())
-    return uri, file_sha256(local)
+    return uri, sha256_file(local)
 
 
 def fetch_export(storage: LensStorage, version: str, name: str, into: Path) -> Path:

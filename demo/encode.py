@@ -13,7 +13,7 @@ import polars as pl
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
 
-from data_quality.video import sha256_file
+from edge_export.fsutil import sha256_file
 
 __all__ = ["encode_mp4", "publish", "tmp_for", "write_csv"]
 

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from edge_export.fsutil import atomic_write
+
 if TYPE_CHECKING:
     from edge_export.latency import LatencyReport
     from edge_export.onnx import ParityReport
@@ -208,17 +210,8 @@ def to_fp16_onnx(fp32_onnx: str | os.PathLike, out: str | os.PathLike) -> Path:
 
 
 def _write_atomic(out: Path, data: bytes) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(out) as f:
+        f.write(data)
     return out
 
 

@@ -21,6 +21,8 @@ import dagster as dg
 import polars as pl
 from pydantic import Field, PrivateAttr
 
+from edge_export.fsutil import atomic_write
+
 DEFAULT_HOME = ".lensline"
 
 
@@ -201,12 +203,8 @@ class LensStorage(dg.ConfigurableResource):
             bucket, key = self._split(uri)
             self._s3().put_object(Bucket=bucket, Key=key, Body=data)
             return
-        path = Path(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_write(uri) as fh:
             fh.write(data)
-        os.replace(tmp, path)
 
     def put_file(self, local: Path, uri: str) -> bool:
         """Copy a local file to ``uri`` unless an identical object is there; True if it copied.

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edge_export.fsutil import atomic_write, process_alive
 from lake.storage import LensStorage
 
 __all__ = ["HomeLocked", "LocalLock", "Owner", "S3Lock", "home_lock"]
@@ -135,9 +136,8 @@ class LocalLock(_Lock):
             self._lock.acquire(timeout=0)
         except Timeout:
             return False
-        tmp = self._info.with_name(f".{self._info.name}.{os.getpid()}")
-        tmp.write_text(Owner().to_json())
-        os.replace(tmp, self._info)
+        with atomic_write(self._info, "w") as f:
+            f.write(Owner().to_json())
         return True
 
     def release(self) -> None:
@@ -204,7 +204,11 @@ class S3Lock(_Lock):
         except ClientError:
             return  # gone meanwhile: the next try_acquire may win
         age = time.time() - head["LastModified"].timestamp()
-        dead = owner is not None and owner.host == socket.gethostname() and not _alive(owner.pid)
+        dead = (
+            owner is not None
+            and owner.host == socket.gethostname()
+            and not process_alive(owner.pid)
+        )
         if age <= self.stale_s and not dead:
             return
         with contextlib.suppress(ClientError):  # someone else took it over first
@@ -247,18 +251,6 @@ class S3Lock(_Lock):
         except ClientError:
             return None
         return Owner.from_json(body)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def home_lock(storage: LensStorage | None = None) -> LocalLock | S3Lock:

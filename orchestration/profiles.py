@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
+
+from edge_export.fsutil import atomic_write
 
 PROFILES = ("embedded", "production")
 
@@ -88,19 +89,6 @@ def instance_yaml(profile: str) -> str:
     return base + PRODUCTION_STORAGE + RUN_MONITORING
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_profile(dagster_home: Path, profile: str, *, force: bool = False) -> list[Path]:
     """Write ``dagster.yaml`` (and ``.env.example`` for production) into ``dagster_home``.
 
@@ -115,7 +103,8 @@ def write_profile(dagster_home: Path, profile: str, *, force: bool = False) -> l
         raise FileExistsError(", ".join(map(str, clashes)))
     dagster_home.mkdir(parents=True, exist_ok=True)
     for path, text in files.items():
-        _write_atomic(path, text)
+        with atomic_write(path, "w") as f:
+            f.write(text)
     return list(files)
 
 

@@ -22,6 +22,7 @@ import dagster as dg
 import polars as pl
 from botocore.exceptions import BotoCoreError
 
+from edge_export.fsutil import process_alive
 from lake.landing import LandingProblems, discover_videos, label_files, stale_videos
 from lake.partitions import videos_partitions
 from lake.storage import LensStorage, lensline_home
@@ -136,7 +137,7 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     failed = []
     for run in runs:
         pid, host = run.tags.get("lensline/pid"), run.tags.get("lensline/host")
-        if pid and host == socket.gethostname() and _alive(int(pid)):
+        if pid and host == socket.gethostname() and process_alive(int(pid)):
             continue
         instance.report_run_failed(
             run,
@@ -145,18 +146,6 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         )
         failed.append(run.run_id)
     return failed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_pending(

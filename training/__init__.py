@@ -38,7 +38,6 @@ _EXPORTS = {
         "save_checkpoint",
         "load_checkpoint",
         "checkpoint_spec",
-        "file_sha256",
     ],
     "registry": ["ModelRegistry", "PromotionDecision", "RegistryError", "decide_promotion"],
     "sweep": ["grid", "random_search", "best_trial"],

@@ -22,11 +22,11 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
 
+from edge_export.fsutil import atomic_write
 from training.model import LenslineNet, ModelConfig
 from training.preprocess import PreprocessError, PreprocessSpec
 
@@ -36,7 +36,6 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "checkpoint_spec",
-    "file_sha256",
 ]
 
 FORMAT = "lensline.checkpoint/1"
@@ -50,15 +49,6 @@ class CheckpointError(ValueError):
         self.path = os.fspath(path)
         self.problem = problem
         super().__init__(f"checkpoint {self.path}: {problem}")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _tensors_digest(state: dict[str, torch.Tensor]) -> str:
@@ -117,18 +107,8 @@ def save_checkpoint(
         "tensors_sha256": _tensors_digest(state),
     }
     blob = save(state, metadata=meta)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        f.write(blob)
     return hashlib.sha256(blob).hexdigest()
 
 

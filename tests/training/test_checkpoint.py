@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
+from edge_export.fsutil import sha256_file
+from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.evaluate import predict_proba
 from training.model import build_model
 from training.preprocess import PreprocessSpec
@@ -35,7 +36,7 @@ def _images():
 
 def test_round_trip_rebuilds_the_same_model(saved):
     model, path, sha = saved
-    assert sha == file_sha256(path)
+    assert sha == sha256_file(path)
     loaded, meta = load_checkpoint(path, expected_sha256=sha)
     assert json.loads(meta["classes"]) == CLASSES
     assert json.loads(meta["config"]) == {"lr": 0.01}
