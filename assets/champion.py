@@ -49,9 +49,8 @@ class Champion:
 def load_champion(storage: LensStorage) -> Champion:
     """The registry's champion and its checkpoint (sha256-verified)."""
     from training.checkpoint import checkpoint_spec, load_checkpoint
-    from training.registry import ModelRegistry
 
-    registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
+    registry = storage.registry()
     record = registry.champion()
     if record is None:
         raise dg.Failure(

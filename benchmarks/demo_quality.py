@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-KEYS = ["video_id", "frame_index"]
+from data_quality.contract import KEYS  # noqa: E402
+
 IMAGE_SIZE = 64
 SLOPPY = "sloppy_sam"
 

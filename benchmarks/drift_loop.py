@@ -73,13 +73,12 @@ def main() -> None:
 
     from demo.scenario import gathered_sets, render_shifted
     from lake.storage import LensStorage
-    from training.registry import ModelRegistry
 
     storage = LensStorage()
     queue = storage.read_table("drift_queue")
     if queue is None or queue.is_empty():
         sys.exit(f"{args.home}: no drift queue; run `lensline demo --scenario drift` there first")
-    registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
+    registry = storage.registry()
     latest = registry.list().sort("created_at").row(-1, named=True)
     gathered = gathered_sets(storage, latest["model_version"])
     sets = gathered.sets

@@ -73,10 +73,9 @@ def load(home: Path) -> dict:
     from assets.models import split_images
     from lake.storage import LensStorage
     from training.checkpoint import checkpoint_spec, load_checkpoint
-    from training.registry import ModelRegistry
 
     storage = LensStorage()
-    record = ModelRegistry(storage.table_uri("models")).champion()
+    record = storage.registry().champion()
     if record is None:
         sys.exit(f"{home}: no champion in the registry")
     model, meta = load_checkpoint(

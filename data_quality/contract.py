@@ -1,10 +1,16 @@
-"""Column schemas of the lake's Delta tables (the data contract in DESIGN.md)."""
+"""Frame keys and the column schemas of the two tables ingestion writes (``videos``, ``frames``).
+
+Domain code (no Dagster): ingestion conforms its rows to these. Every table's schema, these two
+included, is registered once in :mod:`lake.tables`, which the lake's writes are checked against.
+"""
 
 from __future__ import annotations
 
 import polars as pl
 
-__all__ = ["FRAMES", "VIDEOS", "conform"]
+__all__ = ["FRAMES", "KEYS", "VIDEOS", "conform"]
+
+KEYS = ["video_id", "frame_index"]  # a frame's key in every per-frame table
 
 VIDEOS: dict[str, pl.DataType] = {
     "video_id": pl.String(),

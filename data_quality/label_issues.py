@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 from scipy.sparse import csr_matrix
 
+from data_quality.contract import KEYS as _KEYS
 from data_quality.issue_types.base import IssueContext, IssueType
 from data_quality.issue_types.datalab import NearDuplicateIssue, OutlierIssue
 from data_quality.issue_types.image_quality import (
@@ -51,7 +52,6 @@ __all__ = [
     "issue_counts",
 ]
 
-_KEYS = ["video_id", "frame_index"]
 
 REGISTRY: dict[str, type[IssueType]] = {
     cls.issue_name: cls

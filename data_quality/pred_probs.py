@@ -15,9 +15,9 @@ import numpy as np
 import polars as pl
 from scipy.sparse import csr_matrix
 
-__all__ = ["cosine_knn_graph", "embedding_classes", "held_out_arrays"]
+from data_quality.contract import KEYS as _KEYS
 
-_KEYS = ["video_id", "frame_index"]
+__all__ = ["cosine_knn_graph", "embedding_classes", "held_out_arrays"]
 
 
 # ------------------------------------------------- the frame_embeddings table ---

@@ -92,9 +92,8 @@ def eval_accuracy(storage, version: str, videos: dict[str, Path], truth: dict[st
     """Accuracy of registered model ``version`` on every labelled frame of the evaluation videos
     (rendered under the shifted conditions, never landed): ``{camera: (accuracy, frames)}``."""
     from training.checkpoint import checkpoint_spec, load_checkpoint
-    from training.registry import ModelRegistry
 
-    registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
+    registry = storage.registry()
     record = registry.get(version)
     model, meta = load_checkpoint(
         storage.fetch_local([record.checkpoint_uri])[0], expected_sha256=record.checkpoint_sha256
@@ -164,9 +163,8 @@ def gathered_sets(storage, version: str) -> GatheredSets:
     from lake.frames import drift_labelled_videos, load_frame_images
     from training.checkpoint import checkpoint_spec, load_checkpoint
     from training.evaluate import condition_slices
-    from training.registry import ModelRegistry
 
-    registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
+    registry = storage.registry()
     record = registry.get(version)
     _, meta = load_checkpoint(
         storage.fetch_local([record.checkpoint_uri])[0], expected_sha256=record.checkpoint_sha256
@@ -276,9 +274,7 @@ def run_drift_scenario(
             stats or "all tests within the reference",
         )
     console.print(table)
-    from training.registry import ModelRegistry
-
-    registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
+    registry = storage.registry()
     old_version = registry.champion().model_version  # type: ignore[union-attr]
     queued = storage.read_table("drift_queue")
     n_queued = queued.height if queued is not None else 0

@@ -5,9 +5,8 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from data_quality.contract import KEYS
 from lake.storage import LensStorage
-
-KEYS = ["video_id", "frame_index"]
 
 
 def load_frame_images(

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import dagster as dg
@@ -22,6 +22,10 @@ import polars as pl
 from pydantic import Field, PrivateAttr
 
 from edge_export.fsutil import atomic_write
+from lake.tables import table_schema
+
+if TYPE_CHECKING:
+    from training.registry import ModelRegistry
 
 DEFAULT_HOME = ".lensline"
 
@@ -327,6 +331,12 @@ class LensStorage(dg.ConfigurableResource):
             table = DeltaTable(uri, storage_options=self.storage_options())
         return table.version()
 
+    def registry(self) -> ModelRegistry:
+        """The model registry over this lake's ``models`` and ``model_events`` tables."""
+        from training.registry import ModelRegistry
+
+        return ModelRegistry(self.table_uri("models"), storage_options=self.storage_options())
+
     def table_version(self, name: str) -> int | None:
         from deltalake import DeltaTable
 
@@ -357,9 +367,14 @@ class LensStorage(dg.ConfigurableResource):
         matching rows, atomically; without it ``mode`` is ``overwrite`` or ``append``. With
         ``skip_unchanged`` an overwrite whose rows equal the table's (in any order) commits
         nothing, so a version (e.g. the dataset version) stays put on reruns.
+
+        ``df`` must match the table's registered schema (:mod:`lake.tables`): a missing, unknown
+        or mistyped column, or a table with no schema, raises
+        :class:`lake.tables.TableSchemaError` before anything is written.
         """
         from deltalake import DeltaTable
 
+        df = table_schema(name).check(df)
         uri = self.table_uri(name)
         exists = DeltaTable.is_deltatable(uri, storage_options=self.storage_options())
         if skip_unchanged and exists and mode == "overwrite" and not replace_where:

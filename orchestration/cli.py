@@ -274,12 +274,8 @@ def _print_edge_hint(storage, videos: list, console) -> None:
     """The champion's edge bundle and the command that runs it on a demo video."""
     import polars as pl
 
-    from training.registry import ModelRegistry
-
     bundles = storage.read_table("edge_bundles")
-    champion = ModelRegistry(
-        storage.table_uri("models"), storage_options=storage.storage_options()
-    ).champion()
+    champion = storage.registry().champion()
     if bundles is None or champion is None or not videos:
         return
     row = bundles.filter(pl.col("model_version") == champion.model_version)
@@ -300,10 +296,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from lake.storage import LensStorage
-    from training.registry import ModelRegistry, RegistryError
+    from training.registry import RegistryError
 
     storage = LensStorage()
-    registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
+    registry = storage.registry()
     console = _console()
     try:
         if args.action == "promote":

@@ -11,10 +11,10 @@ import polars as pl
 from data_quality.consensus.best_quality import crowdlab
 from data_quality.consensus.crowd import Crowd
 from data_quality.consensus.single import single_annotation
+from data_quality.contract import KEYS as _KEYS
 
 __all__ = ["ConsensusResult", "compute_consensus"]
 
-_KEYS = ["video_id", "frame_index"]
 _ANNOTATOR_SCHEMA = {
     "annotator": pl.String,
     "quality": pl.Float64,

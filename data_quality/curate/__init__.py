@@ -25,6 +25,7 @@ from typing import cast
 
 import polars as pl
 
+from data_quality.contract import KEYS as _KEYS
 from data_quality.curate.actions import (
     DEFAULT_POLICY,
     CurationPolicy,
@@ -47,8 +48,6 @@ __all__ = [
     "quality_drops",
     "split_drift_videos",
 ]
-
-_KEYS = ["video_id", "frame_index"]
 
 
 def curate(

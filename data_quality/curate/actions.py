@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from data_quality.contract import KEYS as _KEYS
+
 __all__ = [
     "DEFAULT_POLICY",
     "CurationPolicy",
@@ -20,8 +22,6 @@ __all__ = [
     "drift_requests_not_low_quality",
     "quality_drops",
 ]
-
-_KEYS = ["video_id", "frame_index"]
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ from typing import Any, cast
 import numpy as np
 import polars as pl
 
+from data_quality.contract import KEYS as _KEYS
 from data_quality.splits import group_ids, near
 
 __all__ = ["SPLITS", "SPLIT_GUARD", "assign_splits", "split_drift_videos"]
 
 SPLITS = ("train", "val", "test")
-_KEYS = ["video_id", "frame_index"]
 SPLIT_GUARD = "split_guard"
 """Drop reason of a frame within the guard gap of a frame in another split (time blocks)."""
 

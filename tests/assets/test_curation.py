@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 
 from lake.storage import LensStorage
+from lake.tables import TABLES
 from orchestration.definitions import defs
 
 
@@ -23,11 +24,9 @@ def _lake(storage: LensStorage, *, n: int = 120, dark_share: float = 0.0, seed: 
     )
     camera = keys["video_id"].str.split("__").list.first()
     labels = np.where(rng.random(keys.height) < 0.3, "defect", "good")
-    storage.write_table(
-        pl.DataFrame({"video_id": videos, "camera_id": ["cam1", "cam2"], "status": ["ok", "ok"]}),
-        "videos",
-    )
-    storage.write_table(keys.with_columns(camera_id=camera), "frames")
+    videos_rows = {"video_id": videos, "camera_id": ["cam1", "cam2"], "status": ["ok", "ok"]}
+    storage.write_table(TABLES["videos"].conform(pl.DataFrame(videos_rows)), "videos")
+    storage.write_table(TABLES["frames"].conform(keys.with_columns(camera_id=camera)), "frames")
     storage.write_table(
         keys.with_columns(
             consensus_label=pl.Series(labels),
@@ -38,7 +37,7 @@ def _lake(storage: LensStorage, *, n: int = 120, dark_share: float = 0.0, seed: 
         "label_consensus",
     )
     dark = (camera == "cam1").to_numpy() & (rng.random(keys.height) < dark_share)
-    storage.write_table(
+    issues = TABLES["label_issues"].conform(
         keys.with_columns(
             given_label=pl.Series(labels),
             suggested_label=pl.Series(labels),
@@ -48,9 +47,9 @@ def _lake(storage: LensStorage, *, n: int = 120, dark_share: float = 0.0, seed: 
             is_dark=pl.Series(dark),
             is_overexposed=pl.lit(False),
             is_blurry=pl.lit(False),
-        ),
-        "label_issues",
+        )
     )
+    storage.write_table(issues, "label_issues")
 
 
 def _materialize(instance):

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from lake.storage import LensStorage
+from lake.tables import TABLES
 
 CLASSES = ["dent", "good"]
 SIZE = 32
@@ -41,7 +42,6 @@ def champion_lake(home, classes):
     """A lake with frames, a curated dataset, videos and a registered champion (tiny CNN)."""
     from training.checkpoint import save_checkpoint
     from training.preprocess import Crop, PreprocessSpec
-    from training.registry import ModelRegistry
     from training.train import TrainConfig, train_model
 
     storage = LensStorage()
@@ -59,19 +59,16 @@ def champion_lake(home, classes):
                          "uri": uri, "sha256": _sha(jpg.tobytes()), "label": label, "split": split})  # fmt: skip
             bgr.append(cv2.imdecode(jpg, cv2.IMREAD_COLOR))
     table = pl.DataFrame(rows)
-    storage.write_table(table.drop("label", "split"), "frames")
+    storage.write_table(TABLES["frames"].conform(table.drop("label", "split")), "frames")
     version = storage.write_table(
         table.select("video_id", "frame_index", "label", "split").with_columns(
             action=pl.lit("keep"), original_label=pl.col("label")
         ),
         "dataset",
     )
-    storage.write_table(
-        table.select("video_id")
-        .unique()
-        .with_columns(sha256=pl.lit("0" * 64), status=pl.lit("ok")),
-        "videos",
-    )
+    videos = table.select("video_id").unique()
+    videos = videos.with_columns(sha256=pl.lit("0" * 64), status=pl.lit("ok"))
+    storage.write_table(TABLES["videos"].conform(videos), "videos")
     train = table["split"] == "train"
     images = spec.images(bgr)
     y = np.array([classes.index(v) for v in table["label"]])
@@ -85,7 +82,7 @@ def champion_lake(home, classes):
     )
     uri = storage.uri("artifacts", "models", f"m-{sha[:12]}", "model.safetensors")
     storage.write_bytes(uri, local.read_bytes())
-    registry = ModelRegistry(storage.table_uri("models"), storage_options=storage.storage_options())
+    registry = storage.registry()
     model_version = registry.register_challenger(
         checkpoint_uri=uri, checkpoint_sha256=sha, metrics={"accuracy": 1.0},
         config=result.config.to_json(), dataset_version=version, label_version=0, code_version="t",

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from lake.storage import LensStorage
+from lake.tables import TABLES
 from orchestration.definitions import defs
 
 
@@ -192,7 +193,7 @@ def test_hostile_class_name_is_rejected_and_consensus_reads_a_list_column(home, 
 
         rng = np.random.default_rng(0)
         probs = rng.dirichlet([1, 1], 12).astype(np.float32)
-        storage.write_table(
+        embeddings = TABLES["frame_embeddings"].conform(
             pl.DataFrame(
                 {
                     "video_id": ["cam1__a"] * 12,
@@ -205,9 +206,9 @@ def test_hostile_class_name_is_rejected_and_consensus_reads_a_list_column(home, 
                     "embedding": pl.List(pl.Float32),
                     "pred_probs": pl.List(pl.Float32),
                 },
-            ),
-            "frame_embeddings",
+            )
         )
+        storage.write_table(embeddings, "frame_embeddings")
         consensus = defs.resolve_implicit_global_asset_job_def().execute_in_process(
             asset_selection=[dg.AssetKey("label_consensus")], instance=instance
         )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from lake.frames import KEYS
 from lake.storage import LensStorage
-
-KEYS = ["video_id", "frame_index"]
+from lake.tables import TABLES
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -17,43 +17,42 @@ def storage(request) -> LensStorage:
 
 
 def _rows(video: str, labels: list[str]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {"video_id": [video] * len(labels), "frame_index": range(len(labels)), "label": labels}
-    )
+    rows = {"video_id": [video] * len(labels), "frame_index": range(len(labels)), "label": labels}
+    return TABLES["labels"].conform(pl.DataFrame(rows))
 
 
 def test_table_round_trip_versions_and_replace_where(storage):
-    assert storage.read_table("t") is None and storage.table_version("t") is None
+    assert storage.read_table("labels") is None and storage.table_version("labels") is None
     df = pl.concat([_rows("a", ["good", "dent"]), _rows("b", ["good"])])
-    v0 = storage.write_table(df, "t")
-    assert storage.read_table("t").sort(KEYS).equals(df)
-    assert storage.write_table(df.reverse(), "t", skip_unchanged=True) == v0  # no empty commit
+    v0 = storage.write_table(df, "labels")
+    assert storage.read_table("labels").sort(KEYS).equals(df)
+    assert storage.write_table(df.reverse(), "labels", skip_unchanged=True) == v0  # no empty commit
     v1 = storage.write_table(
-        _rows("b", ["scratch"]), "t", replace_where=storage.eq_predicate("video_id", "b")
+        _rows("b", ["scratch"]), "labels", replace_where=storage.eq_predicate("video_id", "b")
     )
     assert v1 == v0 + 1
-    assert storage.read_table("t").sort(KEYS)["label"].to_list() == ["good", "dent", "scratch"]
-    assert storage.read_table("t", version=v0).sort(KEYS).equals(df)  # time travel
-    assert storage.read_table("t", columns=["label"]).columns == ["label"]
+    assert storage.read_table("labels").sort(KEYS)["label"].to_list() == ["good", "dent", "scratch"]
+    assert storage.read_table("labels", version=v0).sort(KEYS).equals(df)  # time travel
+    assert storage.read_table("labels", columns=["label"]).columns == ["label"]
     with pytest.raises(ValueError, match="refusing"):
         storage.eq_predicate("video_id", "x' OR '1'='1")
 
 
 def test_delete_rows_per_video_as_ingest_writes_them(storage):
     """Ingest replaces one video's rows per commit, so every data file holds one video."""
-    storage.write_table(_rows("a", ["good"]), "t", mode="append")
-    v = storage.write_table(_rows("b", ["dent"]), "t", mode="append")
-    assert storage.delete_rows("t", storage.eq_predicate("video_id", "zzz")) == v  # no commit
-    assert storage.delete_rows("t", storage.eq_predicate("video_id", "a")) == v + 1
-    assert storage.read_table("t")["video_id"].to_list() == ["b"]
+    storage.write_table(_rows("a", ["good"]), "labels", mode="append")
+    v = storage.write_table(_rows("b", ["dent"]), "labels", mode="append")
+    assert storage.delete_rows("labels", storage.eq_predicate("video_id", "zzz")) == v  # no commit
+    assert storage.delete_rows("labels", storage.eq_predicate("video_id", "a")) == v + 1
+    assert storage.read_table("labels")["video_id"].to_list() == ["b"]
     assert storage.delete_rows("missing", storage.eq_predicate("video_id", "a")) is None
 
 
 def test_delete_rows_in_a_file_holding_several_videos(home):
     storage = LensStorage()
-    storage.write_table(pl.concat([_rows("a", ["good"]), _rows("b", ["dent"])]), "t")
-    storage.delete_rows("t", storage.eq_predicate("video_id", "a"))
-    assert storage.read_table("t")["video_id"].to_list() == ["b"]
+    storage.write_table(pl.concat([_rows("a", ["good"]), _rows("b", ["dent"])]), "labels")
+    storage.delete_rows("labels", storage.eq_predicate("video_id", "a"))
+    assert storage.read_table("labels")["video_id"].to_list() == ["b"]
 
 
 def test_file_round_trip(storage, tmp_path):

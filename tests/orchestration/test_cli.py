@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from lake.storage import LensStorage
 from orchestration.cli import main
-from training.registry import ModelRegistry
 
 
 def test_models_commands(home, capsys):
     assert main(["models", "list"]) == 0
     assert "no models registered yet" in capsys.readouterr().out
     storage = LensStorage()
-    registry = ModelRegistry(storage.table_uri("models"))
+    registry = storage.registry()
     metrics = {"accuracy": 0.9, "n": 10, "per_class": {}}
     first = registry.register_challenger(
         checkpoint_uri="a", checkpoint_sha256="a" * 64, metrics=metrics, config={}
