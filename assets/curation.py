@@ -1,5 +1,7 @@
 """label_issues, curated_dataset, fiftyone_dataset: from consensus labels to a versioned, cleaned dataset."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 import polars as pl
 from pydantic import Field
@@ -12,6 +14,9 @@ from lake.frames import KEYS, line_conditions, load_frame_images, ok_frames
 from lake.resources import FiftyOneResource
 from lake.storage import LensStorage
 
+if TYPE_CHECKING:
+    from data_quality.curate import CurationPolicy
+
 
 @dg.asset(
     deps=["label_consensus", "frame_embeddings"],
@@ -21,7 +26,7 @@ from lake.storage import LensStorage
 )
 def label_issues(context: dg.AssetExecutionContext, storage: LensStorage):
     """Label, outlier, near-duplicate and frame-quality issues from held-out (K-fold CNN) probabilities."""
-    from data_quality.label_issues import find_label_issues, issue_counts
+    from data_quality.issue_report import label_issue_report
     from data_quality.plots import worst_examples_grid
 
     consensus = (
@@ -30,41 +35,22 @@ def label_issues(context: dg.AssetExecutionContext, storage: LensStorage):
         .sort(KEYS)
     )
     classes, probs, features = held_out(storage, consensus)
-    y = consensus["consensus_label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
-    issues = find_label_issues(
-        y,
-        probs,
-        keys=consensus.select(KEYS),
-        features=features,
-        # the labelled frames only: an unlabelled video landing must not move a camera's
-        # quality baseline (and with it the dataset) when no label changed
-        quality=storage.read_table("frames").join(consensus.select(KEYS), on=KEYS),
+    report = label_issue_report(
+        consensus,
         classes=classes,
+        probs=probs,
+        features=features,
+        frames=storage.read_table("frames"),
     )
-    version = storage.write_table(issues, "label_issues", skip_unchanged=True)
-    worst = (
-        issues.filter("is_label_issue")
-        .sort("label_quality")
-        .head(12)
-        .join(
-            storage.read_table("frames").select(*KEYS, "uri", "sha256"),
-            on=KEYS,
-            maintain_order="left",
-        )
-    )
-    grid = worst_examples_grid(
-        list(load_frame_images(storage, worst, size=128)) if worst.height else [],
-        [
-            f"{r['video_id']}#{r['frame_index']} {r['given_label']}->{r['suggested_label']} q={r['label_quality']:.2f}"
-            for r in worst.iter_rows(named=True)
-        ],
-    )
-    counts = issue_counts(issues)
+    version = storage.write_table(report.issues, "label_issues", skip_unchanged=True)
+    worst = report.worst
+    images = list(load_frame_images(storage, worst, size=128)) if worst.height else []
+    grid = worst_examples_grid(images, report.captions)
     return dg.MaterializeResult(
         metadata={
-            "frames": issues.height,
+            "frames": report.issues.height,
             "table_version": version,
-            **{f"issues/{k}": v for k, v in counts.items()},
+            **{f"issues/{k}": v for k, v in report.counts.items()},
             "worst_label_issues": dg.MetadataValue.md(png_md(grid, alt="worst label issues")),
         },
         data_version=dg.DataVersion(f"label_issues-{version}"),
@@ -120,6 +106,15 @@ class CurationConfig(dg.Config):
         "share of any camera's frames.",
     )
 
+    def policy(self) -> "CurationPolicy":
+        """The :class:`data_quality.curate.CurationPolicy` these options describe."""
+        from data_quality.curate import CurationPolicy
+
+        options = self.model_dump(
+            exclude={"seed", "split_guard_frames", "max_quality_drop_share", "split_by_camera"}
+        )
+        return CurationPolicy(**{**options, "drop_frame_quality": tuple(self.drop_frame_quality)})
+
 
 @dg.asset(
     deps=["label_issues"],
@@ -139,64 +134,36 @@ def curated_dataset(
     context: dg.AssetExecutionContext, config: CurationConfig, storage: LensStorage
 ):
     """The cleaned dataset, split train/val/test by video (or time block); its Delta version is the dataset version."""
-    from data_quality.curate import (
-        CurationPolicy,
-        apply_reviews,
-        curate,
-        drift_requests_not_low_quality,
-        quality_drops,
-        split_drift_videos,
-    )
+    from data_quality.curate.dataset import curate_dataset
 
     frames = ok_frames(storage)
-    queue = storage.read_table("drift_queue")
     consensus = storage.read_table("label_consensus").join(
         frames.select(*KEYS, "camera_id"), on=KEYS
     )
-    # the split strata are the line conditions the promotion gate scores separately
-    consensus = consensus.with_columns(
-        condition=pl.Series(line_conditions(storage, consensus), dtype=pl.String)
-    )
-    options = config.model_dump(
-        exclude={"seed", "split_guard_frames", "max_quality_drop_share", "split_by_camera"}
-    )
-    policy = CurationPolicy(**{**options, "drop_frame_quality": tuple(config.drop_frame_quality)})
-    issues = drift_requests_not_low_quality(storage.read_table("label_issues"), queue)
-    curated, grouping = curate(
+    curated = curate_dataset(
         consensus,
-        issues,
-        policy=policy,
+        storage.read_table("label_issues"),
+        frames=frames,
+        # the split strata are the line conditions the promotion gate scores separately
+        conditions=line_conditions(storage, consensus),
+        queue=storage.read_table("drift_queue"),
+        reviews=storage.read_table("label_reviews"),
+        policy=config.policy(),
         seed=config.seed,
         guard_frames=config.split_guard_frames,
-        return_grouping=True,
-        strata_col="condition" if config.split_by_camera else None,
+        split_by_condition=config.split_by_camera,
     )
-    result = apply_reviews(curated, storage.read_table("label_reviews"))
-    result = split_drift_videos(result, queue)
-    drops = quality_drops(result, frames, policy.drop_frame_quality)
-    worst = drops["share"].max() if drops.height else 0.0
-    kept = result.filter(pl.col("split").is_not_null())
-    version = storage.write_table(
-        kept.select(*KEYS, "label", "split", "action", "original_label"),
-        "dataset",
-        skip_unchanged=True,
-    )
-    storage.write_table(result, "curation_log")
-    summary = kept.group_by("split", "label").len().sort("split", "label")
-    actions = result.group_by("action").len().sort("action")
+    version = storage.write_table(curated.dataset, "dataset", skip_unchanged=True)
+    storage.write_table(curated.log, "curation_log")
+    worst = curated.worst_drop_share
     return dg.MaterializeResult(
         metadata={
             "dataset_version": version,
-            "frames": kept.height,
-            "videos_per_split": dg.MetadataValue.json(
-                {
-                    s: sorted(kept.filter(pl.col("split") == s)["video_id"].unique().to_list())
-                    for s in ("train", "val", "test")
-                }
-            ),
-            "class_balance": dg.MetadataValue.md(md_table(summary)),
-            "actions": dg.MetadataValue.md(md_table(actions)),
-            "split_grouping": dg.MetadataValue.json(grouping),
+            "frames": curated.kept.height,
+            "videos_per_split": dg.MetadataValue.json(curated.videos_per_split()),
+            "class_balance": dg.MetadataValue.md(md_table(curated.class_balance())),
+            "actions": dg.MetadataValue.md(md_table(curated.actions())),
+            "split_grouping": dg.MetadataValue.json(curated.grouping),
         },
         data_version=dg.DataVersion(f"dataset-{version}"),
         check_results=[
@@ -205,9 +172,9 @@ def curated_dataset(
                 passed=bool(worst <= config.max_quality_drop_share),
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={
-                    "max_share": float(worst or 0.0),
+                    "max_share": worst,
                     "threshold": config.max_quality_drop_share,
-                    "per_camera": dg.MetadataValue.md(md_table(drops)),
+                    "per_camera": dg.MetadataValue.md(md_table(curated.quality_drops)),
                 },
             )
         ],
