@@ -51,6 +51,26 @@ def test_whole_graph_on_a_small_demo_set(home):
             assert again.ingested == [] and again.downstream == []
             assert "up to date" in again.stopped_reason
 
+            # an upgrade that changes one export gate (INT8's allowance: a new code version of
+            # int8_onnx) re-runs that export and what depends on it, nothing upstream
+            from edge_export.targets import Int8Gate, Int8Target
+            from orchestration.definitions import build_defs
+
+            upgraded = build_defs(int8=Int8Target(gate=Int8Gate(max_drop_points=0.5)))
+            bundles = len(
+                instance.fetch_materializations(dg.AssetKey("edge_bundle"), limit=100).records
+            )
+            up = run_pending(upgraded, instance, run_config=SMALL)
+            assert up.step_failures == [] and up.downstream_ok
+            assert set(up.downstream) == {"int8_onnx", "tensorrt_engine", "edge_bundle"}, (
+                up.downstream
+            )
+            assert (
+                len(instance.fetch_materializations(dg.AssetKey("edge_bundle"), limit=100).records)
+                == bundles + 1
+            )
+            assert run_pending(upgraded, instance, run_config=SMALL).downstream == []  # settled
+
         quality = storage.read_table("annotator_quality")
         assert quality["annotator"][0] == "sloppy_sam"  # worst first
         dataset = storage.read_table("dataset")
