@@ -1,6 +1,6 @@
 """labels and label_consensus: validated label imports and multi-annotator consensus."""
 
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -10,19 +10,13 @@ from pydantic import Field
 
 from assets.provenance import code_version
 from assets.tables import md_table
+from data_quality.label_merge import LABELS_SCHEMA as LABELS_SCHEMA  # re-exported
+from data_quality.label_merge import LabelSource, merge_labels, review_rows
+from data_quality.labels import check_class_names
 from lake.frames import KEYS
 from lake.landing import label_files
 from lake.resources import FiftyOneResource
 from lake.storage import LensStorage
-
-LABELS_SCHEMA = {
-    "video_id": pl.String,
-    "frame_index": pl.Int64,
-    "label": pl.String,
-    "annotator": pl.String,
-    "source": pl.String,
-    "imported_at": pl.Datetime("us", "UTC"),
-}
 
 
 class LabelsConfig(dg.Config):
@@ -56,28 +50,19 @@ def label_reviews(
         return dg.MaterializeResult(
             metadata={"imported": 0, "note": "FiftyOne dataset not synced yet"}
         )
-    from data_quality.labels import class_name_problem, valid_class_names
-
-    corrections = pull_corrections(fiftyone.dataset_name)
-    valid = valid_class_names(corrections["label"])
-    bad, corrections = corrections.filter(~valid), corrections.filter(valid)
-    for row in bad.iter_rows(named=True):  # left unimported in FiftyOne until fixed there
-        context.log.error(
-            f"{row['video_id']}#{row['frame_index']}: {class_name_problem(row['label'])}"
-        )
+    review = review_rows(pull_corrections(fiftyone.dataset_name))
+    for problem in review.problems:  # left unimported in FiftyOne until fixed there
+        context.log.error(problem)
     version = storage.table_version("label_reviews")
-    if corrections.height:
-        rows = corrections.select(*list(LABELS_SCHEMA)[:5], imported_at="reviewed_at").cast(
-            LABELS_SCHEMA
-        )
-        version = storage.write_table(rows, "label_reviews", mode="append")
-        mark_corrections_imported(fiftyone.dataset_name, corrections)
+    if review.rows.height:
+        version = storage.write_table(review.rows, "label_reviews", mode="append")
+        mark_corrections_imported(fiftyone.dataset_name, review.accepted)
     return dg.MaterializeResult(
         metadata={
-            "imported": corrections.height,
-            "rejected_class_names": bad.height,
+            "imported": review.accepted.height,
+            "rejected_class_names": len(review.problems),
             "table_version": version or 0,
-            "corrections": dg.MetadataValue.md(md_table(corrections)),
+            "corrections": dg.MetadataValue.md(md_table(review.accepted)),
         }
     )
 
@@ -97,86 +82,40 @@ def label_reviews(
 )
 def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: LensStorage):
     """Validated labels from landing/labels (CSV, COCO, FiftyOne) plus reviewers' corrections."""
-    from data_quality.labels import (
-        LabelFileError,
-        check_class_names,
-        class_list,
-        read_label_file,
-    )
-
     try:  # a bad explicit class list fails before anything is read or written
         check_class_names([*config.classes, *filter(None, [config.empty_label])])
     except ValueError as exc:
         raise dg.Failure(f"LabelsConfig: {exc}") from exc
-    all_videos = storage.read_table("videos")
-    if all_videos is None:
+    if (videos := storage.read_table("videos")) is None:
         raise dg.Failure("no videos ingested yet: labels need the videos table")
-    # a video that failed ingestion is still known: its labels import (frame range unchecked)
-    # and wait in the table; downstream assets only use frames of videos whose status is ok
-    videos = all_videos.select(
-        "video_id",
-        "camera_id",
-        file=pl.col("uri").str.split("/").list.last(),
-        frame_count=pl.when(pl.col("status") == "ok").then(pl.col("frame_count")),
+    merged = merge_labels(
+        _staged(storage),
+        videos=videos,
+        previous=storage.read_table("labels"),
+        reviews=storage.read_table("label_reviews"),
+        classes=config.classes,
+        empty_label=config.empty_label,
     )
-    unusable = set(all_videos.filter(pl.col("status") != "ok")["video_id"])
-    previous = storage.read_table("labels")
-    parts, rejected = [], {}
-    for f in label_files(storage):
-        with storage.local_path(f.uri) as local:
-            root = Path(local).parent if storage.is_s3 else Path(storage.uri("landing"))
-            try:
-                df = read_label_file(
-                    local,
-                    videos=videos,
-                    classes=config.classes or None,
-                    landing_root=root,
-                    empty_label=config.empty_label,
-                )
-                parts.append(df.with_columns(source=pl.lit(f.key), imported_at=_ts(f.mtime)))
-            except LabelFileError as exc:
-                rejected[f.key] = str(exc).replace(str(local), f.uri)
-                context.log.error(rejected[f.key])
-                if previous is not None:  # keep what this file gave last time (valid names only)
-                    parts.append(_valid(previous.filter(pl.col("source") == f.key)))
-    reviews = storage.read_table("label_reviews")
-    if reviews is not None:
-        parts.append(_valid(reviews.select(list(LABELS_SCHEMA))))
-    table = (
-        pl.concat([p.select(list(LABELS_SCHEMA)).cast(LABELS_SCHEMA) for p in parts])
-        if parts
-        else pl.DataFrame(schema=LABELS_SCHEMA)
-    )
-    table = table.sort("video_id", "frame_index", "annotator", "imported_at")
-    changed = previous is None or not previous.sort(table.columns[:5]).equals(
-        table.sort(table.columns[:5])
-    )
-    version = storage.write_table(table, "labels") if changed else storage.table_version("labels")
-    classes = config.classes or class_list(table)  # explicit list wins; versioned in its own table
+    for message in merged.rejected.values():
+        context.log.error(message)
+    version = storage.table_version("labels")
+    if merged.changed:
+        version = storage.write_table(merged.table, "labels")
     classes_version = storage.write_table(
-        pl.DataFrame(
-            {"class_index": range(len(classes)), "name": classes},
-            schema={"class_index": pl.Int64, "name": pl.String},
-        ),
-        "label_classes",
-        skip_unchanged=True,
+        merged.class_table(), "label_classes", skip_unchanged=True
     )
-    per_annotator = table.group_by("annotator").len().sort("annotator")
+    rejected = merged.rejected
     return dg.MaterializeResult(
         metadata={
             "label_version": version,
             "classes_version": classes_version,
-            "rows": table.height,
-            "new_version": changed,
-            "classes": dg.MetadataValue.json(classes),
-            "frames": table.select("video_id", "frame_index").n_unique(),
-            "labels_on_failed_videos": table.filter(
-                pl.col("video_id").is_in(list(unusable))
-            ).height,
-            "per_annotator": dg.MetadataValue.md(md_table(per_annotator)),
-            "rejected_files": dg.MetadataValue.md(
-                md_table(pl.DataFrame({"file": list(rejected), "error": list(rejected.values())}))
-            )
+            "rows": merged.table.height,
+            "new_version": merged.changed,
+            "classes": dg.MetadataValue.json(merged.classes),
+            "frames": merged.frames,
+            "labels_on_failed_videos": merged.labels_on_failed_videos,
+            "per_annotator": dg.MetadataValue.md(md_table(merged.per_annotator)),
+            "rejected_files": dg.MetadataValue.md(md_table(merged.rejected_table()))
             if rejected
             else "none",
         },
@@ -236,12 +175,9 @@ def held_out(storage: LensStorage, keys: pl.DataFrame) -> tuple[list[str], np.nd
         raise dg.Failure(str(exc)) from exc
 
 
-def _valid(rows: pl.DataFrame) -> pl.DataFrame:
-    """Rows whose label obeys data_quality.labels.CLASS_NAME_RULE (drops rows written before it)."""
-    from data_quality.labels import valid_class_names
-
-    return rows.filter(valid_class_names(rows["label"]))
-
-
-def _ts(mtime: float) -> pl.Expr:
-    return pl.lit(datetime.fromtimestamp(mtime, UTC)).cast(pl.Datetime("us", "UTC"))
+def _staged(storage: LensStorage) -> Iterator[LabelSource]:
+    """The landed label files, each staged locally while the caller reads it."""
+    for f in label_files(storage):
+        with storage.local_path(f.uri) as local:
+            root = Path(local).parent if storage.is_s3 else Path(storage.uri("landing"))
+            yield LabelSource(f.key, Path(local), f.uri, f.mtime, root)
