@@ -1,12 +1,10 @@
 """trained_model and model_evaluation: train on the curated dataset, gate promotion on the test split."""
 
-import hashlib
 import json
 import tempfile
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import polars as pl
 from pydantic import Field
 
@@ -90,6 +88,7 @@ def split_images(
     return load_frame_images(storage, rows, spec), labels, rows.select(KEYS)
 
 
+TRAIN_KNOBS = {"epochs", "lr", "batch_size", "width", "augment", "condition_balance", "seed"}
 CODE_VERSION = code_version("train", TRAIN_REVISION, TrainingConfig().model_dump())
 
 
@@ -107,15 +106,11 @@ def trained_model(
     preprocess: PreprocessResource,
 ):
     """A compact depthwise-separable CNN trained on the curated train split (weights as safetensors)."""
-    from training.checkpoint import save_checkpoint
-    from training.sweep import random_search, run_trials
-    from training.train import TrainConfig, plot_history
+    from training.challenger import train_challenger
 
     # pin the versions first: the model records exactly the data it was trained on
-    dataset_version, label_version = (
-        storage.table_version("dataset"),
-        storage.table_version("labels"),
-    )
+    dataset_version = storage.table_version("dataset")
+    label_version = storage.table_version("labels")
     spec = preprocess.spec()
     if (again := unchanged(context)) is not None:  # same data and code: the same weights
         return dg.Output(
@@ -125,78 +120,53 @@ def trained_model(
     classes = sorted(dataset["label"].unique().to_list())
     x_tr, y_tr, keys_tr = split_images(storage, "train", classes, spec, version=dataset_version)
     x_va, y_va, _ = split_images(storage, "val", classes, spec, version=dataset_version)
-    init = None
-    if config.init_checkpoint:
-        init = str(storage.fetch_local([config.init_checkpoint])[0])
-    cfg = TrainConfig(
-        epochs=config.epochs,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        image_size=spec.image_size,
-        width=config.width,
-        augment=config.augment,
-        condition_balance=config.condition_balance,
-        seed=config.seed,
-        init_checkpoint=init,
-    )
-    conditions = line_conditions(storage, keys_tr)
-
-    trials = [cfg]
-    if config.sweep_trials:
-        space = {"lr": config.sweep_lr, "width": config.sweep_width}
-        trials = random_search(cfg, space, n=config.sweep_trials, seed=config.seed)
-    result, cfg, rows = run_trials(
-        trials, x_tr, y_tr, classes=classes, val_images=x_va, val_labels=y_va,
-        groups=conditions, log=context.log.info,
+    run = train_challenger(
+        x_tr, y_tr, x_va, y_va, classes=classes, groups=line_conditions(storage, keys_tr),
+        config=_train_config(storage, config, spec), sweep_trials=config.sweep_trials,
+        sweep_space={"lr": config.sweep_lr, "width": config.sweep_width}, log=context.log.info,
     )  # fmt: skip
     if config.sweep_trials:
-        storage.write_table(
-            pl.DataFrame(rows).select(pl.lit(context.run_id).alias("run_id"), pl.all()),
-            "sweep_trials",
-            mode="append",
-        )
-    versions = {
-        "dataset_version": str(dataset_version),
-        "label_version": str(label_version),
-        "code_version": CODE_VERSION,
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / "model.safetensors"
-        sha = save_checkpoint(
-            result.model, local, metadata=result.checkpoint_metadata(**versions), preprocess=spec
-        )
-        uri = storage.uri("artifacts", "models", f"m-{sha[:12]}", "model.safetensors")
-        storage.write_bytes(uri, local.read_bytes())
-    metadata = {
-        "model_version": f"m-{sha[:12]}",
-        "checkpoint_uri": uri,
-        "checkpoint_sha256": sha,
-        **versions,
-    }
+        trials = pl.DataFrame(run.trials).select(pl.lit(context.run_id).alias("run_id"), pl.all())
+        storage.write_table(trials, "sweep_trials", mode="append")
+    versions = {"dataset_version": str(dataset_version), "label_version": str(label_version),
+                "code_version": CODE_VERSION}  # fmt: skip
+    metadata = _store_checkpoint(storage, run, versions=versions, spec=spec)
+    summary = {k: dg.MetadataValue.json(v) if isinstance(v, dict) else v
+               for k, v in run.summary().items()}  # fmt: skip
     return dg.Output(
         _reference(metadata),
         metadata={
             **metadata,
-            "config": dg.MetadataValue.json(json.loads(cfg.to_json())),
+            **summary,
             "preprocess": dg.MetadataValue.json(spec.to_dict()),
-            "train_images": len(x_tr),
-            "train_conditions": dg.MetadataValue.json(
-                {
-                    str(k): int(v)
-                    for k, v in zip(*np.unique(conditions, return_counts=True), strict=True)
-                }
-            ),
-            "val_images": len(x_va),
-            "best_epoch": result.best_epoch,
-            "trials": dg.MetadataValue.md(md_table(pl.DataFrame(rows))),
-            "wall_s": round(result.wall_s, 1),
-            "images_per_s": round(result.images_per_s, 1),
-            "curves": dg.MetadataValue.md(
-                png_md(plot_history(result.history), alt="training curves")
-            ),
+            "trials": dg.MetadataValue.md(md_table(pl.DataFrame(run.trials))),
+            "curves": dg.MetadataValue.md(png_md(run.curves_png(), alt="training curves")),
         },
-        data_version=dg.DataVersion(f"m-{sha[:12]}"),  # same data + config + seed: same weights
+        # same data + config + seed: same weights
+        data_version=dg.DataVersion(metadata["model_version"]),
     )
+
+
+def _train_config(storage: LensStorage, config: TrainingConfig, spec):
+    """The :class:`training.train.TrainConfig` of a run: the launchpad's knobs, the image size
+    of the preprocessing contract, and the checkpoint to fine-tune from fetched locally."""
+    from training.train import TrainConfig
+
+    init = str(storage.fetch_local([config.init_checkpoint])[0]) if config.init_checkpoint else None
+    knobs = config.model_dump(include=TRAIN_KNOBS)
+    return TrainConfig(**knobs, image_size=spec.image_size, init_checkpoint=init)
+
+
+def _store_checkpoint(storage: LensStorage, run, *, versions: dict, spec) -> dict:
+    """The run's checkpoint written to ``artifacts/models/m-<sha[:12]>/``; its reference:
+    ``model_version, checkpoint_uri, checkpoint_sha256`` and ``versions``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "model.safetensors"
+        sha = run.save(local, versions=versions, preprocess=spec)
+        uri = storage.uri("artifacts", "models", f"m-{sha[:12]}", "model.safetensors")
+        storage.write_bytes(uri, local.read_bytes())
+    return {"model_version": f"m-{sha[:12]}", "checkpoint_uri": uri, "checkpoint_sha256": sha,
+            **versions}  # fmt: skip
 
 
 def _reference(metadata) -> dict:
@@ -233,140 +203,52 @@ def model_evaluation(
     trained_model: dict,
 ):
     """Test-split metrics of the new model, its predictions, and champion/challenger promotion."""
-    from training.checkpoint import checkpoint_spec, load_checkpoint
-    from training.evaluate import (
-        confusion_png,
-        ensemble_proba,
-        evaluate,
-        predict_proba,
-        reliability_png,
-        slices_png,
-    )
-    from training.promotion import decide_promotion_paired
-    from training.registry import PromotionDecision
+    from training.challenger import evaluate_challenger, split_fingerprint
+    from training.checkpoint import checkpoint_spec
 
-    meta = trained_model  # the checkpoint reference trained_model handed down
-    uri, sha = meta["checkpoint_uri"], meta["checkpoint_sha256"]
-    model, ckpt = load_checkpoint(storage.fetch_local([uri])[0], expected_sha256=sha)
-    classes = json.loads(ckpt["classes"])
-    spec = checkpoint_spec(ckpt)  # the model's own preprocessing contract
-    dataset_version = int(meta["dataset_version"])  # the test split of its own dataset
+    ref = trained_model  # the checkpoint reference trained_model handed down
+    model, ckpt = _load(storage, ref["checkpoint_uri"], ref["checkpoint_sha256"])
+    classes, spec = json.loads(ckpt["classes"]), checkpoint_spec(ckpt)  # the model's own contract
+    dataset_version = int(ref["dataset_version"])  # the test split of its own dataset
     x_te, y_te, keys = split_images(storage, "test", classes, spec, version=dataset_version)
-    probs = predict_proba(model, x_te)
-    metrics = evaluate(probs, y_te, classes=classes)
-    metrics["test_set"] = hashlib.sha256(keys.write_csv().encode()).hexdigest()[:16]
-
-    registry = storage.registry()
-    champion = registry.champion()
-    version = registry.register_challenger(
-        checkpoint_uri=uri,
-        checkpoint_sha256=sha,
-        metrics=metrics,
-        config=ckpt["config"],
-        dataset_version=dataset_version,
-        label_version=int(meta["label_version"]),
-        code_version=meta["code_version"],
-        parent_version=champion.model_version if champion else None,
-    )
-    parts = None
-    if champion is not None and champion.model_version == version:
-        decision = PromotionDecision(True, ["this model is already the champion"])
-    else:
-        # the gate compares both models on *this* test split, frame by frame, whatever the
-        # champion was scored on before
-        champ_pred = (
-            None
-            if champion is None
-            else _predict_on_test(storage, champion, classes, spec, x_te, dataset_version)
+    result = evaluate_challenger(
+        model, x_te, y_te, classes=classes, spec=spec, test_set=split_fingerprint(keys),
+        slices=line_conditions(storage, keys), registry=storage.registry(), checkpoint=ref,
+        train_config=ckpt["config"], load=lambda uri, sha: _load(storage, uri, sha),
+        images_for=lambda own: split_images(storage, "test", classes, own, version=dataset_version)[0],
+        **config.model_dump(),
+    )  # fmt: skip
+    if result.promoted:  # the predictions table always holds the champion's predictions
+        storage.write_table(
+            _predictions(storage, model, classes, spec, result.version), "predictions"
         )
-        decision = decide_promotion_paired(
-            y_te,
-            champ_pred,
-            probs.argmax(1),
-            slices=line_conditions(storage, keys),
-            classes=classes,
-            margin=config.margin,
-            recall_tolerance=config.recall_tolerance,
-            alpha=config.alpha,
-        )
-        parts = decision.slices
-        if decision.promote:
-            registry.promote(version, reason="; ".join(decision.reasons))
-        else:
-            registry.archive(version, reason="; ".join(decision.reasons))
-    ensemble = _ensemble_accuracy(
-        registry,
-        storage,
-        x_te,
-        y_te,
-        classes,
-        spec,
-        config.ensemble_top_k,
-        ensemble_proba,
-        evaluate,
-    )
-    if decision.promote:  # the predictions table always holds the champion's predictions
-        storage.write_table(_predictions(storage, model, classes, spec, version), "predictions")
-    per_class = pl.DataFrame([{"class": c, **v} for c, v in metrics["per_class"].items()])
+    plots = {k: png_md(v) for k, v in result.plots().items()}
+    if "slices" in plots:  # judged against a champion: the paired per-slice comparison
+        plots["vs_champion"] = md_table(result.slice_table()) + "\n\n" + plots.pop("slices")
     return dg.MaterializeResult(
         metadata={
-            "model_version": version,
-            "accuracy": metrics["accuracy"],
-            "test_images": metrics["n"],
-            "false_reject_rate_good": metrics["false_reject_rate"],
-            "escape_rate": metrics["escape_rate"],
-            "ece": metrics["ece"],
-            "promoted": decision.promote,
-            "decision": "\n".join(decision.reasons),
-            "ensemble": dg.MetadataValue.json(ensemble),
-            "per_class": dg.MetadataValue.md(md_table(per_class)),
-            "confusion": dg.MetadataValue.md(
-                png_md(confusion_png(metrics["confusion"], classes=classes))
-            ),
-            "calibration": dg.MetadataValue.md(png_md(reliability_png(probs, y_te))),
-            **(
-                {
-                    "vs_champion": dg.MetadataValue.md(
-                        md_table(pl.DataFrame([p.as_dict() for p in parts]))
-                        + "\n\n"
-                        + png_md(slices_png(parts))
-                    )
-                }
-                if parts
-                else {}
-            ),
+            **result.summary(),
+            "ensemble": dg.MetadataValue.json(result.ensemble),
+            "per_class": dg.MetadataValue.md(md_table(result.per_class())),
+            **{k: dg.MetadataValue.md(v) for k, v in plots.items()},
         },
         check_results=[
             dg.AssetCheckResult(
                 check_name="promotion_gate",
-                passed=decision.promote,
-                metadata={"reasons": "\n".join(decision.reasons)},
+                passed=result.promoted,
+                metadata={"reasons": result.reasons},
             )
         ],
         # downstream (exports, drift reference) follows the champion, not every evaluation
-        data_version=dg.DataVersion(
-            version if decision.promote else (champion.model_version if champion else "none")
-        ),
+        data_version=dg.DataVersion(result.data_version),
     )
 
 
-def _predict_on_test(storage, record, classes, spec, x_te, dataset_version: int):
-    """Class indices (in ``classes`` order) a registered model predicts for the test split of
-    ``dataset_version``; ``x_te`` is reused when the model's preprocessing is ``spec``."""
-    from training.checkpoint import checkpoint_spec, load_checkpoint
-    from training.evaluate import in_class_order, predict_proba
+def _load(storage: LensStorage, uri: str, sha256: str):
+    """A checkpoint from the lake, sha256-verified: (model, metadata)."""
+    from training.checkpoint import load_checkpoint
 
-    model, meta = load_checkpoint(
-        storage.fetch_local([record.checkpoint_uri])[0], expected_sha256=record.checkpoint_sha256
-    )
-    own = checkpoint_spec(meta)
-    x = (
-        x_te
-        if own == spec
-        else split_images(storage, "test", classes, own, version=dataset_version)[0]
-    )
-    probs = predict_proba(model, x)
-    return in_class_order(probs, json.loads(meta["classes"]), classes).argmax(1)
+    return load_checkpoint(storage.fetch_local([uri])[0], expected_sha256=sha256)
 
 
 def _predictions(
@@ -387,39 +269,3 @@ def _predictions(
         prediction=pl.Series([classes[i] for i in probs.argmax(1)], dtype=pl.String),
         confidence=pl.Series(probs.max(1), dtype=pl.Float64),
     )
-
-
-def _ensemble_accuracy(registry, storage, x, y, classes, spec, k, ensemble_proba, evaluate) -> dict:
-    """Accuracy of the mean of the top-k registered models' probabilities on the same test images."""
-    from training.checkpoint import checkpoint_spec, load_checkpoint
-    from training.evaluate import predict_proba
-
-    rows = registry.list().with_columns(
-        acc=pl.col("metrics").str.json_path_match("$.accuracy").cast(pl.Float64)
-    )
-    top = rows.sort("acc", descending=True, nulls_last=True).head(k)
-    if top.height < 2:
-        return {
-            "models": top["model_version"].to_list(),
-            "accuracy": None,
-            "note": "needs two or more models",
-        }
-    probs, used = [], []
-    for r in top.iter_rows(named=True):
-        m, meta = load_checkpoint(
-            storage.fetch_local([r["checkpoint_uri"]])[0], expected_sha256=r["checkpoint_sha256"]
-        )
-        if json.loads(meta["classes"]) != classes or checkpoint_spec(meta) != spec:
-            continue
-        probs.append(predict_proba(m, x))
-        used.append(r["model_version"])
-    if len(probs) < 2:
-        return {
-            "models": top["model_version"].to_list(),
-            "accuracy": None,
-            "note": "models not comparable",
-        }
-    return {
-        "models": used,
-        "accuracy": evaluate(ensemble_proba(probs), y, classes=classes)["accuracy"],
-    }
