@@ -3,9 +3,7 @@ signed bundle (``artifacts/bundles/<version>/bundle.tar.gz`` + the ``edge_bundle
 row per model version, replaced in one commit), and the edge runners' shadow A/B logs compared
 (``shadow_results``, rewritten from the files present)."""
 
-import json
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -16,15 +14,6 @@ from assets.champion import fetch_export, load_champion
 from assets.provenance import code_version, latest_check
 from assets.tables import md_table
 from lake.storage import LensStorage
-
-BUNDLE_FILES = {  # archive name -> export file name
-    "model.onnx": "model.onnx",
-    "model.int8.onnx": "model.int8.onnx",
-    "openvino/model.xml": "openvino/model.xml",
-    "openvino/model.bin": "openvino/model.bin",
-    "openvino/model.int8.xml": "openvino_int8/model.xml",
-    "openvino/model.int8.bin": "openvino_int8/model.bin",
-}
 
 
 class BundleConfig(dg.Config):
@@ -67,102 +56,62 @@ class BundleConfig(dg.Config):
 def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage: LensStorage):
     """The champion's exports, preprocessing contract, alarm rules, model card and lineage in one
     signed ``bundle.tar.gz`` (sha256 of every file and every source video in its manifest)."""
-    from edge_export.bundle import build_bundle, load_signing_key
+    from edge_export.bundle import load_signing_key
+    from edge_export.bundle.package import bundle_files, bundle_targets, package_bundle
     from edge_export.postprocess import AlarmRules
     from edge_export.tensorrt import available
 
     champion = load_champion(storage)
-    record = champion.record
-    trt_ok, trt_reason = available()
-    targets = {"onnx": "ok", "int8": "ok", "openvino": "ok", "openvino_int8": "ok"}
-    ov8 = latest_check(context.instance, "openvino_model", "openvino_int8_accuracy")
-    if ov8 is not None and not ov8.passed:
-        reasons = ov8.metadata.get("reasons")
-        targets["openvino_int8"] = "skipped: failed openvino_int8_accuracy: " + str(
-            reasons.value if reasons is not None else "accuracy gate"
-        ).replace("\n", "; ")
-    targets["tensorrt"] = "ok" if trt_ok else f"skipped: {trt_reason}"
-    rules = AlarmRules(
-        ok_classes=config.ok_classes,
-        defect_classes=config.defect_classes,
-        ignore_classes=tuple(config.ignore_classes),
-        min_confidence=config.min_confidence,
-        raise_after=config.raise_after,
-        clear_after=config.clear_after,
-    ).resolved(champion.classes)
+    failure = _gate_failure(context, "openvino_model", "openvino_int8_accuracy")
+    targets = bundle_targets(tensorrt=available(), openvino_int8_failure=failure)
+    rules = AlarmRules(**{**config.model_dump(), "ignore_classes": tuple(config.ignore_classes)})
+    rules = rules.resolved(champion.classes)
     if not rules.enabled:
         context.log.warning(f"edge bundle ships with alarms off: {rules.disabled_reason}")
     with tempfile.TemporaryDirectory() as tmp:
-        files = {
-            name: fetch_export(storage, champion.version, src, Path(tmp) / "in")
-            for name, src in BUNDLE_FILES.items()
-            if targets["openvino_int8"] == "ok" or not src.startswith("openvino_int8/")
-        }
-        info = build_bundle(
-            Path(tmp) / "bundle.tar.gz",
-            files=files,
-            model_version=champion.version,
-            classes=champion.classes,
-            preprocess=champion.spec,
-            postprocess=rules,
-            model_card=_model_card(context, record),
-            lineage=_lineage(storage, record),
-            targets=targets,
+        files = {name: fetch_export(storage, champion.version, src, Path(tmp) / "in")
+                 for name, src in bundle_files(targets).items()}  # fmt: skip
+        bundle = package_bundle(
+            Path(tmp) / "bundle.tar.gz", files=files, record=champion.record,
+            classes=champion.classes, preprocess=champion.spec, rules=rules, targets=targets,
+            gates=_gates(context), source_videos=_source_videos(storage, champion.record),
             signing_key=load_signing_key(),
-            created_at=record.created_at,  # rebuilding the same model gives the same sha256
-        )
+        )  # fmt: skip
         uri = storage.uri("artifacts", "bundles", champion.version, "bundle.tar.gz")
-        storage.write_bytes(uri, info.path.read_bytes())
-    signed = info.manifest["signature"]["algorithm"] != "none"
-    row = pl.DataFrame(
-        {
-            "model_version": [champion.version],
-            "uri": [uri],
-            "sha256": [info.sha256],
-            "targets": [json.dumps(targets, sort_keys=True)],
-            "signed": [signed],
-            "created_at": [datetime.now(UTC)],
-        }
-    )
-    version = storage.write_table(
-        row, "edge_bundles", replace_where=storage.eq_predicate("model_version", champion.version)
-    )
+        storage.write_bytes(uri, bundle.info.path.read_bytes())
+    row = pl.DataFrame({k: [v] for k, v in bundle.row(uri).items()})
+    where = storage.eq_predicate("model_version", champion.version)
+    version = storage.write_table(row, "edge_bundles", replace_where=where)
+    try_it = f"```\nlensline-edge run {uri} <video or folder> --out predictions.jsonl\n```"
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(info.sha256),
+        data_version=dg.DataVersion(bundle.sha256),
         metadata={
-            "model_version": champion.version,
-            "uri": uri,
-            "sha256": info.sha256,
-            "signed": signed if signed else "no: set LENSLINE_SIGNING_KEY(_FILE) to sign",
-            "targets": dg.MetadataValue.json(targets),
-            "files": dg.MetadataValue.json(info.manifest["files"]),
+            **{
+                k: dg.MetadataValue.json(v) if isinstance(v, dict) else v
+                for k, v in bundle.summary(uri).items()
+            },
             "edge_bundles_version": version,
-            "try_it": dg.MetadataValue.md(
-                f"```\nlensline-edge run {uri} <video or folder> --out predictions.jsonl\n```"
-            ),
-            "alarm_roles": dg.MetadataValue.json(_roles(rules)),
+            "try_it": dg.MetadataValue.md(try_it),
+            "alarm_roles": dg.MetadataValue.json(bundle.roles()),
         },
         check_results=[
             dg.AssetCheckResult(
                 check_name="alarm_rules",
                 passed=rules.enabled,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    **_roles(rules),
-                    "reason": rules.disabled_reason or "alarms on",
-                },
+                metadata={**bundle.roles(), "reason": rules.disabled_reason or "alarms on"},
             )
         ],
     )
 
 
-def _roles(rules) -> dict:
-    return {
-        "enabled": rules.enabled,
-        "ok_classes": list(rules.ok_classes or ()),
-        "defect_classes": list(rules.defect_classes or ()),
-        "ignore_classes": list(rules.ignore_classes),
-    }
+def _gate_failure(context: dg.AssetExecutionContext, asset: str, check: str) -> str | None:
+    """Why the latest evaluation of ``check`` failed; None when it passed or never ran."""
+    evaluation = latest_check(context.instance, asset, check)
+    if evaluation is None or evaluation.passed:
+        return None
+    reasons = evaluation.metadata.get("reasons")
+    return str(reasons.value if reasons is not None else "accuracy gate")
 
 
 def _gates(context: dg.AssetExecutionContext) -> dict[str, bool]:
@@ -180,37 +129,13 @@ def _gates(context: dg.AssetExecutionContext) -> dict[str, bool]:
     return out
 
 
-def _model_card(context: dg.AssetExecutionContext, record) -> dict:
-    metrics = record.metrics or {}
-    return {
-        "model_version": record.model_version,
-        "metrics": {
-            k: metrics.get(k) for k in ("accuracy", "false_reject_rate", "escape_rate", "ece", "n")
-        },
-        "per_class": metrics.get("per_class", {}),
-        "gates_passed": _gates(context),
-        "known_limits": [
-            "trained on the curated frames of the dataset version in the lineage; drift in lighting, "
-            "viewpoint or product look outside them is not covered (see the drift checks)",
-            "frame-level classifier: alarms rely on the bundle's alarm rules over consecutive frames",
-        ],
-    }
-
-
-def _lineage(storage: LensStorage, record) -> dict:
-    """Model, dataset, label and code versions and the sha256 of every source video."""
+def _source_videos(storage: LensStorage, record) -> dict[str, str]:
+    """``video_id -> sha256`` of every video behind the record's dataset version."""
     dataset = storage.read_table("dataset", version=record.dataset_version)
     videos = storage.read_table("videos").filter(
         pl.col("video_id").is_in(dataset["video_id"].unique().implode())
     )
-    return {
-        "model_version": record.model_version,
-        "dataset_version": record.dataset_version,
-        "label_version": record.label_version,
-        "code_version": record.code_version,
-        "parent_version": record.parent_version,
-        "source_videos": dict(zip(videos["video_id"], videos["sha256"], strict=True)),
-    }
+    return dict(zip(videos["video_id"], videos["sha256"], strict=True))
 
 
 SHADOW_COLUMNS = [
