@@ -12,6 +12,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,17 +152,37 @@ def scan_video(
     VideoReport
         Never raises for bad input: problems go to ``status`` and ``error``.
     """
-    import av
-
     path = Path(path)
     label = name or str(path)
     size = path.stat().st_size if path.exists() else 0
     report = VideoReport(file=label, sha256="", size_bytes=size)
     if not path.exists():
         return report.fail("unreadable", "file does not exist")
-    report.sha256 = sha256_file(path)
     if size == 0:
+        report.sha256 = sha256_file(path)
         return report.fail("empty", "zero-byte file")
+    # the checksum reads the file on its own thread while it is decoded (hashlib releases the GIL)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lensline-sha256") as pool:
+        digest = pool.submit(sha256_file, path)
+        try:
+            _decode_all(path, report, sample_fps, stride, keep_frames, sink, threads, lazy_sink)
+        finally:
+            report.sha256 = digest.result()
+    return report
+
+
+def _decode_all(
+    path: Path,
+    report: VideoReport,
+    sample_fps: float | None,
+    stride: int | None,
+    keep_frames: Collection[int],
+    sink: FrameSink | None,
+    threads: bool,
+    lazy_sink: bool,
+) -> VideoReport:
+    """Probe and decode every frame of ``path`` into ``report`` (``scan_video`` without the checksum)."""
+    import av
 
     try:
         container = av.open(str(path), metadata_errors="ignore")

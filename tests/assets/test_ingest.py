@@ -51,6 +51,10 @@ def test_ingest_counts_match_pyav_and_rerun_is_idempotent(home, write_video):
     assert again.drop("uri").equals(first.drop("uri")) and again["uri"].equals(first["uri"])
     jpgs = sorted(p.name for p in (home / "artifacts/frames/cam1__a").iterdir())
     assert len(jpgs) == counts[0]
+    # no champion, so no reference: every drift test of both videos says so (frames not re-read)
+    drift = storage.read_table("drift")
+    assert set(drift["video_id"]) == {"cam1__a", "cam2__b"}
+    assert set(drift["status"]) == {"no_reference"} and not drift["drifted"].any()
 
 
 def test_labeled_frames_are_always_kept(home, write_video):
