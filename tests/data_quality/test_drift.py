@@ -261,3 +261,18 @@ def test_needs_labels_prefers_novel_frames_and_spreads_over_items():
     assert picked[0] in range(10, 17)  # a novel frame first
     assert 16 in picked  # the second novel item beats more frames of the first one
     assert sum(10 <= i < 16 for i in picked) == 1
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 10, 101, 150])
+def test_median_background_is_numpys_median_truncated(n):
+    """The partition-based median equals np.median (truncated to uint8) for odd and even
+    frame counts, over the same up-to-101 evenly spaced frames."""
+    import cv2
+
+    from data_quality.drift.reference import median_background
+
+    rng = np.random.default_rng(n)
+    images = [rng.integers(0, 256, (24, 32, 3), dtype=np.uint8) for _ in range(n)]
+    pick = np.unique(np.linspace(0, n - 1, 101).round().astype(int))
+    grey = np.stack([cv2.cvtColor(images[i], cv2.COLOR_BGR2GRAY) for i in pick])
+    assert (median_background(images) == np.median(grey, axis=0).astype(np.uint8)).all()
