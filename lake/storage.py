@@ -1,5 +1,8 @@
 """Where Lensline keeps its landing zone, Delta lake and artifacts: a local folder or S3.
 
+(Over 400 lines: one resource class, objects and Delta tables under one root, is what every
+asset is handed; split, each asset would need two.)
+
 One resource decides. Assets call ``storage.table_uri("frames")``, ``storage.read_bytes(uri)``
 and never branch on the backend themselves.
 """
