@@ -25,8 +25,11 @@ demo: $(STAMP)
 	  printf 'LENSLINE_HOME=%s\nDAGSTER_HOME=%s\n' "$(CURDIR)/.lensline" "$(CURDIR)/.lensline/dagster" > .env; \
 	fi
 
+# two worker processes (pytest-xdist), each test file whole on one worker so its module
+# fixtures are built once; every test still runs. PYTEST_WORKERS=0: one process, as before
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
