@@ -135,9 +135,8 @@ def drift_reference(
     """Per camera, what the champion was trained on: frame statistics, colours, background,
     embeddings and predictions (a new champion moves the reference)."""
     from data_quality.drift import DriftConfig as Options
-    from data_quality.drift import build_reference
+    from data_quality.drift.per_camera import build_camera_references
 
-    options = Options()
     champion = load_champion(storage)
     done = storage.read_table("drift_references")
     if done is not None and done.filter(pl.col("model_version") == champion.version).height:
@@ -149,44 +148,19 @@ def drift_reference(
     splits = dataset.group_by("video_id").agg(trained=(pl.col("split") == "train").any())
     frames = grid_frames(storage, storage.read_table("frames").join(splits, on="video_id"))
     rows = []
-    for (camera,), group in frames.sort(KEYS).group_by("camera_id", maintain_order=True):
-        # held out: videos the champion never trained on (their embeddings and confidences are
-        # what a new video's should look like); with none, the champion's own training videos
-        # (in-sample: its confidence there is inflated, so the embedding and prediction tests
-        # are left out rather than made to over-alarm)
-        held_out = group.filter(~pl.col("trained"))
-        in_sample = held_out.height < options.min_frames
-        group = group if in_sample else held_out
-        stride = max(1, -(-group.height // config.max_frames_per_camera))
-        group = group.gather_every(stride)
-        bgr = _bgr_frames(storage, group)
-        emb, probs = (
-            (None, None) if in_sample else _scores(champion, bgr, group["camera_id"].to_list())
+    for built in build_camera_references(
+        frames, version=champion.version, decode=lambda group: _bgr_frames(storage, group),
+        score=lambda bgr, cameras: _scores(champion, bgr, cameras), log=context.log.info,
+        max_frames_per_camera=config.max_frames_per_camera, min_frames=Options().min_frames,
+    ):  # fmt: skip
+        uri = storage.uri(
+            "artifacts", "drift", "reference", champion.version, f"{built.camera_id}.npz"
         )
-        ref = build_reference(
-            bgr,
-            emb,
-            probs,
-            camera_id=str(camera),
-            version=champion.version,
-            segments=group["video_id"].to_numpy(),
-            meta={"in_sample": in_sample},
-        )
-        uri = storage.uri("artifacts", "drift", "reference", champion.version, f"{camera}.npz")
-        storage.write_bytes(uri, ref.to_bytes())
-        rows.append({"camera_id": camera, "model_version": champion.version, "uri": uri,
-                     "frames": group.height, "videos": group["video_id"].n_unique(),
-                     "held_out": not in_sample, "created_at": datetime.now(UTC)})  # fmt: skip
-        context.log.info(
-            f"reference for {camera}: {group.height} frames "
-            f"({'held-out videos' if not in_sample else 'training videos only: no embedding/prediction tests'})"
-        )
+        storage.write_bytes(uri, built.reference.to_bytes())
+        rows.append(built.row(uri, created_at=datetime.now(UTC)))
     table = pl.DataFrame(rows)
-    storage.write_table(
-        table,
-        "drift_references",
-        replace_where=storage.eq_predicate("model_version", champion.version),
-    )
+    where = storage.eq_predicate("model_version", champion.version)
+    storage.write_table(table, "drift_references", replace_where=where)
     return dg.MaterializeResult(
         metadata={
             "model_version": champion.version,
@@ -398,34 +372,23 @@ def fiftyone_queues(
             metadata={"skipped": "FiftyOne needs local frame files (S3 storage)"}
         )
     fiftyone.connect()
-    from data_quality.fiftyone_queues import publish_queue, queue_dataset_name
+    from data_quality.fiftyone_queues import (
+        needs_labels_frames,
+        publish_queues,
+        queue_dataset_name,
+        shadow_disagreement_frames,
+    )
 
-    counts = {}
-    queue = storage.read_table("drift_queue")
-    if queue is not None:
-        counts["needs_labels"] = publish_queue(
-            fiftyone.dataset_name,
-            "needs_labels",
-            queue.rename({"uri": "filepath"}),
-            description="Frames of drifted videos to label first (most uncertain and most novel)",
-            sort_by="priority",
-        )
-    shadow = storage.read_table("shadow_results")
-    if shadow is not None:
-        frames = storage.read_table("frames").select("video_id", "frame_index", "camera_id", "uri")
-        differ = (
-            shadow.filter(pl.col("label") != pl.col("shadow_label"))
-            .rename({"video": "video_id", "label": "champion_label"})
-            .join(frames, on=KEYS, how="inner")  # frames the lake holds (sampled) can be shown
-            .rename({"uri": "filepath"})
-        )
-        counts["shadow_disagreements"] = publish_queue(
-            fiftyone.dataset_name,
-            "shadow_disagreements",
-            differ,
-            description="Frames where the shadow (challenger) disagreed with the champion",
-            sort_by="shadow_confidence",
-        )
+    queue, shadow = storage.read_table("drift_queue"), storage.read_table("shadow_results")
+    counts = publish_queues(
+        fiftyone.dataset_name,
+        {
+            "needs_labels": None if queue is None else needs_labels_frames(queue),
+            "shadow_disagreements": None
+            if shadow is None
+            else shadow_disagreement_frames(shadow, storage.read_table("frames")),
+        },
+    )
     return dg.MaterializeResult(
         metadata={
             **{f"{k}_frames": v for k, v in counts.items()},

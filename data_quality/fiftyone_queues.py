@@ -13,7 +13,14 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["publish_queue", "queue_dataset_name"]
+__all__ = [
+    "QUEUES",
+    "needs_labels_frames",
+    "publish_queue",
+    "publish_queues",
+    "queue_dataset_name",
+    "shadow_disagreement_frames",
+]
 
 
 def queue_dataset_name(dataset_name: str, view: str) -> str:
@@ -74,3 +81,62 @@ def publish_queue(
     dataset.save_view(view, view_obj, description=description, overwrite=True)
     dataset.save()
     return len(samples)
+
+
+#: view -> (description, field the view is sorted by)
+QUEUES = {
+    "needs_labels": (
+        "Frames of drifted videos to label first (most uncertain and most novel)",
+        "priority",
+    ),
+    "shadow_disagreements": (
+        "Frames where the shadow (challenger) disagreed with the champion",
+        "shadow_confidence",
+    ),
+}
+
+
+def needs_labels_frames(queue: pl.DataFrame) -> pl.DataFrame:
+    """The ``drift_queue`` rows (``video_id, frame_index, camera_id, uri, priority, reason,
+    queued_at``) as queue frames (``uri`` -> ``filepath``)."""
+    return queue.rename({"uri": "filepath"})
+
+
+def shadow_disagreement_frames(shadow: pl.DataFrame, frames: pl.DataFrame) -> pl.DataFrame:
+    """The frames where the shadow model disagreed with the champion, as queue frames.
+
+    Parameters
+    ----------
+    shadow
+        ``shadow_results`` rows: ``video``, ``frame_index``, ``label``, ``shadow_label`` and
+        the confidences.
+    frames
+        The lake's ``frames``: ``video_id, frame_index, camera_id, uri`` (others ignored); only
+        frames the lake holds (sampled) can be shown.
+
+    Returns
+    -------
+    pl.DataFrame
+        One row per disagreeing frame: ``video_id``, ``frame_index``, ``champion_label``,
+        ``shadow_label``, ..., ``camera_id``, ``filepath``.
+    """
+    frames = frames.select("video_id", "frame_index", "camera_id", "uri")
+    return (
+        shadow.filter(pl.col("label") != pl.col("shadow_label"))
+        .rename({"video": "video_id", "label": "champion_label"})
+        .join(frames, on=["video_id", "frame_index"], how="inner")
+        .rename({"uri": "filepath"})
+    )
+
+
+def publish_queues(dataset_name: str, queues: dict[str, pl.DataFrame | None]) -> dict[str, int]:
+    """Publish each queue of :data:`QUEUES` given (``view -> frames``; None: no such table
+    yet, left as it is) with :func:`publish_queue`; samples per view published."""
+    counts = {}
+    for view, frames in queues.items():
+        if frames is not None:
+            description, sort_by = QUEUES[view]
+            counts[view] = publish_queue(
+                dataset_name, view, frames, description=description, sort_by=sort_by
+            )
+    return counts

@@ -1,0 +1,180 @@
+"""Per-camera drift references from a champion's frames, and the drift queue of a video.
+
+No I/O here: the ``drift_reference`` asset hands in the frames behind the champion's dataset
+and two callables (decode JPEGs, score with the champion) and writes each
+:class:`CameraBuild`'s reference and row; ``drift_report`` writes the rows of
+:func:`drift_queue_rows` to ``drift_queue``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from data_quality.drift.reference import CameraReference, build_reference
+from data_quality.drift.sampling import needs_labels
+
+__all__ = ["CameraBuild", "build_camera_references", "drift_queue_rows"]
+
+KEYS = ["video_id", "frame_index"]
+
+#: ``decode(frames) -> BGR uint8 images``, one per row, in order
+Decode = Callable[[pl.DataFrame], list[np.ndarray]]
+#: ``score(bgr, camera_ids) -> (embeddings (N, D), probabilities (N, K))`` (None, None: no model)
+Score = Callable[[list[np.ndarray], list[str]], tuple[Any, Any]]
+
+
+@dataclass(frozen=True)
+class CameraBuild:
+    """One camera's reference and what it was built from."""
+
+    camera_id: str
+    model_version: str
+    reference: CameraReference
+    frames: int
+    videos: int
+    held_out: bool
+    """True: built from videos the champion never trained on (embedding and prediction tests
+    possible); False: from its own training videos (those tests are left out)."""
+
+    def row(self, uri: str, *, created_at: datetime) -> dict[str, Any]:
+        """The ``drift_references`` row: ``camera_id, model_version, uri, frames, videos,
+        held_out, created_at``."""
+        return {
+            "camera_id": self.camera_id,
+            "model_version": self.model_version,
+            "uri": uri,
+            "frames": self.frames,
+            "videos": self.videos,
+            "held_out": self.held_out,
+            "created_at": created_at,
+        }
+
+
+def build_camera_references(
+    frames: pl.DataFrame,
+    *,
+    version: str,
+    decode: Decode,
+    score: Score,
+    max_frames_per_camera: int,
+    min_frames: int,
+    log: Callable[[str], None] | None = None,
+) -> Iterator[CameraBuild]:
+    """Each camera's reference, one camera at a time (cameras in order of first appearance
+    after sorting by ``video_id, frame_index``).
+
+    Held out: the videos the champion never trained on (their embeddings and confidences are
+    what a new video's should look like); with fewer than ``min_frames`` of those, the
+    champion's own training videos (in-sample: its confidence there is inflated, so the
+    embedding and prediction tests are left out rather than made to over-alarm). Then an even
+    stride down to ``max_frames_per_camera``.
+
+    Parameters
+    ----------
+    frames : pl.DataFrame
+        Grid-sampled frames of the champion's dataset: ``video_id, frame_index, camera_id``,
+        ``trained`` (bool: the video has training frames) and whatever ``decode`` needs.
+    version : str
+        The champion's model version (the references' version).
+    decode, score : callable
+        See :data:`Decode` and :data:`Score`.
+    max_frames_per_camera, min_frames : int
+        The cap, and the held-out frames needed to prefer held-out videos.
+    log : callable, optional
+        One line per camera.
+
+    Yields
+    ------
+    CameraBuild
+    """
+    for (camera,), group in frames.sort(KEYS).group_by("camera_id", maintain_order=True):
+        held_out = group.filter(~pl.col("trained"))
+        in_sample = held_out.height < min_frames
+        group = group if in_sample else held_out
+        stride = max(1, -(-group.height // max_frames_per_camera))
+        group = group.gather_every(stride)
+        bgr = decode(group)
+        emb, probs = (None, None) if in_sample else score(bgr, group["camera_id"].to_list())
+        ref = build_reference(
+            bgr,
+            emb,
+            probs,
+            camera_id=str(camera),
+            version=version,
+            segments=group["video_id"].to_numpy(),
+            meta={"in_sample": in_sample},
+        )
+        if log is not None:
+            source = (
+                "held-out videos"
+                if not in_sample
+                else "training videos only: no embedding/prediction tests"
+            )
+            log(f"reference for {camera}: {group.height} frames ({source})")
+        yield CameraBuild(
+            camera_id=str(camera),
+            model_version=version,
+            reference=ref,
+            frames=group.height,
+            videos=group["video_id"].n_unique(),
+            held_out=not in_sample,
+        )
+
+
+def drift_queue_rows(
+    frames: pl.DataFrame,
+    drifted: Sequence[str],
+    embeddings: np.ndarray | None,
+    probs: np.ndarray | None,
+    reference_embeddings: np.ndarray | None,
+    *,
+    budget: int,
+    now: datetime,
+) -> pl.DataFrame:
+    """The frames of a drifted video to label first (the ``drift_queue`` rows of one video).
+
+    Only data or prediction drift queues frames (the most uncertain and novel, by
+    :func:`data_quality.drift.needs_labels`); a viewpoint shift changes every statistic and
+    asks for a new reference instead, so it queues none.
+
+    Parameters
+    ----------
+    frames : pl.DataFrame
+        The video's frames in order: ``video_id, frame_index, camera_id, uri``.
+    drifted : sequence of str
+        The drift kinds that drifted (``"data"``, ``"viewpoint"``, ``"prediction"``).
+    embeddings, probs : np.ndarray, optional
+        float (N, D) and (N, K) of the frames under the champion.
+    reference_embeddings : np.ndarray, optional
+        float (M, D) of the camera's reference.
+    budget : int
+        Frames to queue at most.
+    now : datetime
+        ``queued_at``.
+
+    Returns
+    -------
+    pl.DataFrame
+        ``video_id, frame_index, camera_id, uri, priority`` (1 = first), ``reason``
+        (e.g. ``"data+prediction drift"``), ``queued_at``; empty when nothing is queued.
+    """
+    kinds = set(drifted)
+    picks = np.array([], dtype=int)
+    if kinds & {"data", "prediction"} and "viewpoint" not in kinds and budget > 0:
+        picks = needs_labels(embeddings, probs, reference_embeddings, budget=budget)
+    reason = "+".join(sorted(kinds & {"data", "prediction"})) + " drift"
+    return (
+        frames[picks.tolist(), :]
+        .select(*KEYS, "camera_id", "uri")
+        .with_columns(
+            priority=pl.Series(np.arange(1, len(picks) + 1), dtype=pl.Int64),
+            reason=pl.lit(reason),
+            queued_at=pl.lit(now),
+        )
+    )
