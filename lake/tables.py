@@ -245,6 +245,16 @@ _ALL = [
         ("source", "video", "frame_index"), "shadow_comparison",
         "Champion vs shadow predictions the edge runners sent back (landing/shadow/*.jsonl).",
     ),
+    TableSchema(
+        "deployments",
+        {"seq": pl.Int64(), "box": pl.String(), "camera": pl.String(), "role": pl.String(),
+         "action": pl.String(), "model_version": pl.String(), "bundle_uri": pl.String(),
+         "bundle_sha256": pl.String(), "created_at": UTC_US, "by": pl.String(),
+         "reason": pl.String()},
+        ("seq",), "lensline deploy",
+        "Append-only history of what runs where (box or camera, champion or shadow); "
+        "lake.deployments publishes it per box as deployments/<box>.json.",
+    ),
 ]  # fmt: skip
 
 TABLES: dict[str, TableSchema] = {t.name: t for t in _ALL}

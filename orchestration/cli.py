@@ -1,7 +1,8 @@
-"""The ``lensline`` command: ``demo``, ``run``, ``ui`` and ``models``.
+"""The ``lensline`` command: ``demo``, ``run``, ``ui``, ``models`` and ``deploy``.
 
 Exit codes: 0 ok, 1 a step failed (or ``--no-wait`` found the home locked), 2 usage error,
-3 input rejected (a bad label file or video; the rest is processed first).
+3 input rejected (a bad label file or video; the rest is processed first; a deployment the lake
+refuses, e.g. a model version without an edge bundle).
 """
 
 from __future__ import annotations
@@ -336,6 +337,78 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """``lensline deploy``: change what runs where (the lake's desired state) and publish it."""
+    import getpass
+
+    from rich.table import Table
+
+    from edge_export.bundle import SigningKeyError, load_signing_key
+    from lake.deployments import DeploymentError, deploy, history, publish, rollback
+    from lake.storage import LensStorage
+
+    console = _console()
+    if args.list:
+        if args.version or args.rollback or args.camera or args.shadow:
+            return _usage(console, "--list takes only --box")
+    elif not args.box:
+        return _usage(console, "--box BOX is required (which box runs it)")
+    elif bool(args.version) == bool(args.rollback):
+        return _usage(console, "give MODEL_VERSION to deploy, or --rollback (not both)")
+    storage = LensStorage()
+    if args.list:
+        table = Table("seq", "box/camera", "role", "action", "model", "live", "when (UTC)", "by",
+                      "reason")  # fmt: skip
+        rows = history(storage, args.box)
+        for d, live in rows:
+            table.add_row(
+                str(d.seq), f"{d.box}/{d.camera or '*'}", d.role, d.action,
+                d.model_version or "(none)", "[bold green]yes[/]" if live else "",
+                d.created_at.strftime("%Y-%m-%d %H:%M"), escape(d.by), escape(d.reason),
+            )  # fmt: skip
+        console.print(table if rows else "no deployments yet")
+        return 0
+    try:
+        by = getpass.getuser()
+    except (KeyError, OSError):
+        by = "unknown"
+    role = "shadow" if args.shadow else "champion"
+    try:
+        key = load_signing_key()
+        if args.rollback:
+            row = rollback(
+                storage, box=args.box, camera=args.camera, role=role, by=by,
+                reason=args.reason or "rolled back by hand (lensline deploy --rollback)",
+            )  # fmt: skip
+            now = row.model_version or ("no shadow" if args.shadow else "the box's champion")
+            console.print(f"rolled back {role} on {row.where}: {now} (change {row.seq})")
+        else:
+            row = deploy(
+                storage, args.version, box=args.box, camera=args.camera, role=role, by=by,
+                reason=args.reason or "deployed by hand (lensline deploy)",
+            )  # fmt: skip
+            console.print(f"{row.model_version} is the {role} on {row.where} (change {row.seq})")
+        done = publish(storage, args.box, signing_key=key)
+    except (DeploymentError, SigningKeyError) as exc:
+        console.print(f"[red]rejected:[/] {escape(str(exc))}", soft_wrap=True)
+        return 3
+    signed = "signed" if done.signed else "[yellow]UNSIGNED[/] (set LENSLINE_SIGNING_KEY)"
+    state = "published" if done.changed else "unchanged at"
+    console.print(f"desired state {state} {done.uri}, {signed}", soft_wrap=True, highlight=False)
+    return 0
+
+
+def _usage(console, problem: str) -> int:
+    console.print(
+        f"[red]usage:[/] {problem}\n  lensline deploy MODEL_VERSION --box BOX [--camera ID] "
+        "[--shadow] [--reason TEXT]\n  lensline deploy --rollback --box BOX [--camera ID] "
+        "[--shadow]\n  lensline deploy --list [--box BOX]",
+        soft_wrap=True,
+        highlight=False,
+    )
+    return 2
+
+
 def main(argv: list[str] | None = None, *, defs: dg.Definitions | None = None) -> int:
     """Parse ``argv`` and run the command; its exit code.
 
@@ -399,6 +472,22 @@ def main(argv: list[str] | None = None, *, defs: dg.Definitions | None = None) -
     rollback = models_sub.add_parser("rollback", help="reinstate the previous champion")
     rollback.add_argument("--reason")
     models.set_defaults(func=cmd_models)
+
+    deploy = sub.add_parser(
+        "deploy", help="run a model version on a box (desired state, published for the box)"
+    )
+    deploy.add_argument("version", nargs="?", metavar="MODEL_VERSION")
+    deploy.add_argument("--box", help="the box's id (its service config's `box:`)")
+    deploy.add_argument("--camera", help="only this camera of the box (default: every camera)")
+    deploy.add_argument(
+        "--shadow", action="store_true", help="run beside the champion: same frames, no alarms"
+    )
+    deploy.add_argument("--reason")
+    deploy.add_argument(
+        "--rollback", action="store_true", help="back to the previous deployment of the box"
+    )
+    deploy.add_argument("--list", action="store_true", help="the deployment history")
+    deploy.set_defaults(func=cmd_deploy)
 
     from orchestration.profiles import add_init_parser
 

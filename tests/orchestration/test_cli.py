@@ -55,3 +55,49 @@ def test_lensline_run_console_script(home, tmp_path, write_video):
         runs = instance.get_runs(filters=dg.RunsFilter(tags={"lensline/trigger": "lensline run"}))
         assert [r.tags.get("dagster/partition") for r in runs] == ["cam1__a"]
     assert LensStorage().read_table("videos")["status"].to_list() == ["ok"]
+
+
+def test_deploy_commands(home, capsys, monkeypatch):
+    """`lensline deploy`: usage errors (2), a refused version (3), deploy, --list, --rollback."""
+    import json
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    monkeypatch.setenv("COLUMNS", "200")  # the --list table whole
+    monkeypatch.delenv("LENSLINE_SIGNING_KEY", raising=False)
+    monkeypatch.delenv("LENSLINE_SIGNING_KEY_FILE", raising=False)
+    storage = LensStorage()
+    for version in ("m-1", "m-2"):
+        row = {
+            "model_version": [version], "uri": [storage.uri("artifacts", version)],
+            "sha256": [version[-1] * 64], "targets": ["{}"], "signed": [False],
+            "created_at": [datetime.now(UTC)],
+        }  # fmt: skip
+        storage.write_table(pl.DataFrame(row), "edge_bundles", mode="append")
+
+    assert main(["deploy", "m-1"]) == 2
+    assert "--box BOX is required" in capsys.readouterr().out
+    assert main(["deploy", "m-1", "--rollback", "--box", "b1"]) == 2
+    assert main(["deploy", "--list", "--shadow"]) == 2
+    assert main(["deploy", "m-nope", "--box", "b1"]) == 3
+    assert "unknown model version 'm-nope'" in capsys.readouterr().out
+
+    assert main(["deploy", "m-1", "--box", "b1", "--reason", "first"]) == 0
+    out = capsys.readouterr().out
+    assert "m-1 is the champion on box b1" in out and "UNSIGNED" in out
+    assert main(["deploy", "m-2", "--box", "b1", "--shadow"]) == 0
+    assert main(["deploy", "m-2", "--box", "b1"]) == 0
+    doc = json.loads((home / "deployments" / "b1.json").read_text())
+    assert doc["payload"]["cameras"]["*"]["champion"]["model_version"] == "m-2"
+
+    assert main(["deploy", "--rollback", "--box", "b1"]) == 0
+    assert "rolled back champion on box b1: m-1" in capsys.readouterr().out
+    doc = json.loads((home / "deployments" / "b1.json").read_text())
+    assert doc["payload"]["cameras"]["*"]["champion"]["model_version"] == "m-1"
+    assert main(["deploy", "--rollback", "--box", "b1"]) == 3  # nothing before m-1
+
+    capsys.readouterr()
+    assert main(["deploy", "--list", "--box", "b1"]) == 0
+    out = capsys.readouterr().out
+    assert "rollback" in out and "first" in out and "shadow" in out

@@ -1,0 +1,1 @@
+"""``lensline-edge serve``: the long-running edge service on live cameras (issue 17)."""
