@@ -1,4 +1,8 @@
-"""Per-frame image quality statistics (OpenCV): brightness, contrast, sharpness."""
+"""Per-frame image quality for the lake: JPEG encoding of sampled frames and their statistics.
+
+The statistics (brightness, contrast, sharpness) and the dark/overexposed/blurry limits are
+:mod:`edge_export.quality`'s, shared with the edge runner's alarm rules.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+
+from edge_export.preprocess import LAKE_JPEG_QUALITY
+from edge_export.quality import (
+    BLURRY_RELATIVE,
+    BLURRY_SHARPNESS,
+    DARK_BRIGHTNESS,
+    OVEREXPOSED_BRIGHTNESS,
+    frame_stats,
+)
 
 __all__ = [
     "BLURRY_RELATIVE",
@@ -20,49 +33,13 @@ __all__ = [
     "frame_stats",
 ]
 
-# The one home of Lensline's frame-quality limits (brightness: mean grey level 0..255;
-# sharpness: variance of the Laplacian, see frame_stats). Absolute limits judge a frame alone:
-# the ingest check ``frame_quality`` (assets/ingest.py) and, for cameras with too few frames
-# for statistics, the dark/overexposed issue types. With enough frames the issue types judge a
-# frame against its own camera instead (data_quality.label_issues), since a dark-background
-# camera is not a dark frame.
-DARK_BRIGHTNESS = 40.0
-"""Absolute: a frame below this mean grey level is dark."""
-OVEREXPOSED_BRIGHTNESS = 235.0
-"""Absolute: a frame above this mean grey level is overexposed."""
-BLURRY_SHARPNESS = 20.0
-"""Absolute: a frame whose Laplacian variance is below this is blurry (ingest check)."""
-BLURRY_RELATIVE = 0.25
-"""Relative: blurry below this share of its camera's median sharpness (label issues)."""
+# The limits and the statistic live in edge_export.quality (one place, beside the edge's own
+# limits and the reason they differ); re-exported here for the lake's checks and issue types.
 
 
-def frame_stats(image: np.ndarray) -> dict[str, float]:
-    """Cheap quality numbers for one frame.
-
-    Parameters
-    ----------
-    image
-        Shape (H, W, 3) uint8 BGR, or (H, W) uint8 gray.
-
-    Returns
-    -------
-    dict
-        ``brightness``: mean gray level in [0, 255]; ``contrast``: its standard deviation;
-        ``sharpness``: variance of the Laplacian (low means blurry or a dirty lens).
-    """
-    import cv2
-
-    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    mean, std = cv2.meanStdDev(gray)
-    _, lap_std = cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_32F))
-    return {
-        "brightness": float(mean[0, 0]),
-        "contrast": float(std[0, 0]),
-        "sharpness": float(lap_std[0, 0]) ** 2,
-    }
-
-
-def encode_frame(image: np.ndarray, *, quality: int = 90) -> tuple[bytes, dict[str, float]]:
+def encode_frame(
+    image: np.ndarray, *, quality: int = LAKE_JPEG_QUALITY
+) -> tuple[bytes, dict[str, float]]:
     """JPEG-encode one BGR frame (H, W, 3) uint8 and measure it: ``(jpeg_bytes, frame_stats)``."""
     import cv2
 
@@ -92,7 +69,7 @@ class FrameEncoder:
     frames in the order they were decoded.
     """
 
-    def __init__(self, *, quality: int = 90, workers: int = 2) -> None:
+    def __init__(self, *, quality: int = LAKE_JPEG_QUALITY, workers: int = 2) -> None:
         self.quality = quality
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lensline-jpeg")
         self._slots = threading.BoundedSemaphore(

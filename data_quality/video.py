@@ -2,20 +2,29 @@
 
 ``scan_video`` opens a file, checksums it, probes the container, decodes *every* frame to prove
 the file is intact (truncation, undecodable packets, timestamp gaps) and hands the frames worth
-keeping to a ``sink`` while it goes, so a video is decoded exactly once per ingestion.
+keeping to a ``sink`` while it goes, so a video is decoded exactly once per ingestion. The
+decode loop and the video naming are :mod:`edge_export.video`'s, the ones the edge runner uses.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
-import unicodedata
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edge_export.video import (
+    VIDEO_SUFFIXES,
+    VideoError,
+    decode_frames,
+    open_video,
+    stream_fps,
+    video_id_for,
+    video_stream,
+)
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -26,34 +35,9 @@ __all__ = [
     "video_id_for",
 ]
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm")
-
 #: A frame is kept when ``sink`` gets it: ``sink(frame_index, timestamp_s, bgr_image)``
 #: (or the ``av.VideoFrame`` itself with ``lazy_sink=True``).
 FrameSink = Callable[[int, float, Any], None]
-
-
-def video_id_for(camera_id: str, file_name: str) -> str:
-    """Stable, injective partition key for a video: ``cam1`` + ``line_0001.mp4`` -> ``cam1__line_0001``.
-
-    Characters outside ``[A-Za-z0-9_.-]`` become ``_``; whenever that changes the name, the
-    first 8 hex digits of the sha256 of the original (NFC-normalised) ``camera__stem`` are
-    appended, so ``line ü 1`` and ``line ä 1`` get different ids while already clean names keep
-    the id they always had. Two files with one stem (``a.mp4``, ``a.mov``) still share an id:
-    the landing zone reports that as a collision.
-
-    Examples
-    --------
-    >>> video_id_for("cam1", "line_0001.mp4")
-    'cam1__line_0001'
-    >>> video_id_for("cam 1", "line #1.mp4")
-    'cam_1__line__1-e1ddc256'
-    """
-    raw = unicodedata.normalize("NFC", f"{camera_id}__{Path(file_name).stem}")
-    clean = re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
-    if clean == raw:
-        return clean
-    return f"{clean}-{hashlib.sha256(raw.encode('utf-8')).hexdigest()[:8]}"
 
 
 def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
@@ -182,12 +166,10 @@ def _decode_all(
     lazy_sink: bool,
 ) -> VideoReport:
     """Probe and decode every frame of ``path`` into ``report`` (``scan_video`` without the checksum)."""
-    import av
-
     try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        return report.fail("unreadable", f"not a readable video container ({_ffmpeg_reason(exc)})")
+        container = open_video(path)
+    except VideoError as exc:
+        return report.fail("unreadable", str(exc))
 
     with container:
         report.container = container.format.name
@@ -196,35 +178,31 @@ def _decode_all(
                 "unsupported", f"an image ({report.container}), not a video container"
             )
         report.has_audio = bool(container.streams.audio)
-        if not container.streams.video:
+        stream = video_stream(container, threads=threads)
+        if stream is None:
             kinds: list[str] = sorted({str(s.type) for s in container.streams}) or ["none"]
             return report.fail(
                 "unsupported", f"no video stream (streams found: {', '.join(kinds)})"
             )
-        stream = container.streams.video[0]
         ctx = stream.codec_context
         report.codec = ctx.name if ctx else None
         if ctx is None:
             return report.fail("unsupported", "video stream has a codec FFmpeg cannot decode")
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        report.fps = float(rate) if rate else None
+        report.fps = stream_fps(stream)
         report.width, report.height = ctx.width or None, ctx.height or None
         report.declared_frame_count = int(stream.frames) or None
         if stream.duration is not None and stream.time_base is not None:
             report.duration_s = float(stream.duration * stream.time_base)
         elif container.duration:
             report.duration_s = container.duration / 1_000_000
-        if threads:
-            stream.thread_type = "AUTO"
 
         step = sample_stride(report.fps or 0.0, sample_fps=sample_fps, stride=stride)
         wanted = set(keep_frames)
         expected_dt = 1.0 / report.fps if report.fps else None
         last_ts: float | None = None
-        index = 0
+        decoded = 0
         try:
-            for frame in container.decode(stream):
-                ts = float(frame.time) if frame.time is not None else index * (expected_dt or 0.0)
+            for index, ts, frame in decode_frames(container, stream):
                 if last_ts is not None and expected_dt and ts - last_ts > 1.5 * expected_dt:
                     report.timestamp_gaps += 1
                     report.max_gap_s = max(report.max_gap_s, ts - last_ts)
@@ -232,13 +210,11 @@ def _decode_all(
                 if sink is not None and (index % step == 0 or index in wanted):
                     sink(index, ts, frame if lazy_sink else frame.to_ndarray(format="bgr24"))
                     report.kept_frames += 1
-                index += 1
-        except av.FFmpegError as exc:
-            report.frame_count = index
-            return report.fail(
-                "corrupt", f"undecodable data after frame {index} ({_ffmpeg_reason(exc)})"
-            )
-        report.frame_count = index
+                decoded = index + 1
+        except VideoError as exc:
+            report.frame_count = exc.frames
+            return report.fail("corrupt", str(exc))
+        report.frame_count = decoded
 
     if report.frame_count == 0:
         return report.fail("corrupt", "no decodable frames")
@@ -256,8 +232,3 @@ def _decode_all(
             f"labels refer to frames {missing[:5]} beyond the last frame {report.frame_count - 1}"
         )
     return report
-
-
-def _ffmpeg_reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return re.sub(r"\s+", " ", str(text)).strip()

@@ -277,7 +277,7 @@ def verify_accuracy(
     min_agreement
         Smallest allowed share of inputs where INT8 and FP32 predict the same class.
     """
-    from training.promotion import mcnemar
+    from edge_export.paired import mcnemar
 
     ref = np.asarray(fp32_probs_or_logits, dtype=np.float64)
     got = np.asarray(int8_logits, dtype=np.float64)

@@ -41,6 +41,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from edge_export.quality import EDGE_BLURRY_SHARPNESS, EDGE_DARK_BRIGHTNESS, frame_stats
+
 __all__ = [
     "FORMAT",
     "AlarmRules",
@@ -118,9 +120,12 @@ class AlarmRules:
     ignore_quality
         Skip frames that :func:`frame_quality` flags as dark or blurry.
     min_brightness
-        A frame whose mean grey level (0-255) is below this is ``dark``.
+        A frame whose mean grey level (0-255) is below this is ``dark``
+        (default :data:`edge_export.quality.EDGE_DARK_BRIGHTNESS`; why it differs from the
+        lake's limit: :mod:`edge_export.quality`).
     min_sharpness
-        A frame whose variance of the Laplacian is below this is ``blurry`` (0 disables).
+        A frame whose variance of the Laplacian is below this is ``blurry`` (0 disables;
+        default :data:`edge_export.quality.EDGE_BLURRY_SHARPNESS`).
     """
 
     version: str = "1"
@@ -133,8 +138,8 @@ class AlarmRules:
     raise_after: int = 3
     clear_after: int = 3
     ignore_quality: bool = True
-    min_brightness: float = 20.0
-    min_sharpness: float = 5.0
+    min_brightness: float = EDGE_DARK_BRIGHTNESS
+    min_sharpness: float = EDGE_BLURRY_SHARPNESS
 
     def __post_init__(self) -> None:
         for name in ("defect_classes", "ok_classes"):
@@ -293,8 +298,6 @@ def frame_quality(bgr: np.ndarray, rules: AlarmRules) -> str:
     bgr
         The decoded frame before any crop: shape (H, W, 3), uint8, BGR (or (H, W) grey).
     """
-    from data_quality.frame_quality import frame_stats
-
     stats = frame_stats(bgr)
     if stats["brightness"] < rules.min_brightness:
         return "dark"

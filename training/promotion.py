@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_export.paired import mcnemar
+
 __all__ = [
     "LOWER_IS_BETTER",
     "PromotionDecision",
@@ -126,23 +128,6 @@ def decide_promotion(
     if recall_ok:
         reasons.append(f"no per-class recall drops more than {recall_tolerance:.4f}")
     return PromotionDecision(beats and recall_ok, reasons)
-
-
-def mcnemar(right_a: np.ndarray, right_b: np.ndarray) -> tuple[int, int, float]:
-    """Paired comparison of two models on the same items (bool arrays: each one right?).
-
-    Returns ``(b, c, p)``: items only A gets right, items only B gets right, and the one-sided
-    exact McNemar p-value of "B is worse than A" (the binomial(b + c, 1/2) upper tail at b).
-    Pure Python, so the export side needs no scipy.
-    """
-    from math import comb
-
-    right_a, right_b = np.asarray(right_a, bool), np.asarray(right_b, bool)
-    b = int((right_a & ~right_b).sum())
-    c = int((right_b & ~right_a).sum())
-    n = b + c
-    p = sum(comb(n, k) for k in range(b, n + 1)) / 2**n if n else 1.0
-    return b, c, float(p)
 
 
 def compare_slices(

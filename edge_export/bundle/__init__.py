@@ -11,7 +11,7 @@ Layout (flat archive names; ``openvino/`` is the only folder)::
     signer.pub         the signer's public key, PEM                           (signed only)
     model.onnx, model.int8.onnx, openvino/model.xml + .bin, ...   the exported models
     classes.json       the class map, index order = model output order
-    preprocess.json    :class:`training.preprocess.PreprocessSpec`
+    preprocess.json    :class:`edge_export.preprocess.PreprocessSpec`
     postprocess.json   :class:`edge_export.postprocess.AlarmRules` (defect classes resolved)
     model_card.json    metrics, gates passed, known limits; rendered as MODEL_CARD.md
 

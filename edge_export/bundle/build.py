@@ -36,7 +36,7 @@ from edge_export.bundle.layout import (
 from edge_export.bundle.signing import private_key, public_key_fingerprint
 from edge_export.fsutil import atomic_write, fsync_dir, sha256_file
 from edge_export.postprocess import AlarmRules, RulesError
-from training.preprocess import PreprocessSpec
+from edge_export.preprocess import PreprocessSpec
 
 __all__ = ["BundleInfo", "build_bundle", "render_model_card"]
 

@@ -30,7 +30,7 @@ from edge_export.bundle.layout import (
 from edge_export.bundle.signing import TrustedKey, load_trusted_key, public_key_fingerprint
 from edge_export.fsutil import sha256_file
 from edge_export.postprocess import AlarmRules, RulesError
-from training.preprocess import PreprocessError, PreprocessSpec
+from edge_export.preprocess import PreprocessError, PreprocessSpec
 
 __all__ = ["Bundle", "SignatureStatus", "open_bundle"]
 

@@ -1,8 +1,9 @@
 """The inspection pipeline of ``lensline-edge``: decode, preprocess, score, alarm, JSON lines.
 
 Frames of each stream are decoded on a worker thread (:func:`.sources.prefetch`)
-and preprocessed on a thread pool (crop + resize per model, frame quality; OpenCV runs off the
-GIL) while the model scores the previous batch. Each stream has its own alarm state machine;
+and preprocessed on a thread pool (the source pixels the model was trained on -- a video frame
+goes through the spec's JPEG round trip --, crop + resize per model, frame quality; OpenCV runs
+off the GIL) while the model scores the previous batch. Each stream has its own alarm state machine;
 each inspected frame becomes one JSON line::
 
     {"video": "cam1__line_0001", "frame_index": 12, "timestamp_s": 0.8, "label": "scratch",
@@ -30,6 +31,7 @@ import numpy as np
 
 from edge_export.bundle import Bundle, BundleError
 from edge_export.postprocess import AlarmStateMachine, frame_quality
+from edge_export.preprocess import PreprocessError
 from edge_export.runner.sources import (
     DecodeError,
     InputError,
@@ -39,7 +41,6 @@ from edge_export.runner.sources import (
     prefetch,
 )
 from edge_export.shadow import compare_shadow
-from training.preprocess import PreprocessError
 
 __all__ = ["Model", "Prepared", "Progress", "RunStats", "run"]
 
@@ -153,11 +154,19 @@ class _Inspection:
         return iter_images(src, every=self.every, errors=self.stats.errors)
 
     def prepare(self, src: Source, index: int, ts: float | None, bgr: np.ndarray) -> Prepared:
-        """Crop + resize for each model, quality on the raw frame (OpenCV: runs off the GIL)."""
-        img = self.champion.preprocess.image(bgr, src.camera_id)
+        """Source pixels, crop + resize for each model; quality on the raw frame (OpenCV: off
+        the GIL). A video frame first gets the JPEG round trip its model was trained on
+        (``PreprocessSpec.source``: the lake's quality-90 JPEGs); image files are used as stored."""
+        spec = self.champion.preprocess
+        video = src.kind == "video"
+        pixels = spec.source(bgr) if video else bgr
+        img = spec.image(pixels, src.camera_id)
         other = img
         if self.shadow is not None and not self.same_spec:
-            other = self.shadow.preprocess.image(bgr, src.camera_id)
+            shadow_spec = self.shadow.preprocess
+            if video and shadow_spec.jpeg_quality != spec.jpeg_quality:
+                pixels = shadow_spec.source(bgr)
+            other = shadow_spec.image(pixels, src.camera_id)
         quality = frame_quality(bgr, self.rules) if self.rules.ignore_quality else None
         return index, ts, img, other, quality
 

@@ -3,10 +3,11 @@
 A file is one video; a folder holds videos (searched recursively; the camera id of a video is
 its parent folder's name) or, failing that, images (one stream named after the folder;
 ``frame_index`` from the digits in ``000123.jpg``, else the sorted order). Videos are decoded
-with PyAV (FFmpeg frame threads); :func:`prefetch` runs a frame iterator on a worker thread a
+with PyAV through :mod:`edge_export.video`, the decode loop ingestion uses (FFmpeg frame
+threads); :func:`prefetch` runs a frame iterator on a worker thread a
 few items ahead of the consumer.
 
-Imports numpy and PyAV (inside :func:`iter_video`) only.
+Imports numpy, OpenCV and PyAV (inside the functions that decode) only.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from training.preprocess import PreprocessError
+from edge_export.preprocess import PreprocessError
+from edge_export.video import VideoError, decode_frames, open_video, video_id_for, video_stream
 
 __all__ = [
     "IMAGE_EXTS",
@@ -61,8 +63,6 @@ class Source:
 
 
 def _video_id(camera_id: str | None, path: Path) -> str:
-    from data_quality.video import video_id_for
-
     return video_id_for(camera_id, path.name) if camera_id else path.stem
 
 
@@ -109,44 +109,33 @@ def discover(input_path: str | os.PathLike, *, camera: str | None = None) -> lis
 
 def iter_video(path: Path, *, every: int = 1) -> Iterator[tuple[int, float | None, np.ndarray]]:
     """Decode ``path`` with PyAV: ``(frame_index, timestamp_s, bgr (H, W, 3) uint8)`` of every
-    ``every``-th frame. :class:`DecodeError` naming the file when it cannot be decoded."""
-    import av
-
+    ``every``-th frame, through the decode loop ingestion uses (:mod:`edge_export.video`).
+    :class:`DecodeError` naming the file when it cannot be decoded."""
     try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise DecodeError(f"{path}: not a readable video ({_reason(e)})") from None
+        container = open_video(path)
+    except VideoError as e:
+        raise DecodeError(f"{path}: {e}") from None
     with container:
-        if not container.streams.video:
+        stream = video_stream(container)
+        if stream is None:
             raise DecodeError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate
-        dt = 1.0 / float(rate) if rate else 0.0
-        index = 0
+        decoded = 0
         try:
-            for frame in container.decode(stream):
+            for index, ts, frame in decode_frames(container, stream):
+                decoded = index + 1
                 if index % every == 0:
-                    ts = float(frame.time) if frame.time is not None else index * dt
                     yield index, round(ts, 6), frame.to_ndarray(format="bgr24")
-                index += 1
-        except av.FFmpegError as e:
-            raise DecodeError(
-                f"{path}: undecodable data after frame {index} ({_reason(e)})"
-            ) from None
-        if index == 0:
+        except VideoError as e:
+            raise DecodeError(f"{path}: {e}") from None
+        if decoded == 0:
             raise DecodeError(f"{path}: no decodable frames")
-
-
-def _reason(e: BaseException) -> str:
-    return str(getattr(e, "strerror", None) or e).strip() or type(e).__name__
 
 
 def iter_images(
     source: Source, *, every: int = 1, errors: list[str] | None = None
 ) -> Iterator[tuple[int, float | None, np.ndarray]]:
     """Decode an image stream; undecodable files go to ``errors`` (named) and are skipped."""
-    from training.preprocess import decode_image
+    from edge_export.preprocess import decode_image
 
     for n, (index, path) in enumerate(source.images):
         if n % every:
