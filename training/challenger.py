@@ -285,7 +285,7 @@ def evaluate_challenger(
     from training.evaluate import evaluate, predict_proba
     from training.promotion import decide_promotion_paired
 
-    probs = predict_proba(model, images)
+    probs = predict_proba(model, images, mean=spec.mean, std=spec.std)
     metrics = evaluate(probs, labels, classes=classes)
     metrics["test_set"] = test_set
     champion = registry.champion()
@@ -336,7 +336,9 @@ def _predict(record, classes, spec, images, load: Loader, images_for: Images) ->
 
     model, meta = load(record.checkpoint_uri, record.checkpoint_sha256)
     own = checkpoint_spec(meta)
-    probs = predict_proba(model, images if own == spec else images_for(own))
+    probs = predict_proba(
+        model, images if own == spec else images_for(own), mean=own.mean, std=own.std
+    )
     return in_class_order(probs, json.loads(meta["classes"]), classes).argmax(1)
 
 
@@ -394,7 +396,7 @@ def ensemble_accuracy(
         m, meta = load(r["checkpoint_uri"], r["checkpoint_sha256"])
         if json.loads(meta["classes"]) != classes or checkpoint_spec(meta) != spec:
             continue
-        probs.append(predict_proba(m, images))
+        probs.append(predict_proba(m, images, mean=spec.mean, std=spec.std))
         used.append(r["model_version"])
     if len(probs) < 2:
         return {

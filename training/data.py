@@ -4,12 +4,13 @@ Frames become RGB uint8 (N, S, S, 3) through :class:`training.preprocess.Preproc
 one preprocessing contract). Everything here is torch on whole batches (no per-image Python),
 driven by a ``torch.Generator`` so a seed fixes every shuffle and every augmentation.
 :func:`to_float` and :func:`normalize` run the contract's step 5 with the same float32
-operations as :meth:`PreprocessSpec.normalize`, so both give the same bits.
+operations as :meth:`PreprocessSpec.normalize` and the spec's ``mean`` / ``std`` (passed in;
+the defaults are the spec's defaults), so both give the same bits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,21 +51,30 @@ def to_float(batch: torch.Tensor) -> torch.Tensor:
     return batch.permute(0, 3, 1, 2).float().mul_(torch.tensor(1 / 255, dtype=torch.float32))
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """float (N, 3, H, W) in [0, 1] -> ``(x - MEAN) / STD`` per channel."""
-    mean = torch.tensor(MEAN, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(STD, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean) / std
+def normalize(
+    x: torch.Tensor, *, mean: Sequence[float] = MEAN, std: Sequence[float] = STD
+) -> torch.Tensor:
+    """float (N, 3, H, W) in [0, 1] -> ``(x - mean) / std`` per channel.
+
+    ``mean``, ``std``: RGB, the spec's (``PreprocessSpec.mean`` / ``.std``; the defaults are
+    :class:`training.preprocess.PreprocessSpec`'s).
+    """
+    m = torch.tensor(tuple(mean), dtype=x.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(tuple(std), dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - m) / s
 
 
-def preprocess(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Model input from RGB uint8 (N, H, W, 3): float32 (N, 3, H, W), normalised."""
+def preprocess(
+    images: np.ndarray | torch.Tensor, *, mean: Sequence[float] = MEAN, std: Sequence[float] = STD
+) -> torch.Tensor:
+    """Model input from RGB uint8 (N, H, W, 3): float32 (N, 3, H, W), normalised with the
+    spec's ``mean`` / ``std``."""
     batch = (
         torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
     )
     if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
         raise ValueError(f"expected uint8 (N, H, W, 3), got {batch.dtype} {tuple(batch.shape)}")
-    return normalize(to_float(batch))
+    return normalize(to_float(batch), mean=mean, std=std)
 
 
 def augment_batch(
@@ -189,6 +199,8 @@ class ArrayLoader:
         augment: AugmentConfig | None = None,
         seed: int = 0,
         weights: np.ndarray | None = None,
+        mean: Sequence[float] = MEAN,
+        std: Sequence[float] = STD,
     ):
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(
@@ -201,6 +213,7 @@ class ArrayLoader:
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.augment = augment
+        self.mean, self.std = tuple(mean), tuple(std)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.weights = None
         if weights is not None:
@@ -232,4 +245,4 @@ class ArrayLoader:
             x = to_float(self.images[idx])
             if self.augment is not None:
                 x = augment_batch(x, self.augment, self.generator)
-            yield normalize(x), self.labels[idx]
+            yield normalize(x, mean=self.mean, std=self.std), self.labels[idx]

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from training.preprocess import MEAN, STD
+
 __all__ = [
     "in_class_order",
     "predict_proba",
@@ -28,7 +30,14 @@ __all__ = [
 ]
 
 
-def predict_proba(model, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+def predict_proba(
+    model,
+    images: np.ndarray,
+    *,
+    batch_size: int = 256,
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
+) -> np.ndarray:
     """Softmax probabilities of a model on RGB uint8 images.
 
     Parameters
@@ -45,15 +54,29 @@ def predict_proba(model, images: np.ndarray, *, batch_size: int = 256) -> np.nda
     """
     import torch
 
-    return _batched(model, images, batch_size, lambda m, x: torch.softmax(m(x), dim=1))
+    return _batched(model, images, batch_size, lambda m, x: torch.softmax(m(x), dim=1), mean, std)
 
 
-def embed(model, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+def embed(
+    model,
+    images: np.ndarray,
+    *,
+    batch_size: int = 256,
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
+) -> np.ndarray:
     """Penultimate embeddings ``model.features``: uint8 (N, S, S, 3) -> float32 (N, D)."""
-    return _batched(model, images, batch_size, lambda m, x: m.features(x))
+    return _batched(model, images, batch_size, lambda m, x: m.features(x), mean, std)
 
 
-def _batched(model, images: np.ndarray, batch_size: int, fn) -> np.ndarray:
+def _batched(
+    model,
+    images: np.ndarray,
+    batch_size: int,
+    fn,
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
+) -> np.ndarray:
     import torch
 
     from training.data import preprocess
@@ -62,7 +85,11 @@ def _batched(model, images: np.ndarray, batch_size: int, fn) -> np.ndarray:
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            out.append(fn(model, preprocess(images[start : start + batch_size])).numpy())
+            out.append(
+                fn(
+                    model, preprocess(images[start : start + batch_size], mean=mean, std=std)
+                ).numpy()
+            )
     if not out:
         raise ValueError("no images to score")
     return np.concatenate(out).astype(np.float32, copy=False)

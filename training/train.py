@@ -17,7 +17,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from training.data import ArrayLoader, AugmentConfig, balance_weights
 from training.model import LenslineNet, build_model
+from training.preprocess import MEAN, STD
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "plot_history"]
 
@@ -117,6 +118,8 @@ def train_model(
     val_labels: np.ndarray | None = None,
     progress: Callable[[dict], None] | None = None,
     groups: np.ndarray | None = None,
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
 ) -> TrainResult:
     """Train a :class:`LenslineNet` from scratch or from ``config.init_checkpoint``.
 
@@ -139,6 +142,8 @@ def train_model(
         Optional (N,) line condition of each training image (e.g. ``cam1``, ``cam1/drift``);
         with ``config.condition_balance`` > 0 each epoch draws N images with replacement,
         weighted by :func:`training.data.balance_weights`.
+    mean, std
+        Normalisation, RGB: the ``PreprocessSpec``'s that made ``images`` (its defaults here).
     """
     config = config or TrainConfig()
     _check_inputs(images, labels, classes, config, "train")
@@ -156,7 +161,7 @@ def train_model(
         model = _init_model(classes, config)
         loader = ArrayLoader(
             images, labels, batch_size=config.batch_size, shuffle=True,
-            augment=config.augment_config(), seed=config.seed, weights=weights,
+            augment=config.augment_config(), seed=config.seed, weights=weights, mean=mean, std=std,
         )  # fmt: skip
         optimizer = torch.optim.AdamW(
             _param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.99)
@@ -195,7 +200,7 @@ def train_model(
             }
             # --- validation, best-epoch bookkeeping, early stopping
             if val is not None:
-                row["val_loss"], row["val_acc"] = _score(model, *val, config.batch_size)
+                row["val_loss"], row["val_acc"] = _score(model, *val, config.batch_size, mean, std)
                 key = (row["val_acc"], -row["val_loss"])
                 if best_key is None or key > best_key:
                     best_key, best_epoch, stale = key, epoch, 0
@@ -307,12 +312,17 @@ def _warmup_cosine(total_steps: int, warmup_frac: float) -> Callable[[int], floa
 
 @torch.no_grad()
 def _score(
-    model: LenslineNet, images: np.ndarray, labels: np.ndarray, batch_size: int
+    model: LenslineNet,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
 ) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) on clean images; leaves the model in eval mode."""
     model.eval()
     loss_sum, correct = 0.0, 0
-    for x, y in ArrayLoader(images, labels, batch_size=max(batch_size, 256)):
+    for x, y in ArrayLoader(images, labels, batch_size=max(batch_size, 256), mean=mean, std=std):
         logits = model(x)
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())

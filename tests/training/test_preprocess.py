@@ -97,3 +97,18 @@ def test_preprocess_module_needs_no_torch():
         " assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_torch_normalisation_reads_the_specs_mean_and_std():
+    """training.data takes mean/std from the spec (not module constants): same bits as numpy."""
+    from training.data import ArrayLoader
+
+    spec = PreprocessSpec(image_size=8, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    images = np.random.default_rng(1).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    want = spec.normalize(images)
+    got = preprocess(images, mean=spec.mean, std=spec.std).numpy()
+    assert np.array_equal(got, want)
+    assert not np.array_equal(preprocess(images).numpy(), want)  # the defaults are other numbers
+    loader = ArrayLoader(images, np.zeros(5), batch_size=5, mean=spec.mean, std=spec.std)
+    [(x, _)] = list(loader)
+    assert torch.equal(x, torch.from_numpy(want))
