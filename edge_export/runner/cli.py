@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, help="preprocessing threads (default: min(4, CPUs))")
     r.add_argument("--progress-every", type=float, default=10.0, help=argparse.SUPPRESS)
     r.add_argument("--quiet", action="store_true", help="no progress lines")
+    sub.add_parser(
+        "serve",
+        help="inspect live cameras until stopped: lensline-edge serve CONFIG.yaml (see its --help)",
+        add_help=False,
+    )
     v = sub.add_parser("verify", help="verify a bundle and print its manifest summary")
     v.add_argument("bundle", type=Path)
     for sp in (r, v):
@@ -100,6 +105,11 @@ def _open(path: Path, trusted: Any, role: str) -> Bundle:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point of ``lensline-edge``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:  # the long-running service has its own options
+        from edge_export.service.cli import main as serve
+
+        return serve(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "run" and min(args.every, args.batch, args.workers or 1) < 1:
         _err("--every, --batch and --workers must be >= 1")

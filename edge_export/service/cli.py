@@ -1,0 +1,130 @@
+"""``lensline-edge serve CONFIG.yaml``: wire the config, live sources, desired-state watcher and
+plant signals into :class:`edge_export.service.serve.Service`, until SIGTERM/SIGINT.
+
+Exit codes: 0 stopped cleanly; 2 usage; 3 the config is unusable (every bad field named) or the
+trusted key cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "publish_segment"]
+
+ENV_TRUSTED = "LENSLINE_TRUSTED_KEY"
+
+
+def _err(msg: str) -> None:
+    print(f"lensline-edge serve: {msg}", file=sys.stderr, flush=True)
+
+
+def publish_segment(root: str, box: str, local: Path) -> str:
+    """Copy a closed shadow segment into the lake's ``landing/shadow/<box>/`` (a local folder
+    or an ``s3://`` prefix), where ``shadow_sensor`` picks it up; returns its URI."""
+    name = f"{box}/{local.name}"
+    if root.startswith("s3://"):
+        import boto3
+
+        bucket, _, prefix = root[5:].partition("/")
+        key = "/".join(p for p in (prefix.strip("/"), "landing", "shadow", name) if p)
+        boto3.client("s3").upload_file(str(local), bucket, key)
+        return f"s3://{bucket}/{key}"
+    from edge_export.fsutil import atomic_write
+
+    target = Path(root) / "landing" / "shadow" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(target) as fh:
+        fh.write(local.read_bytes())
+    return str(target)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lensline-edge serve",
+        description="Inspect live cameras with the models deployed to this box until stopped.",
+    )
+    p.add_argument("config", type=Path, help="the box's YAML config (see docs/edge.md)")
+    p.add_argument("--max-seconds", type=float, help="stop after this long (demos, tests)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``lensline-edge serve``; returns the exit code."""
+    from edge_export.service.config import ConfigError, load
+
+    args = _parser().parse_args(argv)
+    try:
+        config = load(args.config)
+    except ConfigError as e:
+        _err(f"{e.path}: unusable config")
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 3
+    try:
+        service = build(config)
+    except (ValueError, OSError) as e:
+        _err(f"error: {e}")
+        return 3
+    service.install_signal_handlers()
+    if args.max_seconds:
+        threading.Timer(args.max_seconds, service.stop_event.set).start()
+    _err(
+        f"box {config.box}: {len(config.cameras)} camera(s), desired state in {config.deployments}"
+    )
+    code = service.run()
+    frames = sum(r.frames for r in service.cameras.values())
+    _err(f"stopped: {frames} frames inspected, {len(service.swaps)} swap(s), "
+         f"{len(service.refusals)} refusal(s); results in {config.out / 'results'}")  # fmt: skip
+    return code
+
+
+def build(config: Any):
+    """The :class:`Service` for ``config``: signals first (sources report their state to them)."""
+    from edge_export.service.deploy import DesiredStateWatcher
+    from edge_export.service.live import LiveSource
+    from edge_export.service.serve import Service
+    from edge_export.signals import build_signals
+
+    key = config.trusted_key or os.environ.get(ENV_TRUSTED) or None
+    signals = (
+        build_signals(config.signals, box=config.box, cameras=[c.id for c in config.cameras])
+        if config.signals
+        else None
+    )
+
+    def on_state(camera: str, state: str, info: dict) -> None:
+        if signals is not None:
+            plant = {"online": "online", "stalled": "stalled"}.get(state, "offline")
+            signals.camera_state(camera, plant, detail=state, **info)
+
+    sources = {
+        c.id: LiveSource(c.id, c.source, transport=c.transport, fps=c.fps, every=c.every,
+                         queue_size=config.queue, stall_s=config.stall_s, loop=c.loop,
+                         on_state=on_state)
+        for c in config.cameras
+    }  # fmt: skip
+    watcher = DesiredStateWatcher(
+        config.deployments, config.box, trusted_key=key, cache_dir=config.cache,
+        poll_s=config.poll_s,
+    )  # fmt: skip
+    return Service(
+        config,
+        sources=sources,
+        watcher=watcher,
+        signals=signals,
+        publish=lambda path: _publish(config, path),
+        log=_err,
+    )
+
+
+def _publish(config: Any, path: Path) -> None:
+    try:
+        _err(f"shadow segment -> {publish_segment(config.deployments, config.box, path)}")
+    except (OSError, ValueError) as e:  # the line keeps running; the segment stays local
+        _err(f"shadow segment {path} not published: {e}")

@@ -1,0 +1,364 @@
+"""``lensline-edge serve``: inspect live cameras until told to stop, on the deployed models.
+
+One process per box. Each camera's frames are decoded on their own thread into a bounded queue
+(:mod:`edge_export.service.live`: reconnect, stall and drop policy); this loop takes frames from
+every camera in turn, scores them in batches across cameras with each camera's deployed champion
+(and shadow), runs each camera's alarm state machine, writes one JSON line per frame to the
+current result segment and tells the plant (:mod:`edge_export.signals`: MQTT, OPC UA).
+
+**Desired state.** Every ``poll_s`` the watcher (:mod:`edge_export.service.deploy`) reads
+``deployments/<box>.json``; a new bundle is downloaded, verified, loaded and warmed *before* it is
+swapped in, and the swap happens between two batches: every frame is scored exactly once, by the
+old model before the swap and the new one after (each line names its ``model_version``). A
+bundle that fails verification or warm-up is refused and reported; the running one keeps going.
+
+**Segments.** Result lines go to ``<out>/results/<camera>/<start>.jsonl``; with a shadow, the
+champion-vs-shadow lines also to ``<out>/shadow/``; a closed segment is published to the lake's
+``landing/shadow/`` (where ``shadow_sensor`` picks it up) when the deployments root is a lake.
+On SIGTERM/SIGINT the loop finishes its batch, closes the segments and exits 0.
+
+Imports nothing heavier than the runner (onnxruntime, PyAV, numpy, OpenCV).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from edge_export.postprocess import AlarmStateMachine, frame_quality
+from edge_export.service.config import ServiceConfig
+
+__all__ = ["Deployed", "Service", "Segments"]
+
+
+@dataclass
+class Deployed:
+    """What one camera runs now: its champion and optional shadow (loaded, warmed models)."""
+
+    champion: Any  # edge_export.runner.pipeline.Model
+    shadow: Any | None = None
+
+    @property
+    def versions(self) -> tuple[str, str | None]:
+        return (
+            self.champion.bundle.model_version,
+            self.shadow.bundle.model_version if self.shadow is not None else None,
+        )
+
+
+def load_model(bundle: Any, target: str) -> Any:
+    """A bundle's model on ``target``, warmed on one blank frame (raises if it cannot run)."""
+    from edge_export.runner.pipeline import Model
+
+    model = Model(bundle, target, threads=None)
+    size = int(bundle.preprocess.image_size)
+    model.predict(np.zeros((1, size, size, 3), np.uint8))
+    return model
+
+
+class Segments:
+    """Rolling JSONL segments of one kind (results, shadow): one open file per camera, a new
+    one every ``segment_s``; ``on_close(path)`` is called for each closed segment."""
+
+    def __init__(
+        self,
+        root: Path,
+        segment_s: float,
+        *,
+        on_close: Callable[[Path], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.root, self.segment_s, self.on_close, self.clock = root, segment_s, on_close, clock
+        self.open: dict[str, tuple[float, Path, IO[str]]] = {}
+        self.closed: list[Path] = []
+
+    def write(self, camera: str, row: dict[str, Any]) -> None:
+        now = self.clock()
+        current = self.open.get(camera)
+        if current is not None and now - current[0] >= self.segment_s:
+            self._close(camera)
+            current = None
+        if current is None:
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{now % 1:.3f}"[1:]
+            path = self.root / camera / f"{camera}__{stamp}.jsonl.part"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            current = (now, path, path.open("w"))
+            self.open[camera] = current
+        current[2].write(json.dumps(row) + "\n")
+
+    def flush(self) -> None:
+        for _, _, fh in self.open.values():
+            fh.flush()
+
+    def _close(self, camera: str) -> None:
+        _, path, fh = self.open.pop(camera)
+        fh.flush()
+        fh.close()
+        final = path.with_suffix("")  # drop .part: a reader never sees a half-written segment
+        path.replace(final)
+        self.closed.append(final)
+        if self.on_close is not None:
+            self.on_close(final)
+
+    def close(self) -> None:
+        for camera in list(self.open):
+            self._close(camera)
+
+
+@dataclass
+class CameraRun:
+    """Per-camera state of the loop."""
+
+    fsm: AlarmStateMachine
+    frames: int = 0
+    alarms: int = 0
+    last_label: str | None = None
+    last_confidence: float | None = None
+    latencies: list[float] = field(default_factory=list)
+
+
+class Service:
+    """The serve loop (see the module docstring). ``sources`` maps camera id to a started or
+    startable live source (``get(timeout)``, ``stats()``, ``start()``, ``stop()``); ``signals``
+    is a :class:`edge_export.signals` fan-out (or None); ``watcher`` polls the desired state."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        sources: dict[str, Any],
+        watcher: Any,
+        signals: Any | None = None,
+        publish: Callable[[Path], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        log: Callable[[str], None] = print,
+    ):
+        self.config, self.sources, self.watcher, self.signals = config, sources, watcher, signals
+        self.clock, self.log = clock, log
+        self.deployed: dict[str, Deployed] = {}
+        self.cameras: dict[str, CameraRun] = {}
+        self.results = Segments(config.out / "results", config.segment_s, clock=clock)
+        self.shadow = Segments(
+            config.out / "shadow", config.segment_s, on_close=publish, clock=clock
+        )
+        self.stop_event = threading.Event()
+        self.swaps: list[dict[str, Any]] = []
+        self.refusals: list[str] = []
+        self._next_poll = 0.0
+        self._next_heartbeat = 0.0
+        self._cursor = 0
+        self._models: dict[str, Any] = {}
+
+    # -- desired state ---------------------------------------------------------------------
+    def poll(self) -> None:
+        """Apply a change of the desired state, if any: load and warm first, then swap."""
+        change = self.watcher.poll()
+        if change is None:
+            return
+        for problem in change.problems:
+            self.refusals.append(problem)
+            self.log(f"lensline-edge serve: refused: {problem}")
+            if self.signals is not None:
+                self.signals.heartbeat(self.config.box, {"refused": problem})
+        if not change.ok:
+            return  # refused: what runs keeps running
+        loaded: dict[str, Deployed] = {}
+        cache = self._models  # loaded, warmed models stay: a rollback swaps at once
+        for camera in self.config.cameras:
+            roles = change.for_camera(camera.id)
+            if "champion" not in roles:
+                continue
+            try:
+                models = {}
+                for role, bundle in roles.items():
+                    key = f"{bundle.path}:{self.config.target}"
+                    if key not in cache:
+                        cache[key] = load_model(bundle, self.config.target)
+                    models[role] = cache[key]
+            except Exception as e:  # noqa: BLE001 - any failure to load is a refusal, never a stop
+                problem = f"{camera.id}: bundle cannot run here ({type(e).__name__}: {e})"
+                self.refusals.append(problem)
+                self.log(f"lensline-edge serve: refused: {problem}")
+                continue
+            loaded[camera.id] = Deployed(models["champion"], models.get("shadow"))
+        started, swapped = time.perf_counter(), []
+        for camera_id, deployed in loaded.items():  # the swap: between two batches
+            before = self.deployed.get(camera_id)
+            self.deployed[camera_id] = deployed
+            if before is None or before.versions != deployed.versions:
+                swapped.append(
+                    {
+                        "camera": camera_id,
+                        "from": before.versions if before else None,
+                        "to": deployed.versions,
+                        "at": self.clock(),
+                    }  # fmt: skip
+                )
+                self.log(f"lensline-edge serve: {camera_id} now runs {deployed.versions}")
+        pause = time.perf_counter() - started  # models were loaded and warmed before this
+        self.swaps += [{**s, "pause_s": pause} for s in swapped]
+
+    # -- frames ----------------------------------------------------------------------------
+    def gather(self, timeout: float = 0.05) -> list[Any]:
+        """Up to ``batch`` frames, taken from the cameras in turn (fair under load)."""
+        ids = [c.id for c in self.config.cameras if c.id in self.deployed]
+        out: list[Any] = []
+        if not ids:
+            time.sleep(timeout)
+            return out
+        idle = 0
+        while len(out) < self.config.batch and idle < len(ids):
+            camera = ids[self._cursor % len(ids)]
+            self._cursor += 1
+            frame = self.sources[camera].get(0)
+            if frame is None:
+                idle += 1
+                continue
+            idle = 0
+            out.append(frame)
+        if not out:  # nothing waiting anywhere: block briefly on the next camera
+            frame = self.sources[ids[self._cursor % len(ids)]].get(timeout)
+            if frame is not None:
+                out.append(frame)
+        return out
+
+    def score(self, frames: list[Any]) -> None:
+        """Score a batch, grouped by the model each camera runs now; alarms, lines, signals."""
+        groups: dict[int, list[Any]] = {}
+        for f in frames:
+            groups.setdefault(id(self.deployed[f.camera_id]), []).append(f)
+        for group in groups.values():
+            deployed = self.deployed[group[0].camera_id]
+            spec = deployed.champion.bundle.preprocess
+            images = np.stack([spec.image(_pixels(spec, f.bgr), f.camera_id) for f in group])
+            labels, confs = deployed.champion.predict(images)
+            shadow_out = None
+            if deployed.shadow is not None:
+                sspec = deployed.shadow.bundle.preprocess
+                simages = np.stack([sspec.image(_pixels(sspec, f.bgr), f.camera_id) for f in group])
+                shadow_out = deployed.shadow.predict(simages)
+            for i, f in enumerate(group):
+                self._emit(f, deployed, labels[i], float(confs[i]), shadow_out, i)
+
+    def _emit(
+        self, f: Any, deployed: Deployed, label: str, conf: float, shadow_out, i: int
+    ) -> None:
+        rules = deployed.champion.bundle.postprocess
+        run = self.cameras.setdefault(f.camera_id, CameraRun(AlarmStateMachine(rules)))
+        if run.fsm.rules is not rules:  # a new champion brings its own rules: a fresh machine
+            run.fsm = AlarmStateMachine(rules)
+        quality = frame_quality(f.bgr, rules) if rules.ignore_quality else None
+        event = run.fsm.step(label, conf, quality in (None, "ok"))
+        row: dict[str, Any] = {
+            "video": f.camera_id,
+            "frame_index": f.seq,
+            "timestamp_s": f.pts,
+            "label": label,
+            "confidence": round(conf, 6),
+            "alarm": event.alarm,
+            "model_version": deployed.champion.bundle.model_version,
+            "camera_id": f.camera_id,
+            "quality": quality,
+            "alarm_event": "raised" if event.raised else "cleared" if event.cleared else None,
+            "captured_at": f.captured_at,
+        }
+        run.frames += 1
+        run.last_label, run.last_confidence = label, conf
+        run.latencies = (run.latencies + [self.clock() - f.captured_at])[-512:]
+        if shadow_out is not None and deployed.shadow is not None:
+            row["shadow_label"] = shadow_out[0][i]
+            row["shadow_confidence"] = round(float(shadow_out[1][i]), 6)
+            row["shadow_model_version"] = deployed.shadow.bundle.model_version
+            self.shadow.write(f.camera_id, row)
+        self.results.write(f.camera_id, row)
+        if self.signals is not None:
+            self.signals.result(f.camera_id, row)  # published when the sink's `results` is on
+            if event.raised or event.cleared:
+                run.alarms += int(event.raised)
+                self.signals.alarm(f.camera_id, {
+                    "state": "raised" if event.raised else "cleared", "class": label,
+                    "confidence": round(conf, 6), "frame_index": f.seq, "frame_time": f.captured_at,
+                    "model_version": row["model_version"],
+                })  # fmt: skip
+
+    # -- health ----------------------------------------------------------------------------
+    def heartbeat(self) -> dict[str, Any]:
+        """One heartbeat per camera (fps, latency, drops, stream state and gaps, alarms)."""
+        beats = {}
+        for camera in self.config.cameras:
+            run = self.cameras.get(camera.id)
+            stats = self.sources[camera.id].stats()
+            lat = np.asarray(run.latencies if run else [], float)
+            deployed = self.deployed.get(camera.id)
+            beats[camera.id] = {
+                "box": self.config.box,
+                "camera": camera.id,
+                "at": self.clock(),
+                "models": dict(zip(("champion", "shadow"), deployed.versions, strict=True))
+                if deployed
+                else {},
+                "frames": run.frames if run else 0,
+                "alarms": run.alarms if run else 0,
+                "latency_p50_s": float(np.percentile(lat, 50)) if lat.size else None,
+                "latency_p95_s": float(np.percentile(lat, 95)) if lat.size else None,
+                "stream": stats,
+                "refused": self.refusals[-3:],
+            }
+            if self.signals is not None:
+                self.signals.heartbeat(camera.id, beats[camera.id])
+        return beats
+
+    # -- loop ------------------------------------------------------------------------------
+    def step(self) -> int:
+        """One pass: poll if due, gather and score one batch, heartbeat if due; frames scored."""
+        now = self.clock()
+        if now >= self._next_poll:
+            self._next_poll = now + self.config.poll_s
+            self.poll()
+        frames = self.gather()
+        if frames:
+            self.score(frames)
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.config.heartbeat_s
+            self.heartbeat()
+            self.results.flush()
+        return len(frames)
+
+    def run(self) -> int:
+        """Until :attr:`stop_event` is set (SIGTERM/SIGINT): then flush, close, exit code 0."""
+        for source in self.sources.values():
+            source.start()
+        try:
+            while not self.stop_event.is_set():
+                self.step()
+        finally:
+            for source in self.sources.values():
+                source.stop()
+            self.results.close()
+            self.shadow.close()
+            if self.signals is not None:
+                self.heartbeat()
+                self.signals.close()
+        return 0
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum, _frame) -> None:
+            self.log(f"lensline-edge serve: {signal.Signals(signum).name}: finishing")
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+
+def _pixels(spec: Any, bgr: np.ndarray) -> np.ndarray:
+    """The pixels the model was trained on (the spec's source round trip, when it has one)."""
+    source = getattr(spec, "source", None)
+    return source(bgr) if callable(source) else bgr

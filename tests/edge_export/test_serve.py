@@ -1,0 +1,271 @@
+"""``lensline-edge serve`` on real parts: signed bundles deployed through the lake's desired
+state, a looping video as the live source, a real Mosquitto broker, the service's own segments
+and ``shadow_comparison`` reading them back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from edge_export.bundle import build_bundle, generate_signing_key
+from edge_export.fsutil import sha256_file
+from edge_export.postprocess import AlarmRules
+from edge_export.service.cli import build
+from edge_export.service.config import ConfigError, parse
+from lake.deployments import deploy, publish, rollback
+from lake.storage import LensStorage
+from tests.edge_export.conftest import write_video_levels
+from tests.edge_export.test_signals import Subscriber, broker  # noqa: F401 - the real broker fixture
+from training.preprocess import PreprocessSpec
+
+REPO = Path(__file__).resolve().parents[2]
+LEVELS = [200] * 6 + [30] * 6 + [220] * 4 + [20] * 4  # 20 frames: scratch, good, scratch, good
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return generate_signing_key(), generate_signing_key()
+
+
+@pytest.fixture
+def lake(brightness_onnx, keys, home, tmp_path):
+    """``lake(version)``: a signed bundle of the brightness model stored with its edge_bundles row."""
+    storage = LensStorage()
+
+    def _add(version: str) -> None:
+        info = build_bundle(
+            tmp_path / "build" / version / "bundle.tar.gz",
+            files={"model.onnx": brightness_onnx.path}, model_version=version,
+            classes=brightness_onnx.classes, preprocess=PreprocessSpec(image_size=32),
+            postprocess=AlarmRules(raise_after=2, clear_after=2), model_card={},
+            lineage={"model": version}, targets={"onnx": "ok"},
+            signing_key=keys[0][0], created_at="2026-01-02T03:04:05+00:00",
+        )  # fmt: skip
+        uri = storage.uri("artifacts", "bundles", version, "bundle.tar.gz")
+        storage.write_bytes(uri, Path(info.path).read_bytes())
+        row = {"model_version": [version], "uri": [uri], "sha256": [sha256_file(info.path)],
+               "targets": ['{"onnx": "ok"}'], "signed": [True]}  # fmt: skip
+        storage.write_table(
+            pl.DataFrame(row).with_columns(pl.lit(None).alias("created_at")),
+            "edge_bundles",
+            replace_where=storage.eq_predicate("model_version", version),
+        )
+
+    _add.storage = storage  # type: ignore[attr-defined]
+    return _add
+
+
+@pytest.fixture
+def clip(tmp_path):
+    return write_video_levels(tmp_path / "clip" / "cam1.mp4", LEVELS, fps=20)
+
+
+def _config(home: Path, tmp_path: Path, keys, clip: Path, **extra) -> dict:
+    pub = tmp_path / "trusted.pem"
+    pub.write_bytes(keys[0][1])
+    return {
+        "box": "b1",
+        "deployments": str(home),
+        "trusted_key": str(pub),
+        "cameras": [{"id": "cam1", "source": str(clip), "loop": True}],
+        "out": str(tmp_path / "out"),
+        "poll_s": 0.2,
+        "heartbeat_s": 0.5,
+        "segment_s": 1.0,
+        "batch": 4,
+        "queue": 256,
+        **extra,
+    }
+
+
+class Running:
+    """The service on a thread; ``wait(pred)`` polls it; ``stop()`` ends it like SIGTERM would."""
+
+    def __init__(self, config: dict):
+        self.service = build(parse(config))
+        self.thread = threading.Thread(target=self.service.run, daemon=True)
+        self.thread.start()
+
+    def frames(self) -> int:
+        return sum(r.frames for r in list(self.service.cameras.values()))
+
+    def wait(self, predicate, timeout: float = 30.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.service):
+                return
+            time.sleep(0.05)
+        raise AssertionError(
+            f"timed out waiting for {what}: {self.service.swaps} {self.service.refusals}"
+        )
+
+    def stop(self) -> None:
+        self.service.stop_event.set()
+        self.thread.join(timeout=20)
+        assert not self.thread.is_alive()
+
+
+def _rows(out: Path, kind: str = "results") -> list[dict]:
+    files = sorted((out / kind / "cam1").glob("*.jsonl"))
+    assert not list((out / kind / "cam1").glob("*.part")), "a segment was left open"
+    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
+
+
+def _frames_since(n: int):
+    return lambda s: sum(r.frames for r in s.cameras.values()) >= n
+
+
+def test_hot_swap_inspects_every_frame_once_old_model_then_new(lake, keys, home, tmp_path, clip):
+    lake("m-001"), lake("m-002")
+    storage = lake.storage
+    deploy(storage, "m-001", box="b1", by="test")
+    publish(storage, "b1", signing_key=keys[0][0])
+    run = Running(_config(home, tmp_path, keys, clip))
+    try:
+        run.wait(_frames_since(30), what="30 frames on m-001")
+        deploy(storage, "m-002", box="b1", by="test", reason="better")
+        publish(storage, "b1", signing_key=keys[0][0])
+        run.wait(lambda s: len(s.swaps) >= 2, what="the swap to m-002")
+        at = run.frames()
+        run.wait(_frames_since(at + 30), what="30 frames on m-002")
+    finally:
+        run.stop()
+    rows = _rows(tmp_path / "out")
+    seqs = [r["frame_index"] for r in rows]
+    stats = run.service.sources["cam1"].stats()
+    assert seqs == sorted(set(seqs)), "a frame repeated or out of order"
+    assert len(rows) == stats["delivered"] and stats["dropped"] == 0  # nothing lost either
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    versions = [r["model_version"] for r in rows]
+    switch = versions.index("m-002")
+    assert set(versions[:switch]) == {"m-001"} and set(versions[switch:]) == {"m-002"}
+    assert run.service.swaps[-1]["to"] == ("m-002", None)
+    assert run.service.swaps[-1]["pause_s"] < 0.05  # loaded and warmed before the swap
+    # the same answers as lensline-edge run on the same video, frame for frame
+    labels = ["scratch" if v > 128 else "good" for v in LEVELS]
+    assert all(r["label"] == labels[r["frame_index"] % len(LEVELS)] for r in rows)
+
+
+def test_a_tampered_deployment_is_refused_and_the_running_model_keeps_going(
+    lake, keys, home, tmp_path, clip
+):
+    lake("m-001"), lake("m-002")
+    storage = lake.storage
+    deploy(storage, "m-001", box="b1", by="test")
+    publish(storage, "b1", signing_key=keys[0][0])
+    run = Running(_config(home, tmp_path, keys, clip))
+    try:
+        run.wait(_frames_since(10), what="frames on m-001")
+        deploy(storage, "m-002", box="b1", by="mallory")
+        publish(storage, "b1", signing_key=keys[1][0])  # signed by a key the box does not trust
+        run.wait(lambda s: s.refusals, what="a refusal")
+        at = run.frames()
+        run.wait(_frames_since(at + 10), what="frames after the refusal")
+        # rollback: back to m-001 (signed properly), served from the cache without a download
+        rollback(storage, box="b1", by="test", reason="bad challenger")
+        publish(storage, "b1", signing_key=keys[0][0])
+        time.sleep(1.0)
+    finally:
+        run.stop()
+    assert "signature" in " ".join(run.service.refusals) or "sign" in " ".join(run.service.refusals)
+    assert {r["model_version"] for r in _rows(tmp_path / "out")} == {"m-001"}
+
+
+def test_a_shadow_deployment_reaches_shadow_results_through_the_lake(
+    lake, keys, home, tmp_path, clip
+):
+    import dagster as dg
+
+    from assets.bundle import shadow_comparison
+
+    lake("m-001"), lake("m-002")
+    storage = lake.storage
+    deploy(storage, "m-001", box="b1", by="test")
+    deploy(storage, "m-002", box="b1", role="shadow", by="test")
+    publish(storage, "b1", signing_key=keys[0][0])
+    run = Running(_config(home, tmp_path, keys, clip, segment_s=0.5))
+    try:
+        run.wait(_frames_since(40), what="frames with a shadow")
+    finally:
+        run.stop()
+    shadow = _rows(tmp_path / "out", "shadow")
+    assert shadow and all(r["shadow_model_version"] == "m-002" for r in shadow)
+    assert all(r["shadow_label"] == r["label"] for r in shadow)  # the same model, two versions
+    landed = list((home / "landing" / "shadow" / "b1").glob("*.jsonl"))
+    assert landed, "closed shadow segments are published to the landing zone"
+    result = dg.materialize([shadow_comparison], resources={"storage": LensStorage()})
+    assert result.success
+    table = storage.read_table("shadow_results")
+    assert table.height == len(shadow) and set(table["shadow_model_version"]) == {"m-002"}
+
+
+def test_alarms_reach_an_mqtt_subscriber(lake, keys, home, tmp_path, clip, broker):  # noqa: F811
+    lake("m-001")
+    deploy(lake.storage, "m-001", box="b1", by="test")
+    publish(lake.storage, "b1", signing_key=keys[0][0])
+    b = broker()
+    sub = Subscriber(b.port, "line1/#")
+    mqtt = {"url": b.url, "topic_prefix": "line1", "qos": 1}
+    run = Running(_config(home, tmp_path, keys, clip, mqtt=mqtt))
+    try:
+        sub.wait(
+            lambda m: any(t == "line1/cam1/alarm" and p["state"] == "raised" for t, p, *_ in m)
+        )
+        sub.wait(lambda m: any(t == "line1/cam1/heartbeat" for t, *_ in m))
+    finally:
+        run.stop()
+        sub.client.loop_stop()
+    alarm = next(p for t, p, *_ in sub.messages if t == "line1/cam1/alarm")
+    assert alarm["class"] == "scratch" and alarm["model_version"] == "m-001"
+
+
+def test_bad_config_exits_3_naming_every_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"box": "b 1", "cameras": [{"id": "c1", "source": "ftp://x"}]}))
+    out = subprocess.run(
+        [sys.executable, "-m", "edge_export.runner", "serve", str(bad)],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 3, out.stderr
+    for field in ("deployments: missing", "out: missing", "box: 'b 1'", "cameras[0].source"):
+        assert field in out.stderr
+    with pytest.raises(ConfigError, match="cameras: missing"):
+        parse({"box": "b1", "deployments": "/x", "out": "/y"})
+
+
+def test_sigterm_flushes_the_segments_and_exits_0(lake, keys, home, tmp_path, clip):
+    lake("m-001")
+    deploy(lake.storage, "m-001", box="b1", by="test")
+    publish(lake.storage, "b1", signing_key=keys[0][0])
+    cfg = tmp_path / "box.yaml"
+    cfg.write_text(yaml.safe_dump(_config(home, tmp_path, keys, clip, segment_s=3600)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_export.runner", "serve", str(cfg)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(
+            (tmp_path / "out" / "results").rglob("*.part")
+        ):
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    rows = _rows(tmp_path / "out")
+    assert rows and "SIGTERM" in err and "frames inspected" in err
