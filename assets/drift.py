@@ -22,7 +22,6 @@ from assets.champion import Champion, load_champion
 from assets.previews import png_md
 from assets.provenance import code_version
 from assets.tables import md_table
-from lake.frames import KEYS
 from lake.partitions import videos_partitions
 from lake.resources import FiftyOneResource
 from lake.storage import LensStorage
@@ -203,66 +202,69 @@ def load_reference(storage: LensStorage, camera_id: str, model_version: str | No
 def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, storage: LensStorage):
     """Data, viewpoint and prediction drift of one video against its camera's reference, and the
     frames to label first when it drifted."""
-    from data_quality.drift import FRAME_STATS, build_reference, detect_drift, summary
     from data_quality.drift import DriftConfig as Options
+    from data_quality.drift.per_camera import assess_video
 
     video_id = context.partition_key
+    frames = _video_frames(storage, video_id)
+    champion = _champion_or_none(storage)
+    camera = frames["camera_id"][0]
+    reference = load_reference(storage, camera, champion.version if champion else None)
+    new, emb, probs = _summarise(storage, frames, champion, reference)
+    options = Options(alpha=config.alpha, max_shift_px=config.max_shift_px,
+                      max_rotation_deg=config.max_rotation_deg)  # fmt: skip
+    result = assess_video(frames, reference, new, emb, probs, options=options,
+                          budget=config.label_budget, now=datetime.now(UTC), schema=DRIFT_SCHEMA)  # fmt: skip
+    where = storage.eq_predicate("video_id", video_id)
+    storage.write_table(result.table, "drift", replace_where=where)
+    if result.queue.height or storage.read_table("drift_queue") is not None:
+        storage.write_table(result.queue, "drift_queue", replace_where=where)
+    ref = reference.version if reference else "none"
+    return dg.MaterializeResult(
+        metadata={
+            "camera_id": camera,
+            "reference_version": ref if reference else "none (no champion reference yet)",
+            "verdict": dg.MetadataValue.json(result.verdict),
+            "drifted": ", ".join(result.drifted_statistics) or "none",
+            "queued_for_labels": result.queue.height,
+            "action": _action(result.verdict),
+            "tests": dg.MetadataValue.md(
+                md_table(result.table.drop("video_id", "camera_id", "computed_at"))
+            ),
+            "plots": dg.MetadataValue.md(_plots(reference, new, result.drifted_statistics)),
+        },
+        data_version=dg.DataVersion(f"{ref}:{len(result.drifted_statistics)}"),
+        check_results=[
+            _check(kind, name, result.tests, result.verdict[kind], config.severity)
+            for kind, name in KINDS.items()
+        ],
+    )
+
+
+def _video_frames(storage: LensStorage, video_id: str) -> pl.DataFrame:
+    """The video's sampled frames on the drift grid, in order (a Failure when not ingested)."""
     frames = grid_frames(
         storage, storage.read_table("frames").filter(pl.col("video_id") == video_id)
     ).sort("frame_index")
     if frames.is_empty():
         raise dg.Failure(f"video {video_id!r} has no frames in the lake: ingest it first")
-    camera = frames["camera_id"][0]
-    champion = _champion_or_none(storage)
-    reference = load_reference(storage, camera, champion.version if champion else None)
+    return frames
+
+
+def _summarise(storage: LensStorage, frames: pl.DataFrame, champion, reference):
+    """The video's :class:`CameraReference` summary, with the champion's embeddings and
+    probabilities when there is a reference to test them against."""
+    from data_quality.drift import FRAME_STATS, build_reference
+
+    camera, video_id = frames["camera_id"][0], frames["video_id"][0]
     if reference is None:
         # nothing to test against: every test reports no_reference whatever the images hold, so
         # they are not read back and decoded (the lake's frame statistics stand in for them)
-        emb = probs = None
         stats = frames.select(list(FRAME_STATS)).to_numpy()
-        new = build_reference(stats, camera_id=camera, version=video_id)
-    else:
-        bgr = _bgr_frames(storage, frames)
-        emb, probs = _scores(champion, bgr, frames["camera_id"].to_list())
-        new = build_reference(bgr, emb, probs, camera_id=camera, version=video_id)
-    options = Options(alpha=config.alpha, max_shift_px=config.max_shift_px,
-                      max_rotation_deg=config.max_rotation_deg)  # fmt: skip
-    tests = detect_drift(reference, new, alpha=config.alpha, config=options)
-    now = datetime.now(UTC)
-    ref_version = reference.version if reference else None
-    table = pl.DataFrame(
-        [
-            {"video_id": video_id, "camera_id": camera, **t.to_row(),
-             "reference_version": ref_version, "computed_at": now}
-            for t in tests
-        ],
-        schema=DRIFT_SCHEMA,
-    )  # fmt: skip
-    storage.write_table(table, "drift", replace_where=storage.eq_predicate("video_id", video_id))
-    verdict = summary(tests)
-    queue = _queue(storage, frames, tests, emb, probs, reference, config.label_budget, now)
-    drifted = table.filter(pl.col("drifted"))
-    return dg.MaterializeResult(
-        metadata={
-            "camera_id": camera,
-            "reference_version": reference.version
-            if reference
-            else "none (no champion reference yet)",
-            "verdict": dg.MetadataValue.json(verdict),
-            "drifted": ", ".join(drifted["statistic"].to_list()) or "none",
-            "queued_for_labels": queue,
-            "action": _action(verdict),
-            "tests": dg.MetadataValue.md(
-                md_table(table.drop("video_id", "camera_id", "computed_at"))
-            ),
-            "plots": dg.MetadataValue.md(_plots(reference, new, drifted["statistic"].to_list())),
-        },
-        data_version=dg.DataVersion(f"{reference.version if reference else 'none'}:{len(drifted)}"),
-        check_results=[
-            _check(kind, name, tests, verdict[kind], config.severity)
-            for kind, name in KINDS.items()
-        ],
-    )
+        return build_reference(stats, camera_id=camera, version=video_id), None, None
+    bgr = _bgr_frames(storage, frames)
+    emb, probs = _scores(champion, bgr, frames["camera_id"].to_list())
+    return build_reference(bgr, emb, probs, camera_id=camera, version=video_id), emb, probs
 
 
 def _action(verdict: dict[str, str]) -> str:
@@ -293,34 +295,6 @@ def _check(kind: str, name: str, tests, verdict: str, severity: str) -> dg.Asset
         description=text,
         metadata={"verdict": verdict, "detail": text},
     )
-
-
-def _queue(storage, frames, tests, emb, probs, reference, budget: int, now) -> int:
-    """Queue the most uncertain and novel frames of a data- or prediction-drifted video for
-    labelling (``drift_queue``); a viewpoint shift alone asks for a new reference instead."""
-    from data_quality.drift import needs_labels
-
-    video_id = frames["video_id"][0]
-    drifted = {t.kind for t in tests if t.drifted}
-    picks = np.array([], dtype=int)
-    # a moved camera changes every statistic; it needs a new reference, not new labels
-    if drifted & {"data", "prediction"} and "viewpoint" not in drifted and budget > 0:
-        picks = needs_labels(emb, probs, reference.embeddings if reference else None, budget=budget)
-    reason = "+".join(sorted(drifted & {"data", "prediction"})) + " drift"
-    queue = (
-        frames[picks.tolist(), :]
-        .select(*KEYS, "camera_id", "uri")
-        .with_columns(
-            priority=pl.Series(np.arange(1, len(picks) + 1), dtype=pl.Int64),
-            reason=pl.lit(reason),
-            queued_at=pl.lit(now),
-        )
-    )
-    if queue.height or storage.read_table("drift_queue") is not None:
-        storage.write_table(
-            queue, "drift_queue", replace_where=storage.eq_predicate("video_id", video_id)
-        )
-    return queue.height
 
 
 def _plots(reference, new, drifted: list[str]) -> str:

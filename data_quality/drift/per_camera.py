@@ -19,7 +19,13 @@ import polars as pl
 from data_quality.drift.reference import CameraReference, build_reference
 from data_quality.drift.sampling import needs_labels
 
-__all__ = ["CameraBuild", "build_camera_references", "drift_queue_rows"]
+__all__ = [
+    "CameraBuild",
+    "VideoDrift",
+    "assess_video",
+    "build_camera_references",
+    "drift_queue_rows",
+]
 
 KEYS = ["video_id", "frame_index"]
 
@@ -178,3 +184,74 @@ def drift_queue_rows(
             queued_at=pl.lit(now),
         )
     )
+
+
+@dataclass
+class VideoDrift:
+    """One video tested against its camera's reference: the ``drift`` rows, the summary per
+    kind (``ok`` / ``drifted`` / why not tested), the tests and the ``drift_queue`` rows."""
+
+    tests: list[Any]
+    table: pl.DataFrame
+    verdict: dict[str, str]
+    queue: pl.DataFrame
+
+    @property
+    def drifted_statistics(self) -> list[str]:
+        return self.table.filter(pl.col("drifted"))["statistic"].to_list()
+
+
+def assess_video(
+    frames: pl.DataFrame,
+    reference: CameraReference | None,
+    new: CameraReference,
+    embeddings: np.ndarray | None,
+    probs: np.ndarray | None,
+    *,
+    options: Any,
+    budget: int,
+    now: datetime,
+    schema: dict[str, Any],
+) -> VideoDrift:
+    """Data, viewpoint and prediction drift of one video (``new``: its summary) against its
+    camera's ``reference`` (None: every test reports ``no_reference``), and the frames of a
+    data- or prediction-drifted video to label first.
+
+    Parameters
+    ----------
+    frames : pl.DataFrame
+        The video's sampled frames in order: ``video_id, frame_index, camera_id, uri``.
+    embeddings, probs : np.ndarray, optional
+        float (N, D) and (N, K) of the frames under the champion (None without one).
+    options : data_quality.drift.DriftConfig
+        Test settings (alpha, viewpoint tolerances).
+    budget : int
+        Frames to queue at most.
+    now : datetime
+        ``computed_at`` and ``queued_at``.
+    schema : dict
+        The ``drift`` table's polars schema.
+    """
+    from data_quality.drift.detect import detect_drift, summary
+
+    video_id, camera = frames["video_id"][0], frames["camera_id"][0]
+    tests = detect_drift(reference, new, alpha=options.alpha, config=options)
+    ref_version = reference.version if reference is not None else None
+    table = pl.DataFrame(
+        [
+            {"video_id": video_id, "camera_id": camera, **t.to_row(),
+             "reference_version": ref_version, "computed_at": now}
+            for t in tests
+        ],
+        schema=schema,
+    )  # fmt: skip
+    queue = drift_queue_rows(
+        frames,
+        [t.kind for t in tests if t.drifted],
+        embeddings,
+        probs,
+        reference.embeddings if reference is not None else None,
+        budget=budget,
+        now=now,
+    )
+    return VideoDrift(tests, table, summary(tests), queue)
