@@ -134,12 +134,12 @@ class Stopwatch:
 
 def instrument(watch: Stopwatch) -> None:
     import assets.drift
-    import assets.ingest
     import data_quality.drift
+    import data_quality.ingest
     from data_quality.frame_quality import FrameEncoder
     from lake.storage import LensStorage
 
-    watch.wrap(assets.ingest, "scan_video", "decode + stats + JPEG (scan_video, pipelined)")
+    watch.wrap(data_quality.ingest, "scan_video", "decode + stats + JPEG (scan_video, pipelined)")
     watch.wrap(FrameEncoder, "results", "wait for the last JPEG workers")
     watch.wrap(LensStorage, "write_bytes", "frame files (JPEG writes)")
     watch.wrap(LensStorage, "write_table", "Delta commits")

@@ -22,7 +22,7 @@ Target (issue 7.12): import + consensus <= 30 s for 1 M labels.
 ``--ingest`` (instead of the above): two tiny H.264 videos ingested through the real
 ``ingest_video`` Dagster job in a temp ``LENSLINE_HOME``, without label files, then with a
 generated ``--ingest-mb`` (default 50) MB CSV in ``landing/labels``: before (every label file
-parsed for every video, the pre-index ``_labeled_frames``), after with a cold label frame
+parsed for every video, the pre-index ``labeled_frames``), after with a cold label frame
 index (the first video builds it) and after with a warm one (the index is read, not the CSV).
 
 ``--fiftyone`` (instead of the above): ``data_quality.fiftyone_sync.sync_samples`` of
@@ -211,7 +211,7 @@ def _write_video(path: Path, n: int = 30, size: tuple[int, int] = (96, 64)) -> N
 
 
 def _old_labeled_frames(storage, video_id: str, file: str) -> set[int]:
-    """``assets.ingest._labeled_frames`` before the index: every label file parsed per video."""
+    """``lake.ingest.labeled_frames`` before the index: every label file parsed per video."""
     from data_quality.labels import frames_for_video
     from lake.landing import label_files
 
@@ -259,12 +259,12 @@ def bench_ingest(*, size_mb: float, seed: int) -> None:
         n_labels = int(size_mb / 32.6 * 1_000_000)
         make_csv(csv, n_labels=n_labels, n_annotators=2_700, n_videos=200, seed=seed)
         label = f"{csv.stat().st_size / 1e6:.0f} MB label file"
-        new = ingest_module._labeled_frames
-        ingest_module._labeled_frames = _old_labeled_frames
+        new = ingest_module.labeled_frames
+        ingest_module.labeled_frames = _old_labeled_frames
         try:
             rows.append((f"{label}, before (parse per video)", ingest_all()))
         finally:
-            ingest_module._labeled_frames = new
+            ingest_module.labeled_frames = new
         rows.append((f"{label}, after, cold index", ingest_all()))
         rows.append((f"{label}, after, warm index", ingest_all()))
         index = home / "artifacts/label_frame_index.json"
