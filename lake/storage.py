@@ -393,11 +393,13 @@ class LensStorage(dg.ConfigurableResource):
             options = {"predicate": replace_where}
         elif mode == "overwrite" and exists:
             options = {"schema_mode": "overwrite"}
+        # a per-row replace on a table that does not exist yet is an append: writers racing to
+        # create it (eight videos ingested at once) then conflict-retry as appends; an
+        # overwrite would let the last creator drop the first one's rows
+        create_by_append = not exists and (mode != "overwrite" or replace_where is not None)
         df.write_delta(
             uri,
-            mode="append"
-            if (mode == "append" or (not exists and mode != "overwrite"))
-            else "overwrite",
+            mode="append" if (mode == "append" or create_by_append) else "overwrite",
             storage_options=self.storage_options(),
             delta_write_options=options or None,
         )
