@@ -21,8 +21,16 @@ axis and, when training mirrors, their mirror images. One fold model's softmax o
 noisy estimate near the decision boundary, where cleanlab's thresholds cut; the average is
 steadier (issue 7.13, 1797 digits at 64 px, 20 % flips, 5 folds, mean of 3 seeds: held-out
 accuracy against the true labels 0.919 -> 0.931, label-issue F1 0.898 -> 0.920, better on every
-seed; two models per fold instead, at twice the training cost: 0.914). It costs inference only
-(18 views of the held-out fifth at 64 px). Embeddings stay those of the clean image.
+seed; two models per fold instead, at twice the training cost: 0.914). The views come in the
+order they are worth adding and ``n_views`` keeps the first few; all of a fold's views go
+through the model in one batch (:func:`tta_predict`), which also yields the clean image's
+embedding. Issue 15.3 (5,000 28x28 digits, ``benchmarks/label_checking_scale.py``): 6 views buy
+nearly all of what 18 do (F1 +0.011 / +0.013 over 1 view at 64 px) for a third of the inference.
+
+What label checking costs is training: (k - 1) x N x epochs images, four times more at 64 px than
+at 32. It is linear in N at fixed epochs; ``fold_images`` caps the images a fold model sees, so
+large label sets take fewer passes (at least :data:`MIN_EPOCHS`) and each fold model's cost stops
+growing until that floor.
 
 Those feed multi-annotator consensus (CROWDLAB), label issues and Datalab's outlier and
 near-duplicate search.
@@ -30,6 +38,7 @@ near-duplicate search.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -39,10 +48,13 @@ import numpy as np
 from data_quality.splits import group_ids, guard_near_share, near, shift_invariant_features
 from training.train import TrainConfig
 
-__all__ = ["NEAR_DUPLICATE_SHARE", "cross_val_predict", "tta_views"]
+__all__ = ["MIN_EPOCHS", "NEAR_DUPLICATE_SHARE", "cross_val_predict", "tta_predict", "tta_views"]
 
 NEAR_DUPLICATE_SHARE = 0.05
 """Above this share of near-duplicate pairs within the guard, frames are grouped (video / time block)."""
+
+MIN_EPOCHS = 4
+"""Fewest epochs a fold model trains for under ``fold_images`` (the cost is linear from there)."""
 
 
 def cross_val_predict(
@@ -60,6 +72,8 @@ def cross_val_predict(
     near_duplicate_share: float = NEAR_DUPLICATE_SHARE,
     frame_folds: int | None = None,
     tta: bool = True,
+    n_views: int | None = None,
+    fold_images: int | None = None,
 ) -> Any:
     """K-fold out-of-sample class probabilities and embeddings.
 
@@ -99,6 +113,17 @@ def cross_val_predict(
         Folds when folding frame by frame (default ``n_folds``): not capped by videos and
         without guard losses, so more folds there buy each fold model a larger share of the
         data (5 folds: 80 % instead of 67 %) at (k - 1) / 2 times the cost of 3.
+    tta
+        Average the held-out softmax over test-time views (:func:`tta_views`); False: the
+        clean image alone.
+    n_views
+        At most this many views (the first of :func:`tta_views`); None: all of them.
+    fold_images
+        Training images a fold model sees over all its epochs, at most: its epochs are
+        ``clip(ceil(fold_images / training frames), MIN_EPOCHS, config.epochs)``. Small sets
+        keep ``config.epochs``; large ones take fewer passes over more frames, so the cost
+        grows less than linearly until :data:`MIN_EPOCHS`, then linearly. None: always
+        ``config.epochs``.
 
     Returns
     -------
@@ -120,7 +145,6 @@ def cross_val_predict(
     """
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-    from training.evaluate import embed, predict_proba
     from training.train import train_model
 
     config = config or TrainConfig()
@@ -145,7 +169,7 @@ def cross_val_predict(
     # frame by frame: plain stratified folds (the grouped splitter loops over every group)
     kind = StratifiedKFold if grouping["grouping"] == "frame" else StratifiedGroupKFold
     splitter = kind(n_splits=k, shuffle=True, random_state=config.seed)
-    views = tta_views(config) if tta else [(0, 0, False)]
+    views = tta_views(config, n_views) if tta else [(0, 0, False)]
     probs = np.zeros((len(labels), len(classes)), np.float32)
     embeddings: np.ndarray | None = None
     fold_of = np.full(len(labels), -1, np.int64)
@@ -163,15 +187,20 @@ def cross_val_predict(
                 f"fold {fold + 1}: every training frame lies within guard_frames={guard_frames} "
                 "of a held-out frame; label more of the recording or lower guard_frames"
             )
+        epochs = config.epochs
+        if fold_images is not None:
+            epochs = int(np.clip(math.ceil(fold_images / len(train)), MIN_EPOCHS, epochs))
         if progress:
-            progress(f"fold {fold + 1}/{k}: train {len(train)}, predict {len(test)}")
+            progress(
+                f"fold {fold + 1}/{k}: train {len(train)} x {epochs} epochs, predict {len(test)}"
+            )
         result = train_model(
-            images[train], labels[train], classes=list(classes), config=replace(config)
+            images[train],
+            labels[train],
+            classes=list(classes),
+            config=replace(config, epochs=epochs),
         )
-        probs[test] = np.mean(
-            [predict_proba(result.model, view_of(images[test], *v)) for v in views], axis=0
-        )
-        emb = embed(result.model, images[test])
+        probs[test], emb = tta_predict(result.model, images[test], views, config.num_threads)
         if embeddings is None:
             embeddings = np.zeros((len(labels), emb.shape[1]), np.float32)
         embeddings[test] = emb
@@ -182,24 +211,82 @@ def cross_val_predict(
     return probs, embeddings, fold_of
 
 
-def tta_views(config: TrainConfig) -> list[tuple[int, int, bool]]:
+def tta_views(config: TrainConfig, n: int | None = None) -> list[tuple[int, int, bool]]:
     """Test-time views ``(dx, dy, mirror)`` that ``config``'s training augmentation draws.
 
-    The clean image first; then shifts of ``d`` whole pixels left, right, up and down for
-    ``d`` in {max(1, D // 2), D}, D = floor(``translate`` * side) (the common range of the
-    training's shifts; at most 2 distances whatever the size); each also mirrored when
-    ``hflip``. No augmentation: the clean image alone. 64 px, defaults: 9 views x 2 = 18.
+    In the order they are worth adding: the clean image; its mirror when training mirrors
+    (``hflip``); shifts of ``d`` whole pixels left, right, up and down for ``d`` in
+    {max(1, D // 2), D}, D = floor(``translate`` * side) (the common range of the training's
+    shifts; at most 2 distances whatever the size), the nearer first, each followed by its
+    mirror images. No augmentation: the clean image alone. 64 px, defaults: 18 views; ``n``
+    keeps the first ``n`` (6: clean, mirror, the four 1 px shifts).
     """
     aug = config.augment_config()
     if aug is None:
         return [(0, 0, False)]
     top = int(aug.translate * config.image_size)
-    shifts = [(0, 0)] + [
-        s
-        for d in sorted({max(1, top // 2), top} if top >= 1 else set())
-        for s in ((d, 0), (-d, 0), (0, d), (0, -d))
-    ]
-    return [(dx, dy, m) for m in ((False, True) if aug.hflip else (False,)) for dx, dy in shifts]
+    mirrors = (False, True) if aug.hflip else (False,)
+    views = [(0, 0, m) for m in mirrors]
+    for d in sorted({max(1, top // 2), top} if top >= 1 else set()):
+        views += [(dx, dy, m) for m in mirrors for dx, dy in ((d, 0), (-d, 0), (0, d), (0, -d))]
+    return views[: max(1, n)] if n is not None else views
+
+
+def tta_predict(
+    model: Any, images: np.ndarray, views: Sequence[tuple[int, int, bool]], threads: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean softmax over ``views`` and the clean image's embedding, one forward pass per batch.
+
+    Parameters
+    ----------
+    model
+        A :class:`training.model.LenslineNet` (switched to eval mode).
+    images
+        uint8 (N, S, S, 3) RGB.
+    views
+        ``(dx, dy, mirror)`` as :func:`view_of` makes them; the first should be (0, 0, False).
+    threads
+        torch intra-op threads while scoring (restored afterwards).
+
+    Returns
+    -------
+    probs : np.ndarray
+        float32 (N, K): mean over views of the softmax.
+    embeddings : np.ndarray
+        float32 (N, D): ``model.features`` of the first view.
+    """
+    import torch
+
+    from training.data import preprocess
+
+    model.eval()
+    step = max(1, 2048 // len(views))  # images per forward pass: about 2048 views
+    probs, embeddings = [], []
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(images), step):
+                x = preprocess(images[start : start + step])  # (B, 3, S, S)
+                batch = torch.cat([_shift(x, *v) for v in views])
+                feats = model.features(batch)
+                soft = torch.softmax(model.head(feats), dim=1)
+                probs.append(soft.view(len(views), len(x), -1).mean(0).numpy())
+                embeddings.append(feats[: len(x)].numpy())
+    finally:
+        torch.set_num_threads(before)
+    return np.concatenate(probs).astype(np.float32), np.concatenate(embeddings).astype(np.float32)
+
+
+def _shift(x: Any, dx: int, dy: int, mirror: bool) -> Any:
+    """:func:`view_of` on a normalised float batch (N, 3, S, S): edges repeated, then mirrored."""
+    import torch.nn.functional as F
+
+    if dx or dy:
+        p = max(abs(dx), abs(dy))
+        h, w = x.shape[-2:]
+        x = F.pad(x, (p, p, p, p), mode="replicate")[:, :, p - dy : p - dy + h, p - dx : p - dx + w]
+    return x.flip(3) if mirror else x
 
 
 def view_of(images: np.ndarray, dx: int, dy: int, mirror: bool) -> np.ndarray:

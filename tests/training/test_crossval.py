@@ -3,13 +3,13 @@ frames that are no near-duplicates of their neighbours are folded one by one."""
 
 from __future__ import annotations
 
-import importlib
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from training.crossval import cross_val_predict, tta_views, view_of
+from training.crossval import cross_val_predict, tta_predict, tta_views, view_of
 from training.train import TrainConfig
 
 SIDE = 24
@@ -47,18 +47,15 @@ def spy(monkeypatch):
 
     def train_model(images, labels, *, classes, config):
         seen["train"].append(ids(images))
+        seen.setdefault("epochs", []).append(config.epochs)
         return SimpleNamespace(model=len(classes))
 
-    def embed(k, images):  # once per fold, on the clean held-out images
+    def tta_predict(k, images, views, threads=1):  # once per fold, on the held-out images
         seen["test"].append(ids(images))
-        return np.zeros((len(images), 3))
+        return np.full((len(images), k), 1.0 / k, np.float32), np.zeros((len(images), 3))
 
     monkeypatch.setattr("training.train.train_model", train_model)
-    evaluate = importlib.import_module("training.evaluate")
-    monkeypatch.setattr(
-        evaluate, "predict_proba", lambda k, images: np.full((len(images), k), 1.0 / k, np.float32)
-    )
-    monkeypatch.setattr(evaluate, "embed", embed)
+    monkeypatch.setattr("training.crossval.tta_predict", tta_predict)
     return seen
 
 
@@ -151,14 +148,19 @@ def test_one_video_trains_for_real():
 
 
 def test_tta_views_follow_the_training_augmentation():
-    """Issue 7.13: held-out probabilities average the shifts (and mirror) training draws."""
+    """Issue 7.13: held-out probabilities average the shifts (and mirror) training draws,
+    ordered by what they are worth (issue 15.3): clean, mirror, the nearest shifts first."""
     views = tta_views(TrainConfig(image_size=64))  # translate 0.04: shifts of up to 2.56 px
     assert views[0] == (0, 0, False) and len(views) == len(set(views)) == 18
     assert {max(abs(dx), abs(dy)) for dx, dy, _ in views} == {0, 1, 2}
+    assert tta_views(TrainConfig(image_size=64), 6) == [
+        (0, 0, False), (0, 0, True), (1, 0, False), (-1, 0, False), (0, 1, False), (0, -1, False)
+    ]  # fmt: skip
+    assert tta_views(TrainConfig(image_size=64), 1) == [(0, 0, False)]
     assert len(tta_views(TrainConfig(image_size=64, hflip=False))) == 9
-    assert tta_views(TrainConfig(image_size=32)) == [
+    assert sorted(tta_views(TrainConfig(image_size=32))) == sorted(
         (dx, dy, m) for m in (False, True) for dx, dy in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
-    ]
+    )
     assert tta_views(TrainConfig(augment=False)) == [(0, 0, False)]
     assert tta_views(TrainConfig(translate=0.0, hflip=False)) == [(0, 0, False)]
 
@@ -176,27 +178,63 @@ def test_view_of_shifts_with_repeated_edges_and_mirrors():
     assert view_of(img, 0, 0, False).flags.c_contiguous
 
 
-def test_held_out_probabilities_are_the_mean_over_views(monkeypatch):
-    calls = []
+def test_held_out_probabilities_are_the_mean_over_views_in_one_batch():
+    """tta_predict: mean softmax over the views (each made as view_of makes it), clean embedding."""
+    import torch
 
-    def predict_proba(model, images):
-        calls.append(images.copy())
-        p = np.zeros((len(images), 2), np.float32)
-        p[:, 0] = images[:, 0, 0, 0] / 255.0  # depends on the view
-        p[:, 1] = 1 - p[:, 0]
-        return p
+    from training.data import preprocess
 
-    monkeypatch.setattr("training.train.train_model", lambda *a, **k: SimpleNamespace(model=None))
-    evaluate = importlib.import_module("training.evaluate")
-    monkeypatch.setattr(evaluate, "predict_proba", predict_proba)
-    monkeypatch.setattr(evaluate, "embed", lambda m, images: np.zeros((len(images), 3)))
+    class PixelModel(torch.nn.Module):  # logits depend on pixel (0, 0) and (0, 1) of the view
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(2, 2)
+            with torch.no_grad():
+                self.head.weight.copy_(torch.tensor([[1.0, -2.0], [-1.0, 0.5]]))
+                self.head.bias.zero_()
+
+        def features(self, x):
+            return x[:, 0, 0, :2]
+
+    images, _ = _frames(40, items=False)
+    views = tta_views(TrainConfig(image_size=SIDE, translate=0.1))  # 2 px: 9 views x 2
+    model = PixelModel()
+    probs, emb = tta_predict(model, images, views)
+
+    def soft(v):
+        return torch.softmax(model.head(model.features(preprocess(view_of(images, *v)))), 1)
+
+    with torch.no_grad():
+        want = torch.stack([soft(v) for v in views]).mean(0).numpy()
+        clean = model.features(preprocess(images)).numpy()
+    assert np.allclose(probs, want, atol=1e-6) and np.allclose(emb, clean)
+    plain, _ = tta_predict(model, images, views[:1])
+    assert np.allclose(plain, soft(views[0]).detach().numpy(), atol=1e-6)
+
+
+def test_cross_val_predict_scores_the_first_n_views(spy, monkeypatch):
+    got = []
+
+    def tta_predict(k, images, views, threads=1):
+        got.append(list(views))
+        return np.full((len(images), k), 1.0 / k, np.float32), np.zeros((len(images), 3))
+
+    monkeypatch.setattr("training.crossval.tta_predict", tta_predict)
     images, labels = _frames(40, items=False)
-    config = TrainConfig(epochs=1, image_size=SIDE, translate=0.1)  # 2 px: 9 views x 2
+    config = TrainConfig(epochs=1, image_size=SIDE, translate=0.1)
     kw = dict(classes=["a", "b"], groups=np.arange(40), n_folds=2, config=config)
-    probs, *_ = cross_val_predict(images, labels, **kw)
-    assert len(calls) == 2 * 18
-    views = [view_of(images, *v)[:, 0, 0, 0] / 255.0 for v in tta_views(config)]
-    assert np.allclose(probs[:, 0], np.mean(views, axis=0), atol=1e-6)
-    calls.clear()
-    plain, *_ = cross_val_predict(images, labels, tta=False, **kw)
-    assert len(calls) == 2 and np.allclose(plain[:, 0], images[:, 0, 0, 0] / 255.0, atol=1e-6)
+    cross_val_predict(images, labels, n_views=6, **kw)
+    cross_val_predict(images, labels, tta=False, **kw)
+    assert got == [tta_views(config, 6)] * 2 + [[(0, 0, False)]] * 2
+
+
+@pytest.mark.parametrize(
+    "n, fold_images, epochs", [(60, None, 15), (60, 600, 15), (60, 200, 5), (60, 20, 4)]
+)
+def test_fold_images_caps_the_passes_of_large_sets(spy, n, fold_images, epochs):
+    """Issue 15.3: epochs = clip(ceil(fold_images / training frames), MIN_EPOCHS, config.epochs)."""
+    images, labels = _frames(n, items=False)
+    cross_val_predict(
+        images, labels, classes=["a", "b"], groups=np.arange(n), n_folds=3,
+        config=replace(TINY, epochs=15), fold_images=fold_images,
+    )  # fmt: skip
+    assert spy["epochs"] == [epochs] * 3  # 40 training frames per fold
