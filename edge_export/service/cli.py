@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "publish_segment"]
+__all__ = ["build", "main", "publish_capture", "publish_file", "publish_segment"]
 
 ENV_TRUSTED = "LENSLINE_TRUSTED_KEY"
 
@@ -24,24 +24,37 @@ def _err(msg: str) -> None:
     print(f"lensline-edge serve: {msg}", file=sys.stderr, flush=True)
 
 
-def publish_segment(root: str, box: str, local: Path) -> str:
-    """Copy a closed shadow segment into the lake's ``landing/shadow/<box>/`` (a local folder
-    or an ``s3://`` prefix), where ``shadow_sensor`` picks it up; returns its URI."""
-    name = f"{box}/{local.name}"
+def publish_file(root: str, key: str, local: Path) -> str:
+    """Copy a closed local file to ``<root>/<key>`` (a local folder or an ``s3://`` prefix),
+    whole or not at all; returns its URI."""
     if root.startswith("s3://"):
         import boto3
 
         bucket, _, prefix = root[5:].partition("/")
-        key = "/".join(p for p in (prefix.strip("/"), "landing", "shadow", name) if p)
-        boto3.client("s3").upload_file(str(local), bucket, key)
-        return f"s3://{bucket}/{key}"
+        full = "/".join(p for p in (prefix.strip("/"), key) if p)
+        boto3.client("s3").upload_file(str(local), bucket, full)
+        return f"s3://{bucket}/{full}"
     from edge_export.fsutil import atomic_write
 
-    target = Path(root) / "landing" / "shadow" / name
+    target = Path(root) / key
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(target) as fh:
         fh.write(local.read_bytes())
     return str(target)
+
+
+def publish_segment(root: str, box: str, local: Path) -> str:
+    """A closed shadow segment into the lake's ``landing/shadow/<box>/``, where
+    ``shadow_sensor`` picks it up."""
+    return publish_file(root, f"landing/shadow/{box}/{local.name}", local)
+
+
+def publish_capture(root: str, box: str, video: Path, sidecar: Path) -> str:
+    """A closed disagreement capture into ``landing/videos/<camera>/`` (ingested like any
+    video) and its sidecar into ``landing/captures/<box>/<camera>/``."""
+    camera = video.parent.name
+    publish_file(root, f"landing/captures/{box}/{camera}/{sidecar.name}", sidecar)
+    return publish_file(root, f"landing/videos/{camera}/{video.name}", video)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,8 +132,16 @@ def build(config: Any):
         watcher=watcher,
         signals=signals,
         publish=lambda path: _publish(config, path),
+        publish_capture=lambda video, sidecar: _publish_capture(config, video, sidecar),
         log=_err,
     )
+
+
+def _publish_capture(config: Any, video: Path, sidecar: Path) -> None:
+    try:
+        _err(f"shadow capture -> {publish_capture(config.deployments, config.box, video, sidecar)}")
+    except (OSError, ValueError) as e:
+        _err(f"shadow capture {video} not published: {e}")
 
 
 def _publish(config: Any, path: Path) -> None:

@@ -34,6 +34,7 @@ from typing import IO, Any
 import numpy as np
 
 from edge_export.postprocess import AlarmStateMachine, frame_quality
+from edge_export.service.capture import DisagreementCapture
 from edge_export.service.config import ServiceConfig
 
 __all__ = ["Deployed", "Service", "Segments"]
@@ -138,6 +139,7 @@ class Service:
         watcher: Any,
         signals: Any | None = None,
         publish: Callable[[Path], None] | None = None,
+        publish_capture: Callable[[Path, Path], None] | None = None,
         clock: Callable[[], float] = time.time,
         log: Callable[[str], None] = print,
     ):
@@ -149,6 +151,10 @@ class Service:
         self.shadow = Segments(
             config.out / "shadow", config.segment_s, on_close=publish, clock=clock
         )
+        self.capture = DisagreementCapture(
+            config.out / "captures", config.box,
+            per_hour=config.shadow_disagreements_per_hour, on_close=publish_capture, clock=clock,
+        )  # fmt: skip
         self.stop_event = threading.Event()
         self.swaps: list[dict[str, Any]] = []
         self.refusals: list[str] = []
@@ -278,6 +284,10 @@ class Service:
             row["shadow_confidence"] = round(float(shadow_out[1][i]), 6)
             row["shadow_model_version"] = deployed.shadow.bundle.model_version
             self.shadow.write(f.camera_id, row)
+            if row["shadow_label"] != label:  # evidence for the promotion decision and labels
+                keep = ("frame_index", "captured_at", "model_version", "label", "confidence",
+                        "shadow_model_version", "shadow_label", "shadow_confidence")  # fmt: skip
+                self.capture.add(f.camera_id, f.bgr, {k: row[k] for k in keep})
         self.results.write(f.camera_id, row)
         if self.signals is not None:
             self.signals.result(f.camera_id, row)  # published when the sink's `results` is on
@@ -311,6 +321,8 @@ class Service:
                 "latency_p95_s": float(np.percentile(lat, 95)) if lat.size else None,
                 "stream": stats,
                 "refused": self.refusals[-3:],
+                "shadow_captures": self.capture.stats(),
+                "signals": self.signals.stats() if self.signals is not None else {},
             }
             if self.signals is not None:
                 self.signals.heartbeat(camera.id, beats[camera.id])
@@ -344,6 +356,7 @@ class Service:
                 source.stop()
             self.results.close()
             self.shadow.close()
+            self.capture.close()
             if self.signals is not None:
                 self.heartbeat()
                 self.signals.close()

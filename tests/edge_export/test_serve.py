@@ -42,10 +42,10 @@ def lake(brightness_onnx, keys, home, tmp_path):
     """``lake(version)``: a signed bundle of the brightness model stored with its edge_bundles row."""
     storage = LensStorage()
 
-    def _add(version: str) -> None:
+    def _add(version: str, model: Path | None = None) -> Path:
         info = build_bundle(
             tmp_path / "build" / version / "bundle.tar.gz",
-            files={"model.onnx": brightness_onnx.path}, model_version=version,
+            files={"model.onnx": model or brightness_onnx.path}, model_version=version,
             classes=brightness_onnx.classes, preprocess=PreprocessSpec(image_size=32),
             postprocess=AlarmRules(raise_after=2, clear_after=2), model_card={},
             lineage={"model": version}, targets={"onnx": "ok"},
@@ -60,6 +60,7 @@ def lake(brightness_onnx, keys, home, tmp_path):
             "edge_bundles",
             replace_where=storage.eq_predicate("model_version", version),
         )
+        return Path(info.path)
 
     _add.storage = storage  # type: ignore[attr-defined]
     return _add
@@ -269,3 +270,60 @@ def test_sigterm_flushes_the_segments_and_exits_0(lake, keys, home, tmp_path, cl
     assert proc.returncode == 0, err
     rows = _rows(tmp_path / "out")
     assert rows and "SIGTERM" in err and "frames inspected" in err
+
+
+def test_disagreeing_frames_land_as_a_bounded_capture_video(lake, keys, home, tmp_path, clip):
+    """A shadow that disagrees (an inverted brightness model): its disagreeing frames, at most
+    ``shadow_disagreements_per_hour``, land in landing/videos/<camera>/ as one capture video with
+    a sidecar mapping each capture frame to the live frame and both answers."""
+    import av
+
+    from tests.edge_export.conftest import make_brightness_onnx
+
+    lake("m-001"), lake("m-009", make_brightness_onnx(tmp_path / "inverted.onnx", k=-4.0))
+    storage = lake.storage
+    deploy(storage, "m-001", box="b1", by="test")
+    deploy(storage, "m-009", box="b1", role="shadow", by="test")
+    publish(storage, "b1", signing_key=keys[0][0])
+    run = Running(_config(home, tmp_path, keys, clip, shadow_disagreements_per_hour=5))
+    try:
+        run.wait(_frames_since(30), what="frames with a disagreeing shadow")
+    finally:
+        run.stop()
+    videos = list((home / "landing" / "videos" / "cam1").glob("shadow-b1-*.mp4"))
+    assert len(videos) == 1
+    with av.open(str(videos[0])) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 5
+    sidecar = json.loads(
+        next((home / "landing" / "captures" / "b1" / "cam1").glob("*.json")).read_text()
+    )
+    frames = sidecar["frames"]
+    assert [f["capture_frame_index"] for f in frames] == list(range(5))
+    assert all(
+        f["label"] != f["shadow_label"] and f["shadow_model_version"] == "m-009" for f in frames
+    )
+    assert run.service.capture.stats()["over_hourly_bound"] > 0
+
+
+def test_live_inspection_agrees_with_lensline_edge_run(lake, keys, home, tmp_path, clip):
+    """The same bundle, the same video: the service and ``lensline-edge run`` give the same label
+    and confidence on every frame (the looping file's frame k is live frame seq % len)."""
+    from edge_export.runner import main as edge_main
+
+    bundle = lake("m-001")
+    deploy(lake.storage, "m-001", box="b1", by="test")
+    publish(lake.storage, "b1", signing_key=keys[0][0])
+    out = tmp_path / "run.jsonl"
+    assert edge_main(["run", str(bundle), str(clip), "--out", str(out), "--quiet"]) == 0
+    batch = {r["frame_index"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert len(batch) == len(LEVELS)
+    run = Running(_config(home, tmp_path, keys, clip))
+    try:
+        run.wait(_frames_since(2 * len(LEVELS)), what="two loops of the clip")
+    finally:
+        run.stop()
+    rows = _rows(tmp_path / "out")
+    for r in rows:
+        ref = batch[r["frame_index"] % len(LEVELS)]
+        assert (r["label"], r["quality"]) == (ref["label"], ref["quality"])
+        assert abs(r["confidence"] - ref["confidence"]) < 1e-5
