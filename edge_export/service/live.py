@@ -1,5 +1,7 @@
 """Live camera sources of ``lensline-edge serve``: one decode thread per camera, a bounded queue.
 
+(Over 400 lines: one class, a camera's decode thread, watchdog, reconnect policy and counters, which share one lock.)
+
 A :class:`LiveSource` opens one camera with PyAV/FFmpeg and keeps it open until :meth:`stop`:
 
 * **URLs.** ``rtsp://`` (``transport`` ``"tcp"`` or ``"udp"``), ``tcp://`` and ``udp://``

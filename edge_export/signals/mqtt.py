@@ -1,5 +1,7 @@
 """MQTT plant signals (paho-mqtt): alarms, results, camera states and heartbeats per camera.
 
+(Over 400 lines: one class, the MQTT connection per camera, its sender thread and outage bookkeeping, which share one state.)
+
 Topics, for ``topic_prefix`` P and a camera (or the box) C:
 
 =================  ===========  ========  ===================================================
