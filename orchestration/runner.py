@@ -1,8 +1,9 @@
 """Headless runs for cron/CI: register new videos, ingest what is new or changed, then refresh
-
-(Over 400 lines: the one front-end that orders ingestion, label and graph stages and resumes killed runs; its parts share the instance and the summary.)
 the unpartitioned part of the graph. Every run goes through the Dagster instance, so it shows in
 the UI exactly like a sensor-launched run.
+
+(Over 400 lines: the one front-end that orders ingestion, label and graph stages and resumes
+killed runs; its parts share the instance and the summary.)
 
 The unpartitioned part runs in two stages: first ``labels`` (and ``label_reviews``) when the label
 files, reviews or videos changed since the latest settled labels run; then everything else when

@@ -1,7 +1,8 @@
 """A challenger's life: trained (one run or a sweep), scored on the test split, judged against
-
-(Over 400 lines: the two halves of one decision, training a challenger and judging it, with their result types.)
 the champion frame by frame, recorded in the registry, and an ensemble scored beside it.
+
+(Over 400 lines: the two halves of one decision, training a challenger and judging it, with
+their result types.)
 
 No Dagster and no lake I/O here: the ``trained_model`` and ``model_evaluation`` assets read the
 splits and checkpoints and hand in arrays, a registry and two loaders; what they get back
