@@ -162,6 +162,7 @@ class Service:
         self._next_heartbeat = 0.0
         self._cursor = 0
         self._models: dict[str, Any] = {}
+        self._beats: dict[str, tuple[float, int]] = {}
 
     # -- desired state ---------------------------------------------------------------------
     def poll(self) -> None:
@@ -316,6 +317,7 @@ class Service:
                 if deployed
                 else {},
                 "frames": run.frames if run else 0,
+                "fps": self._fps(camera.id, run.frames if run else 0),
                 "alarms": run.alarms if run else 0,
                 "latency_p50_s": float(np.percentile(lat, 50)) if lat.size else None,
                 "latency_p95_s": float(np.percentile(lat, 95)) if lat.size else None,
@@ -327,6 +329,15 @@ class Service:
             if self.signals is not None:
                 self.signals.heartbeat(camera.id, beats[camera.id])
         return beats
+
+    def _fps(self, camera: str, frames: int) -> float:
+        """Inspected frames per second since the previous heartbeat."""
+        now = self.clock()
+        before = self._beats.get(camera)
+        self._beats[camera] = (now, frames)
+        if before is None or now <= before[0]:
+            return 0.0
+        return round((frames - before[1]) / (now - before[0]), 2)
 
     # -- loop ------------------------------------------------------------------------------
     def step(self) -> int:

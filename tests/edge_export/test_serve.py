@@ -24,6 +24,7 @@ from edge_export.service.cli import build
 from edge_export.service.config import ConfigError, parse
 from lake.deployments import deploy, publish, rollback
 from lake.storage import LensStorage
+from tests.conftest import free_port
 from tests.edge_export.conftest import write_video_levels
 from tests.edge_export.test_signals import Subscriber, broker  # noqa: F401 - the real broker fixture
 from training.preprocess import PreprocessSpec
@@ -122,6 +123,12 @@ def _rows(out: Path, kind: str = "results") -> list[dict]:
     return [json.loads(line) for f in files for line in f.read_text().splitlines()]
 
 
+def _live_rows(out: Path) -> list[dict]:
+    """Rows written so far (open segments included), while the service runs."""
+    files = sorted((out / "results" / "cam1").glob("*.jsonl*"))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line]
+
+
 def _frames_since(n: int):
     return lambda s: sum(r.frames for r in s.cameras.values()) >= n
 
@@ -157,7 +164,7 @@ def test_hot_swap_inspects_every_frame_once_old_model_then_new(lake, keys, home,
     assert all(r["label"] == labels[r["frame_index"] % len(LEVELS)] for r in rows)
 
 
-def test_a_tampered_deployment_is_refused_and_the_running_model_keeps_going(
+def test_a_tampered_deployment_is_refused_and_a_rollback_swaps_back_from_the_cache(
     lake, keys, home, tmp_path, clip
 ):
     lake("m-001"), lake("m-002")
@@ -172,14 +179,26 @@ def test_a_tampered_deployment_is_refused_and_the_running_model_keeps_going(
         run.wait(lambda s: s.refusals, what="a refusal")
         at = run.frames()
         run.wait(_frames_since(at + 10), what="frames after the refusal")
-        # rollback: back to m-001 (signed properly), served from the cache without a download
+        assert {v for r in _live_rows(tmp_path / "out") for v in [r["model_version"]]} == {"m-001"}
+        publish(storage, "b1", signing_key=keys[0][0])  # the same state, signed properly
+        run.wait(lambda s: len(s.swaps) >= 2, what="the swap to m-002")
+        at = run.frames()
+        run.wait(_frames_since(at + 10), what="frames on m-002")
+        cached = sorted(p.name for p in (tmp_path / "out" / "cache").rglob("*.tar.gz"))
         rollback(storage, box="b1", by="test", reason="bad challenger")
         publish(storage, "b1", signing_key=keys[0][0])
-        time.sleep(1.0)
+        run.wait(lambda s: len(s.swaps) >= 3, what="the rollback to m-001")
+        at = run.frames()
+        run.wait(_frames_since(at + 10), what="frames after the rollback")
     finally:
         run.stop()
-    assert "signature" in " ".join(run.service.refusals) or "sign" in " ".join(run.service.refusals)
-    assert {r["model_version"] for r in _rows(tmp_path / "out")} == {"m-001"}
+    refusal = " ".join(run.service.refusals)
+    assert "sign" in refusal, refusal
+    assert [s["to"][0] for s in run.service.swaps] == ["m-001", "m-002", "m-001"]
+    assert sorted(p.name for p in (tmp_path / "out" / "cache").rglob("*.tar.gz")) == cached
+    versions = [r["model_version"] for r in _rows(tmp_path / "out")]
+    changes = [v for i, v in enumerate(versions) if i == 0 or v != versions[i - 1]]
+    assert changes == ["m-001", "m-002", "m-001"]  # in frame order, each frame once
 
 
 def test_a_shadow_deployment_reaches_shadow_results_through_the_lake(
@@ -204,6 +223,11 @@ def test_a_shadow_deployment_reaches_shadow_results_through_the_lake(
     assert all(r["shadow_label"] == r["label"] for r in shadow)  # the same model, two versions
     landed = list((home / "landing" / "shadow" / "b1").glob("*.jsonl"))
     assert landed, "closed shadow segments are published to the landing zone"
+    from orchestration.sensors import shadow_sensor
+
+    with dg.build_sensor_context() as context:
+        request = shadow_sensor(context, storage=LensStorage())
+    assert request.run_requests, "shadow_sensor asks for shadow_comparison"
     result = dg.materialize([shadow_comparison], resources={"storage": LensStorage()})
     assert result.success
     table = storage.read_table("shadow_results")
@@ -217,7 +241,9 @@ def test_alarms_reach_an_mqtt_subscriber(lake, keys, home, tmp_path, clip, broke
     b = broker()
     sub = Subscriber(b.port, "line1/#")
     mqtt = {"url": b.url, "topic_prefix": "line1", "qos": 1}
-    run = Running(_config(home, tmp_path, keys, clip, mqtt=mqtt))
+    port = free_port()
+    opcua = {"endpoint": f"opc.tcp://127.0.0.1:{port}/lensline/"}
+    run = Running(_config(home, tmp_path, keys, clip, mqtt=mqtt, opcua=opcua))
     try:
         sub.wait(
             lambda m: any(t == "line1/cam1/alarm" and p["state"] == "raised" for t, p, *_ in m)
@@ -228,6 +254,21 @@ def test_alarms_reach_an_mqtt_subscriber(lake, keys, home, tmp_path, clip, broke
         sub.client.loop_stop()
     alarm = next(p for t, p, *_ in sub.messages if t == "line1/cam1/alarm")
     assert alarm["class"] == "scratch" and alarm["model_version"] == "m-001"
+
+
+def _opcua_values(port: int) -> dict:
+    import asyncio
+
+    from asyncua import Client
+
+    async def read() -> dict:
+        async with Client(f"opc.tcp://127.0.0.1:{port}/lensline/", timeout=5) as client:
+            ns = await client.get_namespace_index("urn:lensline:edge")
+            cam = await client.nodes.objects.get_child([f"{ns}:Lensline", f"{ns}:cam1"])
+            names = ("state", "last_label", "alarm", "model_version", "fps")
+            return {n: await (await cam.get_child(f"{ns}:{n}")).read_value() for n in names}
+
+    return asyncio.run(read())
 
 
 def test_bad_config_exits_3_naming_every_field(tmp_path):
