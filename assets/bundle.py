@@ -99,7 +99,7 @@ def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage
                 check_name="alarm_rules",
                 passed=rules.enabled,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={**bundle.roles(), "reason": rules.disabled_reason or "alarms on"},
+                metadata={**bundle.roles(), "reasons": rules.disabled_reason or "alarms on"},
             )
         ],
     )

@@ -134,7 +134,7 @@ def test_a_class_map_without_good_ships_its_bundle(champion_lake, classes, enabl
             e for e in result.get_asset_check_evaluations() if e.check_name == "alarm_rules"
         )
         assert check.passed == enabled and check.severity == dg.AssetCheckSeverity.WARN
-        reason = check.metadata["reason"].value
+        reason = check.metadata["reasons"].value
     row = storage.read_table("edge_bundles").row(0, named=True)
     with open_bundle(row["uri"]) as bundle:
         rules = bundle.postprocess
