@@ -31,6 +31,7 @@ AUTOMATED = (
     "openvino_model",
     "tensorrt_engine",
     "edge_bundle",
+    "deployments",
     "drift_reference",
     "fiftyone_queues",
 )

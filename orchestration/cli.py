@@ -304,11 +304,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     console = _console()
     try:
         if args.action == "promote":
-            registry.promote(
-                args.version, reason=args.reason or "promoted by hand (lensline models promote)"
-            )
+            reason = args.reason or "promoted by hand (lensline models promote)"
+            key = _signing_key(console) if args.deploy else None  # refused before promoting
+            if key is False:
+                return 3
+            registry.promote(args.version, reason=reason)
             console.print(f"{args.version} is now the champion")
             _shadow_evidence(storage, args.version, console)
+            boxes = args.deploy or []
+            if boxes and not _deploy_promoted(storage, args.version, boxes, reason, key):
+                return 3
         elif args.action == "rollback":
             restored = registry.rollback(
                 reason=args.reason or "rolled back by hand (lensline models rollback)"
@@ -335,6 +340,50 @@ def cmd_models(args: argparse.Namespace) -> int:
         )
     console.print(table if models.height else "no models registered yet")
     return 0
+
+
+def _signing_key(console) -> bytes | None | bool:
+    """The signing key from the environment (None: unsigned); False, with the reason printed,
+    when it is set but unusable."""
+    from edge_export.bundle import SigningKeyError, load_signing_key
+
+    try:
+        return load_signing_key()
+    except SigningKeyError as exc:
+        console.print(f"[red]rejected:[/] {escape(str(exc))}", soft_wrap=True)
+        return False
+
+
+def _deploy_promoted(storage, version: str, boxes: list[str], reason: str, key) -> bool:
+    """``models promote --deploy BOX``: the new champion on each box, published; False when a
+    box refused it (the promotion stands; the boxes before it changed, the rest did not)."""
+    from lake.deployments import DeploymentError, deploy, publish
+
+    console = _console()
+    for box in boxes:
+        try:
+            row = deploy(storage, version, box=box, by=_user(), reason=f"promoted: {reason}")
+            done = publish(storage, box, signing_key=key)
+        except DeploymentError as exc:
+            console.print(f"[red]not deployed on {box}:[/] {escape(str(exc))}", soft_wrap=True)
+            return False
+        signed = "signed" if done.signed else "[yellow]UNSIGNED[/] (set LENSLINE_SIGNING_KEY)"
+        console.print(
+            f"{version} is the champion on {row.where} (change {row.seq}); desired state at "
+            f"{done.uri}, {signed}",
+            soft_wrap=True,
+            highlight=False,
+        )
+    return True
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -469,6 +518,12 @@ def main(argv: list[str] | None = None, *, defs: dg.Definitions | None = None) -
     )
     promote.add_argument("version")
     promote.add_argument("--reason")
+    promote.add_argument(
+        "--deploy",
+        action="append",
+        metavar="BOX",
+        help="also run it as champion on BOX and publish (repeatable; default: no box changes)",
+    )
     rollback = models_sub.add_parser("rollback", help="reinstate the previous champion")
     rollback.add_argument("--reason")
     models.set_defaults(func=cmd_models)

@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets.bundle import edge_bundle, shadow_comparison
 from assets.curation import curated_dataset, fiftyone_dataset, fiftyone_predictions, label_issues
+from assets.deployments import deployments
 from assets.drift import drift_reference, drift_report, fiftyone_queues
 from assets.export import export_assets, tensorrt_engine
 from assets.features import frame_embeddings
@@ -49,6 +50,7 @@ def build_defs(**export_targets) -> dg.Definitions:
                 openvino_model,
                 tensorrt_engine,
                 edge_bundle,
+                deployments,
                 shadow_comparison,
                 drift_reference,
                 drift_report,

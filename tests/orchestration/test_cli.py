@@ -101,3 +101,57 @@ def test_deploy_commands(home, capsys, monkeypatch):
     assert main(["deploy", "--list", "--box", "b1"]) == 0
     out = capsys.readouterr().out
     assert "rollback" in out and "first" in out and "shadow" in out
+
+
+def test_models_promote_deploy(home, capsys, monkeypatch):
+    """`lensline models promote VERSION --deploy BOX`: the new champion on those boxes only,
+    published; a bad signing key is refused before anything changes; no --deploy, no box change."""
+    import json
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from lake.deployments import deploy, desired_state
+
+    monkeypatch.delenv("LENSLINE_SIGNING_KEY", raising=False)
+    monkeypatch.delenv("LENSLINE_SIGNING_KEY_FILE", raising=False)
+    storage = LensStorage()
+    registry = storage.registry()
+    versions = [
+        registry.register_challenger(
+            checkpoint_uri=c, checkpoint_sha256=c * 64, metrics={"accuracy": 0.9}, config={}
+        )
+        for c in "abc"
+    ]
+    for version in versions:
+        row = {
+            "model_version": [version], "uri": [storage.uri("artifacts", version)],
+            "sha256": [version[-1] * 64], "targets": ["{}"], "signed": [False],
+            "created_at": [datetime.now(UTC)],
+        }  # fmt: skip
+        storage.write_table(pl.DataFrame(row), "edge_bundles", mode="append")
+    registry.promote(versions[0], reason="first")
+    for box in ("b1", "b2", "b3"):
+        deploy(storage, versions[0], box=box, by="ana")
+
+    def champion(box: str) -> str:
+        return desired_state(storage, box)["cameras"]["*"]["champion"]["model_version"]
+
+    assert main(["models", "promote", versions[1]]) == 0  # no --deploy: the line is unchanged
+    assert [champion(b) for b in ("b1", "b2", "b3")] == [versions[0]] * 3
+
+    monkeypatch.setenv("LENSLINE_SIGNING_KEY_FILE", str(home / "missing.pem"))
+    assert main(["models", "promote", versions[2], "--deploy", "b1"]) == 3
+    assert registry.champion().model_version == versions[1]  # refused before promoting
+    monkeypatch.delenv("LENSLINE_SIGNING_KEY_FILE")
+
+    capsys.readouterr()
+    argv = ["models", "promote", versions[2], "--deploy", "b1", "--deploy", "b2"]
+    assert main([*argv, "--reason", "night shift"]) == 0
+    out = capsys.readouterr().out
+    assert f"{versions[2]} is the champion on box b1" in out and "UNSIGNED" in out
+    assert [champion(b) for b in ("b1", "b2", "b3")] == [versions[2], versions[2], versions[0]]
+    doc = json.loads((home / "deployments" / "b2.json").read_text())
+    entry = doc["payload"]["cameras"]["*"]["champion"]
+    assert (entry["model_version"], entry["reason"]) == (versions[2], "promoted: night shift")
+    assert main(["models", "promote", versions[2], "--deploy", "nope box"]) == 3
