@@ -62,9 +62,12 @@ def test_whole_graph_on_a_small_demo_set(home):
             )
             up = run_pending(upgraded, instance, run_config=SMALL)
             assert up.step_failures == [] and up.downstream_ok
-            assert set(up.downstream) == {"int8_onnx", "tensorrt_engine", "edge_bundle"}, (
-                up.downstream
-            )
+            assert set(up.downstream) == {
+                "int8_onnx",
+                "tensorrt_engine",
+                "edge_bundle",
+                "deployments",
+            }, up.downstream
             assert (
                 len(instance.fetch_materializations(dg.AssetKey("edge_bundle"), limit=100).records)
                 == bundles + 1
