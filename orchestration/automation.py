@@ -11,7 +11,7 @@ replaced by ``data_version_changed`` and ``code_version_changed`` added to the t
 
 The chain this drives: labels (new_labels_sensor, FiftyOne reviews) -> frame_embeddings ->
 label_consensus -> label_issues -> curated_dataset -> trained_model -> model_evaluation ->
-onnx_model -> int8_onnx / openvino_model -> edge_bundle, and model_evaluation ->
+onnx_model -> int8_onnx / openvino_model -> edge_bundle -> deployments (republished), and model_evaluation ->
 drift_reference (a new champion moves every camera's reference).
 """
 
