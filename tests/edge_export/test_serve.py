@@ -63,7 +63,16 @@ def lake(brightness_onnx, keys, home, tmp_path):
         )
         return Path(info.path)
 
+    def _deploy(champion=None, shadow=None, *, by="test", key=None, reason="") -> None:
+        """Deploy to box b1 and publish its desired state (signed with ``key``)."""
+        if champion:
+            deploy(storage, champion, box="b1", by=by, reason=reason)
+        if shadow:
+            deploy(storage, shadow, box="b1", role="shadow", by=by)
+        publish(storage, "b1", signing_key=key or keys[0][0])
+
     _add.storage = storage  # type: ignore[attr-defined]
+    _add.deploy = _deploy  # type: ignore[attr-defined]
     return _add
 
 
@@ -135,14 +144,11 @@ def _frames_since(n: int):
 
 def test_hot_swap_inspects_every_frame_once_old_model_then_new(lake, keys, home, tmp_path, clip):
     lake("m-001"), lake("m-002")
-    storage = lake.storage
-    deploy(storage, "m-001", box="b1", by="test")
-    publish(storage, "b1", signing_key=keys[0][0])
+    lake.deploy("m-001")
     run = Running(_config(home, tmp_path, keys, clip))
     try:
         run.wait(_frames_since(30), what="30 frames on m-001")
-        deploy(storage, "m-002", box="b1", by="test", reason="better")
-        publish(storage, "b1", signing_key=keys[0][0])
+        lake.deploy("m-002", reason="better")
         run.wait(lambda s: len(s.swaps) >= 2, what="the swap to m-002")
         at = run.frames()
         run.wait(_frames_since(at + 30), what="30 frames on m-002")
@@ -169,18 +175,16 @@ def test_a_tampered_deployment_is_refused_and_a_rollback_swaps_back_from_the_cac
 ):
     lake("m-001"), lake("m-002")
     storage = lake.storage
-    deploy(storage, "m-001", box="b1", by="test")
-    publish(storage, "b1", signing_key=keys[0][0])
+    lake.deploy("m-001")
     run = Running(_config(home, tmp_path, keys, clip))
     try:
         run.wait(_frames_since(10), what="frames on m-001")
-        deploy(storage, "m-002", box="b1", by="mallory")
-        publish(storage, "b1", signing_key=keys[1][0])  # signed by a key the box does not trust
+        lake.deploy("m-002", by="mallory", key=keys[1][0])  # a key the box does not trust
         run.wait(lambda s: s.refusals, what="a refusal")
         at = run.frames()
         run.wait(_frames_since(at + 10), what="frames after the refusal")
         assert {v for r in _live_rows(tmp_path / "out") for v in [r["model_version"]]} == {"m-001"}
-        publish(storage, "b1", signing_key=keys[0][0])  # the same state, signed properly
+        lake.deploy()  # the same state, signed properly
         run.wait(lambda s: len(s.swaps) >= 2, what="the swap to m-002")
         at = run.frames()
         run.wait(_frames_since(at + 10), what="frames on m-002")
@@ -210,9 +214,7 @@ def test_a_shadow_deployment_reaches_shadow_results_through_the_lake(
 
     lake("m-001"), lake("m-002")
     storage = lake.storage
-    deploy(storage, "m-001", box="b1", by="test")
-    deploy(storage, "m-002", box="b1", role="shadow", by="test")
-    publish(storage, "b1", signing_key=keys[0][0])
+    lake.deploy("m-001", shadow="m-002")
     run = Running(_config(home, tmp_path, keys, clip, segment_s=0.5))
     try:
         run.wait(_frames_since(40), what="frames with a shadow")
@@ -236,8 +238,7 @@ def test_a_shadow_deployment_reaches_shadow_results_through_the_lake(
 
 def test_alarms_reach_an_mqtt_subscriber(lake, keys, home, tmp_path, clip, broker):  # noqa: F811
     lake("m-001")
-    deploy(lake.storage, "m-001", box="b1", by="test")
-    publish(lake.storage, "b1", signing_key=keys[0][0])
+    lake.deploy("m-001")
     b = broker()
     sub = Subscriber(b.port, "line1/#")
     mqtt = {"url": b.url, "topic_prefix": "line1", "qos": 1}
@@ -287,8 +288,7 @@ def test_bad_config_exits_3_naming_every_field(tmp_path):
 
 def test_sigterm_flushes_the_segments_and_exits_0(lake, keys, home, tmp_path, clip):
     lake("m-001")
-    deploy(lake.storage, "m-001", box="b1", by="test")
-    publish(lake.storage, "b1", signing_key=keys[0][0])
+    lake.deploy("m-001")
     cfg = tmp_path / "box.yaml"
     cfg.write_text(yaml.safe_dump(_config(home, tmp_path, keys, clip, segment_s=3600)))
     proc = subprocess.Popen(
@@ -322,10 +322,7 @@ def test_disagreeing_frames_land_as_a_bounded_capture_video(lake, keys, home, tm
     from tests.edge_export.conftest import make_brightness_onnx
 
     lake("m-001"), lake("m-009", make_brightness_onnx(tmp_path / "inverted.onnx", k=-4.0))
-    storage = lake.storage
-    deploy(storage, "m-001", box="b1", by="test")
-    deploy(storage, "m-009", box="b1", role="shadow", by="test")
-    publish(storage, "b1", signing_key=keys[0][0])
+    lake.deploy("m-001", shadow="m-009")
     run = Running(_config(home, tmp_path, keys, clip, shadow_disagreements_per_hour=5))
     try:
         run.wait(_frames_since(30), what="frames with a disagreeing shadow")
@@ -352,8 +349,7 @@ def test_live_inspection_agrees_with_lensline_edge_run(lake, keys, home, tmp_pat
     from edge_export.runner import main as edge_main
 
     bundle = lake("m-001")
-    deploy(lake.storage, "m-001", box="b1", by="test")
-    publish(lake.storage, "b1", signing_key=keys[0][0])
+    lake.deploy("m-001")
     out = tmp_path / "run.jsonl"
     assert edge_main(["run", str(bundle), str(clip), "--out", str(out), "--quiet"]) == 0
     batch = {r["frame_index"]: r for r in map(json.loads, out.read_text().splitlines())}
