@@ -39,6 +39,8 @@ from edge_export.service.config import ServiceConfig
 
 __all__ = ["Deployed", "Service", "Segments"]
 
+_WAIT_SLICE_S = 0.002  # gather(): the longest one idle camera is waited on before the next
+
 
 @dataclass
 class Deployed:
@@ -231,8 +233,15 @@ class Service:
                 continue
             idle = 0
             out.append(frame)
-        if not out:  # nothing waiting anywhere: block briefly on the next camera
-            frame = self.sources[ids[self._cursor % len(ids)]].get(timeout)
+        # Nothing waiting anywhere: wait for the first frame of *any* camera. Blocking on one
+        # camera for the whole timeout held the others' frames back by up to a frame interval
+        # (benchmarks/edge_serve.py); with several cameras, wait in slices of _WAIT_SLICE_S.
+        deadline = time.monotonic() + timeout
+        slice_s = timeout if len(ids) == 1 else _WAIT_SLICE_S
+        while not out and (left := deadline - time.monotonic()) > 0:
+            camera = ids[self._cursor % len(ids)]
+            self._cursor += 1
+            frame = self.sources[camera].get(min(slice_s, left))
             if frame is not None:
                 out.append(frame)
         return out
