@@ -437,15 +437,16 @@ def serve(
     clock = AlarmClock(broker.port, box)
     service = build(config)
     service.log = lambda _msg: None
-    polls: list[tuple[float, int]] = []  # (seconds the poll held the loop, swaps after it)
-    plain_poll = service.poll
+    # the loop is held only by apply() (the swap); loading and warming run on the poller thread
+    polls: list[tuple[float, int]] = []  # (seconds apply held the loop, swaps after it)
+    plain_apply = service.apply
 
-    def timed_poll() -> None:
+    def timed_apply(loaded) -> None:
         started = time.perf_counter()
-        plain_poll()
+        plain_apply(loaded)
         polls.append((time.perf_counter() - started, len(service.swaps)))
 
-    service.poll = timed_poll  # type: ignore[method-assign]
+    service.apply = timed_apply  # type: ignore[method-assign]
     runner = threading.Thread(target=service.run, daemon=True)
 
     def counts() -> tuple[int, int, list[int]]:
@@ -487,9 +488,9 @@ def serve(
     swaps = [s for s in service.swaps if s["from"] is not None]
     plain = [p for p, k in polls if k == (polls[0][1] if polls else 0)][1:]  # no swap in them
     swap_poll = None
-    if swaps:  # the poll call whose swap count first reached the final one
-        first = next(i for i, (_, k) in enumerate(polls) if k == len(service.swaps))
-        swap_poll = polls[first][0]
+    if swaps and polls:  # the apply whose swap count first reached the final one
+        first = next((i for i, (_, k) in enumerate(polls) if k == len(service.swaps)), None)
+        swap_poll = polls[first][0] if first is not None else None
     per = [b - a for a, b in zip(per0 + [0] * (len(per1) - len(per0)), per1, strict=True)]
     return Serve(
         fps=(f1 - f0) / n / wall, fps_min=min(per) / wall, dropped=d1 - d0, latency_ms=lat,

@@ -23,10 +23,12 @@ Imports nothing heavier than the runner (onnxruntime, PyAV, numpy, OpenCV).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -164,21 +166,33 @@ class Service:
         self._next_heartbeat = 0.0
         self._cursor = 0
         self._models: dict[str, Any] = {}
+        self._pending: dict[str, Deployed] | None = None
+        self._pending_lock = threading.Lock()
+        self._poller_thread: threading.Thread | None = None
+        # crop, resize, JPEG round trip and frame quality per frame: OpenCV, off the GIL
+        self.pool = ThreadPoolExecutor(
+            max(2, min(4, os.cpu_count() or 2)), thread_name_prefix="lensline-prep"
+        )
         self._beats: dict[str, tuple[float, int]] = {}
 
     # -- desired state ---------------------------------------------------------------------
     def poll(self) -> None:
-        """Apply a change of the desired state, if any: load and warm first, then swap."""
+        """Read the desired state and apply a change at once (load and warm, then swap)."""
+        loaded = self.prepare_change()
+        if loaded:
+            self.apply(loaded)
+
+    def prepare_change(self) -> dict[str, Deployed] | None:
+        """What a change of the desired state asks each camera to run, its models loaded and
+        warmed (off the inspection loop: :meth:`run` calls this on the poller thread); None when
+        nothing changed or it was refused (reported; what runs keeps running)."""
         change = self.watcher.poll()
         if change is None:
-            return
+            return None
         for problem in change.problems:
-            self.refusals.append(problem)
-            self.log(f"lensline-edge serve: refused: {problem}")
-            if self.signals is not None:
-                self.signals.heartbeat(self.config.box, {"refused": problem})
+            self._refuse(problem)
         if not change.ok:
-            return  # refused: what runs keeps running
+            return None
         loaded: dict[str, Deployed] = {}
         cache = self._models  # loaded, warmed models stay: a rollback swaps at once
         for camera in self.config.cameras:
@@ -193,13 +207,21 @@ class Service:
                         cache[key] = load_model(bundle, self.config.target)
                     models[role] = cache[key]
             except Exception as e:  # noqa: BLE001 - any failure to load is a refusal, never a stop
-                problem = f"{camera.id}: bundle cannot run here ({type(e).__name__}: {e})"
-                self.refusals.append(problem)
-                self.log(f"lensline-edge serve: refused: {problem}")
+                self._refuse(f"{camera.id}: bundle cannot run here ({type(e).__name__}: {e})")
                 continue
             loaded[camera.id] = Deployed(models["champion"], models.get("shadow"))
+        return loaded
+
+    def _refuse(self, problem: str) -> None:
+        self.refusals.append(problem)
+        self.log(f"lensline-edge serve: refused: {problem}")
+        if self.signals is not None:
+            self.signals.heartbeat(self.config.box, {"refused": problem})
+
+    def apply(self, loaded: dict[str, Deployed]) -> None:
+        """The swap, between two batches: a pointer per camera (models are warm already)."""
         started, swapped = time.perf_counter(), []
-        for camera_id, deployed in loaded.items():  # the swap: between two batches
+        for camera_id, deployed in loaded.items():
             before = self.deployed.get(camera_id)
             self.deployed[camera_id] = deployed
             if before is None or before.versions != deployed.versions:
@@ -212,8 +234,17 @@ class Service:
                     }  # fmt: skip
                 )
                 self.log(f"lensline-edge serve: {camera_id} now runs {deployed.versions}")
-        pause = time.perf_counter() - started  # models were loaded and warmed before this
+        pause = time.perf_counter() - started
         self.swaps += [{**s, "pause_s": pause} for s in swapped]
+
+    def _poller(self) -> None:
+        """Every ``poll_s``: read the desired state and hand a loaded change to the loop."""
+        while not self.stop_event.is_set():
+            loaded = self.prepare_change()
+            if loaded:
+                with self._pending_lock:
+                    self._pending = {**(self._pending or {}), **loaded}
+            self.stop_event.wait(self.config.poll_s)
 
     # -- frames ----------------------------------------------------------------------------
     def gather(self, timeout: float = 0.05) -> list[Any]:
@@ -247,31 +278,30 @@ class Service:
         return out
 
     def score(self, frames: list[Any]) -> None:
-        """Score a batch, grouped by the model each camera runs now; alarms, lines, signals."""
+        """Score a batch, grouped by the model each camera runs now; alarms, lines, signals.
+        Preprocessing (and frame quality) runs on the pool, the model once per group."""
         groups: dict[int, list[Any]] = {}
         for f in frames:
             groups.setdefault(id(self.deployed[f.camera_id]), []).append(f)
         for group in groups.values():
             deployed = self.deployed[group[0].camera_id]
-            spec = deployed.champion.bundle.preprocess
-            images = np.stack([spec.image(_pixels(spec, f.bgr), f.camera_id) for f in group])
-            labels, confs = deployed.champion.predict(images)
+            prepared = list(self.pool.map(lambda f, d=deployed: _prepare(d, f), group))
+            labels, confs = deployed.champion.predict(np.stack([p[0] for p in prepared]))
             shadow_out = None
             if deployed.shadow is not None:
-                sspec = deployed.shadow.bundle.preprocess
-                simages = np.stack([sspec.image(_pixels(sspec, f.bgr), f.camera_id) for f in group])
-                shadow_out = deployed.shadow.predict(simages)
+                shadow_out = deployed.shadow.predict(
+                    np.stack([p[1] for p in prepared if p[1] is not None])
+                )
             for i, f in enumerate(group):
-                self._emit(f, deployed, labels[i], float(confs[i]), shadow_out, i)
+                self._emit(f, deployed, labels[i], float(confs[i]), shadow_out, i, prepared[i][2])
 
     def _emit(
-        self, f: Any, deployed: Deployed, label: str, conf: float, shadow_out, i: int
+        self, f: Any, deployed: Deployed, label: str, conf: float, shadow_out, i: int, quality
     ) -> None:
         rules = deployed.champion.bundle.postprocess
         run = self.cameras.setdefault(f.camera_id, CameraRun(AlarmStateMachine(rules)))
         if run.fsm.rules is not rules:  # a new champion brings its own rules: a fresh machine
             run.fsm = AlarmStateMachine(rules)
-        quality = frame_quality(f.bgr, rules) if rules.ignore_quality else None
         event = run.fsm.step(label, conf, quality in (None, "ok"))
         row: dict[str, Any] = {
             "video": f.camera_id,
@@ -352,8 +382,12 @@ class Service:
     def step(self) -> int:
         """One pass: poll if due, gather and score one batch, heartbeat if due; frames scored."""
         now = self.clock()
-        if now >= self._next_poll:
-            self._next_poll = now + self.config.poll_s
+        if self._pending is not None:
+            with self._pending_lock:
+                loaded, self._pending = self._pending, None
+            self.apply(loaded)
+        elif self._poller_thread is None and now >= self._next_poll:
+            self._next_poll = now + self.config.poll_s  # stepped by hand (no poller thread)
             self.poll()
         frames = self.gather()
         if frames:
@@ -368,10 +402,17 @@ class Service:
         """Until :attr:`stop_event` is set (SIGTERM/SIGINT): then flush, close, exit code 0."""
         for source in self.sources.values():
             source.start()
+        self.poll()  # the first desired state before the first frame
+        self._poller_thread = threading.Thread(
+            target=self._poller, name="lensline-poll", daemon=True
+        )
+        self._poller_thread.start()
         try:
             while not self.stop_event.is_set():
                 self.step()
         finally:
+            self._poller_thread.join(timeout=5)
+            self.pool.shutdown(wait=True)
             for source in self.sources.values():
                 source.stop()
             self.results.close()
@@ -389,6 +430,19 @@ class Service:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+
+
+def _prepare(deployed: Deployed, f: Any) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """One frame's champion input, shadow input (None without a shadow) and quality."""
+    spec = deployed.champion.bundle.preprocess
+    img = spec.image(_pixels(spec, f.bgr), f.camera_id)
+    other = None
+    if deployed.shadow is not None:
+        sspec = deployed.shadow.bundle.preprocess
+        other = img if sspec == spec else sspec.image(_pixels(sspec, f.bgr), f.camera_id)
+    rules = deployed.champion.bundle.postprocess
+    quality = frame_quality(f.bgr, rules) if rules.ignore_quality else None
+    return img, other, quality
 
 
 def _pixels(spec: Any, bgr: np.ndarray) -> np.ndarray:
