@@ -376,26 +376,41 @@ class LensStorage(dg.ConfigurableResource):
         :class:`lake.tables.TableSchemaError` before anything is written.
         """
         from deltalake import DeltaTable
+        from deltalake.exceptions import CommitFailedError
 
         df = table_schema(name).check(df)
         uri = self.table_uri(name)
-        exists = DeltaTable.is_deltatable(uri, storage_options=self.storage_options())
-        if skip_unchanged and exists and mode == "overwrite" and not replace_where:
-            current = self.read_table(name)
-            if (
-                current is not None
-                and current.columns == df.columns
-                and current.sort(current.columns).equals(df.sort(df.columns))
-            ):
-                return DeltaTable(uri, storage_options=self.storage_options()).version()
+        for attempt in range(3):
+            exists = DeltaTable.is_deltatable(uri, storage_options=self.storage_options())
+            if skip_unchanged and exists and mode == "overwrite" and not replace_where:
+                current = self.read_table(name)
+                if (
+                    current is not None
+                    and current.columns == df.columns
+                    and current.sort(current.columns).equals(df.sort(df.columns))
+                ):
+                    return DeltaTable(uri, storage_options=self.storage_options()).version()
+            try:
+                self._write(df, uri, exists=exists, mode=mode, replace_where=replace_where)
+                break
+            except CommitFailedError:
+                # writers racing to create the table (eight videos ingested at once): the
+                # losers' first commit fails ("protocol changed"); write again onto the table
+                # the winner made. Conflicts on an existing table are deltalake's own retries.
+                if exists or attempt == 2:
+                    raise
+        return DeltaTable(uri, storage_options=self.storage_options()).version()
+
+    def _write(
+        self, df: pl.DataFrame, uri: str, *, exists: bool, mode: str, replace_where: str | None
+    ) -> None:
         options: dict = {"schema_mode": "merge"} if exists and mode == "append" else {}
         if replace_where and exists:
             options = {"predicate": replace_where}
         elif mode == "overwrite" and exists:
             options = {"schema_mode": "overwrite"}
-        # a per-row replace on a table that does not exist yet is an append: writers racing to
-        # create it (eight videos ingested at once) then conflict-retry as appends; an
-        # overwrite would let the last creator drop the first one's rows
+        # a per-row replace on a table that does not exist yet is an append: an overwrite would
+        # let the last of several racing creators drop the first one's rows
         create_by_append = not exists and (mode != "overwrite" or replace_where is not None)
         df.write_delta(
             uri,
@@ -403,7 +418,6 @@ class LensStorage(dg.ConfigurableResource):
             storage_options=self.storage_options(),
             delta_write_options=options or None,
         )
-        return DeltaTable(uri, storage_options=self.storage_options()).version()
 
 
 def _matches(table, predicate: str) -> bool:

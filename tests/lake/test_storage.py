@@ -77,3 +77,39 @@ def test_file_round_trip(storage, tmp_path):
     assert storage.put_file(local, uri) is True and storage.read_bytes(uri) == b"abcd"
     storage.delete([uri])
     assert [f.key for f in storage.list_files("artifacts", "x")] == ["sub/b.txt"]
+
+
+def _race_write(root: str, video_id: str, start: float) -> str:
+    """One of several processes writing its video's row into a table that does not exist yet."""
+    import time
+
+    import polars as pl
+
+    from lake.storage import LensStorage
+    from lake.tables import TABLES
+
+    storage = LensStorage(root=root)
+    row = TABLES["videos"].conform(pl.DataFrame({"video_id": [video_id]}))
+    while time.time() < start:
+        pass
+    try:
+        storage.write_table(row, "videos", replace_where=storage.eq_predicate("video_id", video_id))
+        return "ok"
+    except Exception as e:  # noqa: BLE001 - reported back to the test
+        return f"{type(e).__name__}: {e}"
+
+
+def test_writers_racing_to_create_a_table_all_land(tmp_path):
+    """Eight processes create one table at the same instant with per-video replaces: the
+    losers of the creation race write again onto the winner's table (deltalake fails their
+    first commit with 'protocol changed'); no row is lost, none duplicated."""
+    import multiprocessing as mp
+    import time
+
+    videos = [f"cam{i}__v{i}" for i in range(8)]
+    start = time.time() + 4.0  # every process imported and waiting
+    with mp.get_context("spawn").Pool(8) as pool:
+        results = pool.starmap(_race_write, [(str(tmp_path), v, start) for v in videos])
+    assert results == ["ok"] * 8, results
+    table = LensStorage(root=str(tmp_path)).read_table("videos")
+    assert sorted(table["video_id"].to_list()) == videos
