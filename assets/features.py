@@ -17,13 +17,13 @@ class EmbeddingConfig(dg.Config):
         default=3, description="Folds, grouped by video (or time blocks of one video)."
     )
     frame_folds: int = Field(
-        default=3,
+        default=5,
         description="Folds when labelled frames are no near-duplicates of their neighbours "
-        "and are folded one by one (training.crossval; 5 bought no F1 over 3 at 5,000 frames).",
+        "and are folded one by one (training.crossval).",
     )
     epochs: int = Field(default=15, description="Epochs per fold model, at most.")
     fold_images: int = Field(
-        default=50_000,
+        default=60_000,
         description="Training images a fold model sees over all epochs, at most (at least "
         "training.crossval.MIN_EPOCHS epochs): large label sets take fewer passes.",
     )
@@ -31,6 +31,11 @@ class EmbeddingConfig(dg.Config):
         default=True,
         description="Average held-out probabilities over the training augmentation's shifts "
         "and mirror (training.crossval.tta_views).",
+    )
+    image_size: int = Field(
+        default=0,
+        description="Side the fold models train on; 0 = the preprocess size, or less where the "
+        "frames' crops are smaller (training.crossval.fold_side: never upscaled).",
     )
     tta_views: int = Field(
         default=6,
@@ -43,7 +48,8 @@ class EmbeddingConfig(dg.Config):
 def majority_vote(labels: pl.DataFrame, frames: pl.DataFrame) -> pl.DataFrame:
     """One label per labeled frame present in ``frames`` (ties: alphabetical), sorted by key."""
     vote = labels.group_by(KEYS).agg(pl.col("label").mode().sort().first().alias("vote_label"))
-    return vote.join(frames.select(*KEYS, "camera_id", "uri", "sha256"), on=KEYS).sort(KEYS)
+    columns = [*KEYS, "camera_id", "uri", "sha256", "width", "height"]
+    return vote.join(frames.select(columns), on=KEYS).sort(KEYS)
 
 
 @dg.asset(
@@ -60,7 +66,7 @@ def frame_embeddings(
 ):
     """Held-out class probabilities and penultimate embeddings per labeled frame, from K-fold CNNs."""
     from data_quality.labels import class_list
-    from training.crossval import cross_val_predict
+    from training.crossval import cross_val_predict, fold_side
     from training.train import TrainConfig
 
     if (again := unchanged(context)) is not None:
@@ -88,6 +94,10 @@ def frame_embeddings(
         tta=config.tta,
         n_views=config.tta_views,
         fold_images=config.fold_images,
+        image_size=config.image_size
+        or fold_side(
+            spec, vote["camera_id"].to_list(), vote["width"].to_numpy(), vote["height"].to_numpy()
+        ),
     )
     table = vote.select(*KEYS, "vote_label").with_columns(
         embedding=pl.Series(emb.tolist(), dtype=pl.List(pl.Float32)),

@@ -27,10 +27,33 @@ carries ``/proc/loadavg`` (other work shares the 2 cores) and both wall and CPU 
 process: with one torch thread (``TrainConfig``) CPU seconds are the wall time an idle core
 would take, and stay comparable when the load changes.
 
-Reproduce (repo root)::
+Reproduce (repo root; CPU seconds below, wall 1.1-4.5x that at load averages 4-17)::
 
-    .venv/bin/python benchmarks/label_checking_scale.py --n 5000 --configs 64:3:8,64:3:15,32:3:8
-    .venv/bin/python benchmarks/label_checking_scale.py --scale 1000,5000,20000 --configs ''
+    .venv/bin/python benchmarks/label_checking_scale.py --n 5000 \
+        --configs 64:5:15,64:3:8,32:5:15,32:3:15,32:5:8,32:3:8
+    .venv/bin/python benchmarks/label_checking_scale.py --configs '' --scale 1000,5000,20000
+
+Measured (seed 0, 5,000 frames; ``base`` = the 1-view row's probabilities + plain cleanlab, equal
+to it in every config; before issue 15.3 the graph ran 64 px, 5 folds, 15 epochs, 18 views)::
+
+    side folds epochs | F1 with 1 / 6 / 18 views (10 at 32 px) | CPU s with 1 / 6 / 18 views
+      64     5     15 | 0.950  0.957  0.958                    |   401  417  453   (before)
+      64     3     15 |   -    0.935    -                      |    -   220    -
+      64     3      8 | 0.908  0.919  0.921                    |   114  131  167
+      32     5     15 | 0.948  0.960  0.961                    |   187  189  191
+      32     3     15 | 0.950  0.962  0.964                    |   107  109  111
+      32     5      8 | 0.926  0.947  0.949                    |   102  105  106
+      32     3      8 | 0.918  0.934  0.938                    |    48   50   52
+
+Epochs buy most (8 -> 15: +0.013 to +0.028), 3 folds instead of 5 lost 0.022 at 64 px (not at
+32), views beyond 6 buy <= 0.002, and 32 px (28x28 frames hold no more) matches 64 px at 40-45 %
+of the CPU. Defaults now: fold models at ``fold_side`` (32 px here), 5 folds, 15 epochs up to
+``fold_images`` = 60,000 images per fold model, 6 views. Scaling with those::
+
+     frames |  CPU s  CPU s / 1k |  P     R     F1
+       1000 |     39       38.8  | 0.830 0.860 0.845
+       5000 |    194       38.9  | 0.971 0.955 0.963
+      20000 |    200       10.0  | 0.974 0.949 0.962   (4 epochs: 16,000 frames per fold model)
 """
 
 from __future__ import annotations
@@ -196,14 +219,18 @@ def views_table(n: int, configs: list[str], seed: int, baseline: bool) -> None:
 def scale_table(sizes: list[int], seed: int) -> None:
     """``cross_val_predict`` with ``EmbeddingConfig``'s defaults at each size."""
     from assets.features import EmbeddingConfig
-    from training.crossval import cross_val_predict
+    from training.crossval import cross_val_predict, fold_side
+    from training.preprocess import Crop, PreprocessSpec
     from training.train import TrainConfig
 
     d = EmbeddingConfig()
-    side = int(os.environ.get("LENSLINE_BENCH_SIDE", "64"))  # the preprocess resource's default
+    spec = PreprocessSpec(crop=Crop("full"))  # the preprocess resource's size, crop=full
+    side = spec.image_size
+    fold = d.image_size or fold_side(spec, [None], np.array([28]), np.array([28]))
     print(
         f"\nscaling: EmbeddingConfig() defaults (frame_folds={d.frame_folds}, epochs={d.epochs}, "
-        f"fold_images={d.fold_images}, tta_views={d.tta_views}), {side} px, one video"
+        f"fold_images={d.fold_images}, tta_views={d.tta_views}); {side} px images, fold models "
+        f"at {fold} px (fold_side of 28x28 frames), one video"
     )
     head = f"{'frames':>7} | {'wall s':>7} {'cpu s':>7} {'cpu s/1k':>8} | {'P':>6} {'R':>6} {'F1':>6} | loadavg"
     print(head + "\n" + "-" * len(head), flush=True)
@@ -215,7 +242,7 @@ def scale_table(sizes: list[int], seed: int) -> None:
             images, noisy, classes=[f"d{k}" for k in range(K)], groups=np.zeros(n, int),
             frame_indices=np.arange(n), n_folds=d.n_folds, frame_folds=d.frame_folds,
             config=TrainConfig(image_size=side, epochs=d.epochs, seed=seed, batch_size=32),
-            tta=d.tta, n_views=d.tta_views, fold_images=d.fold_images,
+            tta=d.tta, n_views=d.tta_views, fold_images=d.fold_images, image_size=fold,
         )  # fmt: skip
         wall, cpu = clock() - t
         p, r, f = prf(graph_flags(noisy, probs, emb), noisy != y)

@@ -47,7 +47,8 @@ the noise: 1 and 4 videos are the same frames, labels and folds, only H.264 diff
 by up to 0.024 F1 on one seed) and +0.021 (4 videos). What Lensline adds to the plain CNN is
 test-time augmentation in ``cross_val_predict``: each held-out probability is the mean softmax
 over the clean image and the training augmentation's shifts and mirror
-(``training.crossval.tta_views``, 18 views at 64 px). Measured on the raw arrays (same folds,
+(``training.crossval.tta_views``, 18 views at 64 px; 6 by default since issue 15.3,
+see ``benchmarks/label_checking_scale.py``). Measured on the raw arrays (same folds,
 same fold models, 3 seeds): held-out accuracy 0.919 -> 0.931, label-issue F1 0.898 -> 0.920
 (+0.017 / +0.037 / +0.013 per seed); shifts only 0.901-0.904, mirror only 0.916; two models per fold
 (twice the training) 0.914, with the mirror 0.927. The demo graph pays about 7 s of its
@@ -344,7 +345,9 @@ def video_path_flags(images, noisy, *, n_videos: int, epochs: int, seed: int) ->
     return flags
 
 
-def video_table(n_digits: int, n_videos: list[int], epochs: int, seeds: list[int]) -> None:
+def video_table(
+    n_digits: int, n_videos: list[int], epochs: int, seeds: list[int], side: int = 64
+) -> None:
     """Lensline through H.264 videos and the graph vs a plain 5-fold CNN + cleanlab, raw arrays.
 
     Each seed draws its own 20 % flips and is the training seed of both methods.
@@ -357,7 +360,7 @@ def video_table(n_digits: int, n_videos: list[int], epochs: int, seeds: list[int
 
     x, y = load_digits(return_X_y=True)
     x, y = x[:n_digits] / 16.0, y[:n_digits]
-    images = digit_images(x, side=64)
+    images = digit_images(x, side=side)
     names = ["baseline: 5-fold CNN on raw arrays + cleanlab"]
     names += [f"Lensline graph, H.264, {n} video(s)" for n in n_videos]
     rows: dict[str, list[tuple[float, ...]]] = {name: [] for name in names}
@@ -371,7 +374,7 @@ def video_table(n_digits: int, n_videos: list[int], epochs: int, seeds: list[int
             noisy,
             classes=[f"d{k}" for k in range(K)],
             groups=np.arange(len(y)),
-            config=TrainConfig(image_size=64, epochs=epochs, seed=seed),
+            config=TrainConfig(image_size=side, epochs=epochs, seed=seed),
             n_folds=5,
             tta=False,  # the plain baseline: one softmax per held-out image
         )
@@ -406,10 +409,11 @@ def main() -> None:
     parser.add_argument("--video", action="store_true", help="part 3 only: the video path")
     parser.add_argument("--video-digits", type=int, default=1797)
     parser.add_argument("--videos", type=int, default=4, help="part 3: the several-videos case")
+    parser.add_argument("--video-side", type=int, default=64, help="part 3: frame side, pixels")
     args = parser.parse_args()
     if args.video:
         seeds = [int(s) for s in args.seeds.split(",") if s]
-        video_table(args.video_digits, [1, args.videos], args.epochs, seeds)
+        video_table(args.video_digits, [1, args.videos], args.epochs, seeds, args.video_side)
         return
     EPOCHS_USED[0] = args.epochs
     seeds = [int(s) for s in args.seeds.split(",") if s]

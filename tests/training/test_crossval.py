@@ -238,3 +238,36 @@ def test_fold_images_caps_the_passes_of_large_sets(spy, n, fold_images, epochs):
         config=replace(TINY, epochs=15), fold_images=fold_images,
     )  # fmt: skip
     assert spy["epochs"] == [epochs] * 3  # 40 training frames per fold
+
+
+def test_fold_side_never_upscales_past_the_frames_crop():
+    """Issue 15.3: 28x28 frames train the fold models at 32 px, not the spec's 64."""
+    from training.crossval import fold_side
+    from training.preprocess import Crop, PreprocessSpec
+
+    full = PreprocessSpec(crop=Crop("full"))
+    assert fold_side(full, [None, None], np.array([28, 28]), np.array([28, 28])) == 32
+    assert fold_side(full, [None], np.array([320]), np.array([240])) == 64
+    item = PreprocessSpec(cameras={"small": Crop("item", side=40)})  # default item:112
+    assert fold_side(item, ["cam1"], np.array([320]), np.array([240])) == 64
+    assert fold_side(item, ["small"], np.array([320]), np.array([240])) == 48
+    fixed = PreprocessSpec(crop=Crop("fixed", box=(0, 0, 20, 10)))
+    assert fold_side(fixed, ["c"], np.array([320]), np.array([240])) == 32
+    assert fold_side(full, [], np.array([]), np.array([])) == 64
+
+
+def test_image_size_trains_and_scores_the_fold_models_smaller(spy, monkeypatch):
+    sides = []
+    monkeypatch.setattr(
+        "training.crossval.tta_predict",
+        lambda k, images, views, threads=1: (
+            sides.append(images.shape[1:]) or np.full((len(images), k), 0.5, np.float32),
+            np.zeros((len(images), 3)),
+        ),
+    )
+    images, labels = _frames(40, items=False)
+    probs, *_ = cross_val_predict(
+        images, labels, classes=["a", "b"], groups=np.arange(40), n_folds=2,
+        config=TINY, image_size=16,
+    )  # fmt: skip
+    assert sides == [(16, 16, 3)] * 2 and probs.shape == (40, 2)
