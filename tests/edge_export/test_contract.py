@@ -183,3 +183,17 @@ def test_the_shared_decoder_hashes_match_a_bare_pyav_decode(tmp_path):
         ]
     ours = [hashlib.sha256(img.tobytes()).hexdigest() for _, _, img in iter_video(video)]
     assert ours == bare
+
+
+def test_percentile_u8_is_numpys_percentile_bit_for_bit():
+    """locate_item's threshold: the histogram percentile equals np.percentile exactly (so the
+    crop, and the pixels the model sees, do not move)."""
+    from edge_export.preprocess import percentile_u8
+
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        x = rng.integers(
+            0, 256, (int(rng.integers(1, 60)), int(rng.integers(1, 70))), dtype=np.uint8
+        )
+        q = (75, 50, 10, 99.5, 0, 100)[i % 6]
+        assert percentile_u8(x, q) == float(np.percentile(x, q)), (x.shape, q)
