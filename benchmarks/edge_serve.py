@@ -320,7 +320,8 @@ def home_recipe(home: Path, work: Path) -> Recipe:
         sys.exit(f"{home}: the champion {record.model_version} has no edge bundle")
     local = storage.fetch_local([rows["uri"][-1]])[0]
     b = open_bundle(local, extract_to=work / "champion")
-    files = {name: b.root / name for name in b.manifest["files"]}
+    onnx = b.manifest["models"]["onnx"]  # the model file only: build_bundle writes the rest
+    files = {onnx: b.root / onnx}
     return Recipe(
         files=files, classes=b.classes, preprocess=b.preprocess, postprocess=b.postprocess,
         targets={"onnx": "ok"}, models={"onnx": b.manifest["models"]["onnx"]},

@@ -63,7 +63,7 @@ def load_model(bundle: Any, target: str) -> Any:
     """A bundle's model on ``target``, warmed on one blank frame (raises if it cannot run)."""
     from edge_export.runner.pipeline import Model
 
-    model = Model(bundle, target, threads=None)
+    model = Model(bundle, target, threads=1)  # one scoring thread, no spinning: the cores go to the cameras
     size = int(bundle.preprocess.image_size)
     model.predict(np.zeros((1, size, size, 3), np.uint8))
     return model
