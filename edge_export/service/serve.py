@@ -63,7 +63,8 @@ def load_model(bundle: Any, target: str) -> Any:
     """A bundle's model on ``target``, warmed on one blank frame (raises if it cannot run)."""
     from edge_export.runner.pipeline import Model
 
-    model = Model(bundle, target, threads=1)  # one scoring thread, no spinning: the cores go to the cameras
+    # one scoring thread, no spinning between calls: the cores go to the cameras' preprocessing
+    model = Model(bundle, target, threads=1)
     size = int(bundle.preprocess.image_size)
     model.predict(np.zeros((1, size, size, 3), np.uint8))
     return model
@@ -214,7 +215,7 @@ class Service:
 
     def _refuse(self, problem: str) -> None:
         self.refusals.append(problem)
-        self.log(f"lensline-edge serve: refused: {problem}")
+        self.log(f"refused: {problem}")
         if self.signals is not None:
             self.signals.heartbeat(self.config.box, {"refused": problem})
 
@@ -233,7 +234,7 @@ class Service:
                         "at": self.clock(),
                     }  # fmt: skip
                 )
-                self.log(f"lensline-edge serve: {camera_id} now runs {deployed.versions}")
+                self.log(f"{camera_id} now runs {deployed.versions}")
         pause = time.perf_counter() - started
         self.swaps += [{**s, "pause_s": pause} for s in swapped]
 
@@ -425,7 +426,7 @@ class Service:
 
     def install_signal_handlers(self) -> None:
         def stop(signum, _frame) -> None:
-            self.log(f"lensline-edge serve: {signal.Signals(signum).name}: finishing")
+            self.log(f"{signal.Signals(signum).name}: finishing")
             self.stop_event.set()
 
         signal.signal(signal.SIGTERM, stop)
