@@ -334,8 +334,12 @@ def test_server_restart_reconnects_and_records_one_gap(clip, procs, sources):
     assert killed_at - 0.5 < start < killed_at + 0.5  # frames still buffered may come after
     assert restarted_at - killed_at <= length < restarted_at - start + 4.0
     assert after and after[0].seq > before[-1].seq  # seq is never reused across a reconnect
-    assert after[0].captured_at >= restarted_at
-    assert frame_index(after[0].bgr) < FPS * 2  # the restarted server's clip, from its start
+    # frames decoded before the kill may still be waiting in the queue: the first one decoded
+    # after the restart is the restarted server's clip, from its start
+    fresh = [f for f in after if f.captured_at >= restarted_at]
+    seqs = [f.seq for f in after]
+    assert fresh and seqs == sorted(set(seqs)), seqs  # in order, none repeated
+    assert frame_index(fresh[0].bgr) < FPS * 2
 
 
 def test_stalled_stream_reported_then_resumes(clip, procs, sources):
