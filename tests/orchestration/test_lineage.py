@@ -28,7 +28,7 @@ REGISTRY_WRITES = {"register_challenger", "promote", "archive", "rollback"}
 
 #: (asset, table) read against the lineage, and why it cannot be a declared dependency.
 READ_ACROSS: dict[tuple[str, str], str] = {
-    # the drift loop closes here: fiftyone_queues (downstream of model_evaluation) queues
+    # the drift loop closes here: drift_report (downstream of model_evaluation) queues
     # drifted frames for labels; curation and training only ask which videos were queued, to
     # keep them apart as their own line condition. Declaring it would close a cycle.
     ("curated_dataset", "drift_queue"): "drift loop: queued videos split apart",
