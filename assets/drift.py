@@ -25,21 +25,9 @@ from assets.tables import md_table
 from lake.partitions import videos_partitions
 from lake.resources import FiftyOneResource
 from lake.storage import LensStorage
+from lake.tables import table_schema
 
-DRIFT_SCHEMA = {
-    "video_id": pl.String,
-    "camera_id": pl.String,
-    "kind": pl.String,
-    "statistic": pl.String,
-    "value": pl.Float64,
-    "p_value": pl.Float64,
-    "threshold": pl.Float64,
-    "drifted": pl.Boolean,
-    "status": pl.String,
-    "p_raw": pl.Float64,
-    "reference_version": pl.String,
-    "computed_at": pl.Datetime("us", "UTC"),
-}
+DRIFT_SCHEMA = dict(table_schema("drift").columns)
 KINDS = {
     "data": "no_data_drift",
     "viewpoint": "no_viewpoint_shift",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from data_quality.contract import FRAMES, KEYS, VIDEOS, conform
+from data_quality.label_merge import LABELS_SCHEMA
 from training.registry import EVENT_SCHEMA, MODEL_SCHEMA
 
 __all__ = ["KEYS", "TABLES", "TableSchema", "TableSchemaError", "table_schema"]
@@ -92,14 +93,7 @@ class TableSchema:
         return df.with_columns(pl.col(c).cast(self.columns[c]) for c in nulls) if nulls else df
 
 
-_LABELS = {
-    "video_id": pl.String(),
-    "frame_index": pl.Int64(),
-    "label": pl.String(),
-    "annotator": pl.String(),
-    "source": pl.String(),
-    "imported_at": UTC_US,
-}
+_LABELS = dict(LABELS_SCHEMA)
 
 
 def _issue(name: str) -> dict[str, pl.DataType]:
