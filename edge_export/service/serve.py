@@ -22,24 +22,25 @@ Imports nothing heavier than the runner (onnxruntime, PyAV, numpy, OpenCV).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from edge_export.postprocess import AlarmStateMachine, frame_quality
 from edge_export.service.capture import DisagreementCapture
 from edge_export.service.config import ServiceConfig
+from edge_export.service.segments import Segments
 
-__all__ = ["Deployed", "Service", "Segments"]
+__all__ = ["Deployed", "Service"]
 
 _WAIT_SLICE_S = 0.002  # gather(): the longest one idle camera is waited on before the next
 
@@ -70,55 +71,6 @@ def load_model(bundle: Any, target: str) -> Any:
     return model
 
 
-class Segments:
-    """Rolling JSONL segments of one kind (results, shadow): one open file per camera, a new
-    one every ``segment_s``; ``on_close(path)`` is called for each closed segment."""
-
-    def __init__(
-        self,
-        root: Path,
-        segment_s: float,
-        *,
-        on_close: Callable[[Path], None] | None = None,
-        clock: Callable[[], float] = time.time,
-    ):
-        self.root, self.segment_s, self.on_close, self.clock = root, segment_s, on_close, clock
-        self.open: dict[str, tuple[float, Path, IO[str]]] = {}
-        self.closed: list[Path] = []
-
-    def write(self, camera: str, row: dict[str, Any]) -> None:
-        now = self.clock()
-        current = self.open.get(camera)
-        if current is not None and now - current[0] >= self.segment_s:
-            self._close(camera)
-            current = None
-        if current is None:
-            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{now % 1:.3f}"[1:]
-            path = self.root / camera / f"{camera}__{stamp}.jsonl.part"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            current = (now, path, path.open("w"))
-            self.open[camera] = current
-        current[2].write(json.dumps(row) + "\n")
-
-    def flush(self) -> None:
-        for _, _, fh in self.open.values():
-            fh.flush()
-
-    def _close(self, camera: str) -> None:
-        _, path, fh = self.open.pop(camera)
-        fh.flush()
-        fh.close()
-        final = path.with_suffix("")  # drop .part: a reader never sees a half-written segment
-        path.replace(final)
-        self.closed.append(final)
-        if self.on_close is not None:
-            self.on_close(final)
-
-    def close(self) -> None:
-        for camera in list(self.open):
-            self._close(camera)
-
-
 @dataclass
 class CameraRun:
     """Per-camera state of the loop."""
@@ -128,7 +80,7 @@ class CameraRun:
     alarms: int = 0
     last_label: str | None = None
     last_confidence: float | None = None
-    latencies: list[float] = field(default_factory=list)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=512))
 
 
 class Service:
@@ -319,7 +271,7 @@ class Service:
         }
         run.frames += 1
         run.last_label, run.last_confidence = label, conf
-        run.latencies = (run.latencies + [self.clock() - f.captured_at])[-512:]
+        run.latencies.append(self.clock() - f.captured_at)
         if shadow_out is not None and deployed.shadow is not None:
             row["shadow_label"] = shadow_out[0][i]
             row["shadow_confidence"] = round(float(shadow_out[1][i]), 6)
@@ -436,17 +388,11 @@ class Service:
 def _prepare(deployed: Deployed, f: Any) -> tuple[np.ndarray, np.ndarray | None, str | None]:
     """One frame's champion input, shadow input (None without a shadow) and quality."""
     spec = deployed.champion.bundle.preprocess
-    img = spec.image(_pixels(spec, f.bgr), f.camera_id)
+    img = spec.image(spec.source(f.bgr), f.camera_id)
     other = None
     if deployed.shadow is not None:
         sspec = deployed.shadow.bundle.preprocess
-        other = img if sspec == spec else sspec.image(_pixels(sspec, f.bgr), f.camera_id)
+        other = img if sspec == spec else sspec.image(sspec.source(f.bgr), f.camera_id)
     rules = deployed.champion.bundle.postprocess
     quality = frame_quality(f.bgr, rules) if rules.ignore_quality else None
     return img, other, quality
-
-
-def _pixels(spec: Any, bgr: np.ndarray) -> np.ndarray:
-    """The pixels the model was trained on (the spec's source round trip, when it has one)."""
-    source = getattr(spec, "source", None)
-    return source(bgr) if callable(source) else bgr
