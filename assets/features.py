@@ -1,6 +1,7 @@
 """frame_embeddings: out-of-sample probabilities and embeddings of every labeled frame (K-fold CNN)."""
 
 import dagster as dg
+import numpy as np
 import polars as pl
 from pydantic import Field
 
@@ -65,57 +66,71 @@ def frame_embeddings(
     preprocess: PreprocessResource,
 ):
     """Held-out class probabilities and penultimate embeddings per labeled frame, from K-fold CNNs."""
-    from data_quality.labels import class_list
     from training.crossval import cross_val_predict, fold_side
     from training.train import TrainConfig
 
     if (again := unchanged(context)) is not None:
         return again  # same labels, frames and code: the same held-out outputs
-    labels = storage.read_table("labels")
-    classes = class_list(labels)
-    vote = majority_vote(labels, ok_frames(storage))
-    y = vote["vote_label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
+    vote, classes, y = vote_targets(storage.read_table("labels"), ok_frames(storage))
     spec = preprocess.spec()
     images = load_frame_images(storage, vote, spec)
     cfg = TrainConfig(
         epochs=config.epochs, image_size=spec.image_size, seed=config.seed, batch_size=32
     )
+    side = config.image_size or fold_side(
+        spec, vote["camera_id"].to_list(), vote["width"].to_numpy(), vote["height"].to_numpy()
+    )
     probs, emb, folds, grouping = cross_val_predict(
-        images,
-        y,
-        classes=classes,
-        groups=vote["video_id"].to_numpy(),
-        frame_indices=vote["frame_index"].to_numpy(),
-        config=cfg,
-        n_folds=config.n_folds,
-        frame_folds=config.frame_folds,
-        progress=context.log.info,
-        return_grouping=True,
-        tta=config.tta,
-        n_views=config.tta_views,
-        fold_images=config.fold_images,
-        image_size=config.image_size
-        or fold_side(
-            spec, vote["camera_id"].to_list(), vote["width"].to_numpy(), vote["height"].to_numpy()
-        ),
-    )
-    table = vote.select(*KEYS, "vote_label").with_columns(
-        embedding=pl.Series(emb.tolist(), dtype=pl.List(pl.Float32)),
-        pred_probs=pl.Series(probs.tolist(), dtype=pl.List(pl.Float32)),
-        fold=pl.Series(folds),
-        classes=pl.lit(list(classes), dtype=pl.List(pl.String)),
-    )
+        images, y, classes=classes, groups=vote["video_id"].to_numpy(),
+        frame_indices=vote["frame_index"].to_numpy(), config=cfg, n_folds=config.n_folds,
+        frame_folds=config.frame_folds, progress=context.log.info, return_grouping=True,
+        tta=config.tta, n_views=config.tta_views, fold_images=config.fold_images, image_size=side,
+    )  # fmt: skip
+    table = embedding_table(vote, classes, probs, emb, folds)
     version = storage.write_table(table, "frame_embeddings", skip_unchanged=True)
-    oos_acc = float((probs.argmax(1) == y).mean())
+    metadata = embedding_summary(table, y, probs, emb, folds)
     return dg.MaterializeResult(
         metadata={
-            "frames": table.height,
-            "dim": int(emb.shape[1]),
-            "folds": int(folds.max() + 1),
-            "held_out_agreement_with_vote": round(oos_acc, 4),
+            **metadata,
             "table_version": version,
             "preprocess": dg.MetadataValue.json(spec.to_dict()),
             "fold_grouping": dg.MetadataValue.json(grouping),
         },
         data_version=dg.DataVersion(f"frame_embeddings-{version}"),
     )
+
+
+def vote_targets(
+    labels: pl.DataFrame, frames: pl.DataFrame
+) -> tuple[pl.DataFrame, list[str], np.ndarray]:
+    """The majority vote per labeled ok frame, the class list and the votes as class indices."""
+    from data_quality.labels import class_list
+
+    classes = class_list(labels)
+    vote = majority_vote(labels, frames)
+    y = vote["vote_label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
+    return vote, classes, y
+
+
+def embedding_table(
+    vote: pl.DataFrame, classes: list[str], probs: np.ndarray, emb: np.ndarray, folds: np.ndarray
+) -> pl.DataFrame:
+    """The ``frame_embeddings`` rows: key, vote, embedding, held-out probabilities and fold."""
+    return vote.select(*KEYS, "vote_label").with_columns(
+        embedding=pl.Series(emb.tolist(), dtype=pl.List(pl.Float32)),
+        pred_probs=pl.Series(probs.tolist(), dtype=pl.List(pl.Float32)),
+        fold=pl.Series(folds),
+        classes=pl.lit(list(classes), dtype=pl.List(pl.String)),
+    )
+
+
+def embedding_summary(
+    table: pl.DataFrame, y: np.ndarray, probs: np.ndarray, emb: np.ndarray, folds: np.ndarray
+) -> dict[str, int | float]:
+    """Frames, embedding size, folds and held-out agreement with the vote (asset metadata)."""
+    return {
+        "frames": table.height,
+        "dim": int(emb.shape[1]),
+        "folds": int(folds.max() + 1),
+        "held_out_agreement_with_vote": round(float((probs.argmax(1) == y).mean()), 4),
+    }
