@@ -448,6 +448,14 @@ def serve(
         polls.append((time.perf_counter() - started, len(service.swaps)))
 
     service.apply = timed_apply  # type: ignore[method-assign]
+    emitted: list[tuple[float, float]] = []  # (frame_time, wall time the loop handed it over)
+    plain_alarm = service.signals.alarm
+
+    def timed_alarm(camera, event) -> None:
+        emitted.append((event["frame_time"], time.time()))
+        plain_alarm(camera, event)
+
+    service.signals.alarm = timed_alarm  # type: ignore[method-assign]
     runner = threading.Thread(target=service.run, daemon=True)
 
     def counts() -> tuple[int, int, list[int]]:
@@ -479,6 +487,9 @@ def serve(
         t1, c1, w1 = time.monotonic(), cpu_s(), time.time()
         f1, d1, per1 = counts()
         rss = rss_mb()
+        scored = np.concatenate(
+            [np.asarray(r.latencies, float) * 1000 for r in list(service.cameras.values())]
+        )
     finally:
         service.stop_event.set()
         runner.join(20)
@@ -486,6 +497,7 @@ def serve(
         clock.close()
     wall = t1 - t0
     lat = np.asarray([(r - ft) * 1000 for r, ft in clock.seen if w0 <= ft < w1], float)
+    handed = np.asarray([(e - ft) * 1000 for ft, e in emitted if w0 <= ft < w1], float)
     swaps = [s for s in service.swaps if s["from"] is not None]
     plain = [p for p, k in polls if k == (polls[0][1] if polls else 0)][1:]  # no swap in them
     swap_poll = None
@@ -497,7 +509,7 @@ def serve(
         fps=(f1 - f0) / n / wall, fps_min=min(per) / wall, dropped=d1 - d0, latency_ms=lat,
         alarms=len(lat), swap_pause_s=swaps[-1]["pause_s"] if swaps else None,
         swap_poll_s=swap_poll, cpu=(c1 - c0) / n / wall, rss_mb=rss, rss_1min_mb=rss_1min,
-        extra={"dropped_total": d1, "poll_max_s": max(plain, default=None)},
+        extra={"dropped_total": d1, "poll_max_s": max(plain, default=None), "scored_ms": scored, "handed_ms": handed},
     )  # fmt: skip
 
 
@@ -521,6 +533,12 @@ def table(n: int, dec: dict, s: Serve) -> str:
         ("ratio inspected / decode-only", "", f"{s.fps / dec['fps']:.3f}" if dec["fps"] else ""),
         ("frames dropped (window)", "", f"{s.dropped}"),
         ("alarms in window", "", f"{s.alarms}"),
+        ("decoded -> scored p50 / p95 (last 512 / camera)", "",
+         f"{_pct(s.extra['scored_ms'], 50).split(' (')[0]} / "
+         f"{_pct(s.extra['scored_ms'], 95).split(' (')[0]}"),
+        ("decoded -> alarm handed to MQTT p50 / p95", "",
+         f"{_pct(s.extra['handed_ms'], 50).split(' (')[0]} / "
+         f"{_pct(s.extra['handed_ms'], 95).split(' (')[0]}"),
         ("alarm latency p50", "", _pct(s.latency_ms, 50)),
         ("alarm latency p95", "", _pct(s.latency_ms, 95)),
         ("alarm latency p99", "", _pct(s.latency_ms, 99)),

@@ -112,3 +112,35 @@ def test_torch_normalisation_reads_the_specs_mean_and_std():
     loader = ArrayLoader(images, np.zeros(5), batch_size=5, mean=spec.mean, std=spec.std)
     [(x, _)] = list(loader)
     assert torch.equal(x, torch.from_numpy(want))
+
+
+def _locate_item_numpy(bgr):
+    """locate_item as first written (numpy percentile and mask): the OpenCV version must agree."""
+    h, w = bgr.shape[:2]
+    hsv = cv2.cvtColor(cv2.GaussianBlur(bgr, (7, 7), 0), cv2.COLOR_BGR2HSV)
+    value, sat = hsv[..., 2], hsv[..., 1]
+    raw = ((value > max(float(np.percentile(value, 75)), 60.0)) & (sat < 90)).astype(np.uint8)
+    opened = cv2.morphologyEx(raw, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    closed = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    n, _, stats, centroids = cv2.connectedComponentsWithStats(closed)
+    best, best_area = None, 0.002 * h * w
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        if bw > 0.6 * w or bh > 0.8 * h or max(bw, bh) > 3.0 * max(1, min(bw, bh)):
+            continue
+        if area > best_area:
+            best, best_area = i, area
+    if best is None:
+        return w / 2.0, h / 2.0
+    return float(centroids[best][0]), float(centroids[best][1])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_locate_item_equals_the_numpy_formulation(seed):
+    """The serve loop's GIL-free locate_item (cv2.calcHist + cv2.inRange) finds the same centre
+    as numpy's percentile and boolean mask, bright, dark and noisy frames alike."""
+    rng = np.random.default_rng(seed)
+    frame = _belt_frame(cx=int(rng.integers(40, 280)), cy=int(rng.integers(40, 200)), seed=seed)
+    noisy = np.clip(frame.astype(int) + rng.integers(-60, 60, frame.shape), 0, 255).astype(np.uint8)
+    for img in (frame, (frame * 0.25).astype(np.uint8), noisy, np.full_like(frame, 200)):
+        assert locate_item(img) == _locate_item_numpy(img)
