@@ -181,13 +181,20 @@ def serve(kind: str, procs: Procs, clip: Path) -> str:
         time.sleep(0.5)
         return f"rtsp://127.0.0.1:{port}/cam1"
     if kind == "rtsp-tcp":
-        probe = [GST_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"]
-        if not os.access(GST_PYTHON, os.X_OK) or subprocess.run(probe).returncode != 0:
-            unavailable("GStreamer's RTSP server is missing (gir1.2-gst-rtsp-server-1.0)")
-        procs.spawn("rtsp-gst", [GST_PYTHON, "-c", GST_SERVER, str(port), str(clip)])
-        assert wait_for(lambda: _listening(port), 10), "GStreamer RTSP server"
+        rtsp_server(procs, clip, port)
         return f"rtsp://127.0.0.1:{port}/cam1"
     raise AssertionError(kind)
+
+
+def rtsp_server(procs: Procs, clip: Path, port: int) -> subprocess.Popen:
+    """GStreamer's RTSP server (Debian's gir1.2-gst-rtsp-server-1.0) for ``clip`` at
+    ``rtsp://127.0.0.1:<port>/cam1``, listening when this returns."""
+    probe = [GST_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"]
+    if not os.access(GST_PYTHON, os.X_OK) or subprocess.run(probe).returncode != 0:
+        unavailable("GStreamer's RTSP server is missing (gir1.2-gst-rtsp-server-1.0)")
+    proc = procs.spawn("rtsp-gst", [GST_PYTHON, "-c", GST_SERVER, str(port), str(clip)])
+    assert wait_for(lambda: _listening(port), 10), "GStreamer RTSP server"
+    return proc
 
 
 def _listening(port: int) -> bool:
@@ -340,6 +347,33 @@ def test_server_restart_reconnects_and_records_one_gap(clip, procs, sources):
     seqs = [f.seq for f in after]
     assert fresh and seqs == sorted(set(seqs)), seqs  # in order, none repeated
     assert frame_index(fresh[0].bgr) < FPS * 2
+
+
+def test_rtsp_server_restart_reconnects_over_tcp_and_records_one_gap(clip, procs, sources):
+    """The RTSP server itself killed mid-stream and started again on the same port: the source
+    reports ``reconnecting``, comes back ``online`` by itself, records one gap, reuses no seq."""
+    port = free_port()
+    server = rtsp_server(procs, clip, port)
+    src = LiveSource(
+        "cam1", f"rtsp://127.0.0.1:{port}/cam1", transport="tcp", backoff=(0.1, 0.5),
+        open_timeout_s=5, read_timeout_s=2.0, stall_s=3.0,
+    )  # fmt: skip
+    sources.append(src.start())
+    assert wait_for(lambda: src.state == "online", 12), src.stats()
+    before = drain(src, 1.0)
+    assert before
+    killed_at = time.time()
+    procs.kill(server)
+    assert wait_for(lambda: src.state == "reconnecting", 6), src.stats()
+    rtsp_server(procs, clip, port)
+    assert wait_for(lambda: src.state == "online", 15), src.stats()
+    after = drain(src, 1.0)
+    s = src.stats()
+    assert s["gaps_total"] == 1 and s["reconnects"] >= 1 and s["gap_open_since"] is None, s
+    start, length = s["gaps"][0]
+    assert killed_at - 0.5 < start < killed_at + 2.5 and length > 0
+    seqs = [f.seq for f in before + after]
+    assert after and seqs == sorted(set(seqs)), seqs  # in order, none repeated or reused
 
 
 def test_stalled_stream_reported_then_resumes(clip, procs, sources):
