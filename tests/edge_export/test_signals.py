@@ -50,6 +50,7 @@ class Broker:
     port: int
     password_file: Path | None = None
     persistence: bool = False
+    tls: dict[str, Path] | None = None  # cafile, certfile, keyfile: TLS only, client certs required
     proc: subprocess.Popen | None = None
 
     @property
@@ -63,6 +64,9 @@ class Broker:
             lines += ["allow_anonymous false", f"password_file {self.password_file}"]
         else:
             lines.append("allow_anonymous true")
+        if self.tls:
+            lines += [f"{k} {v}" for k, v in self.tls.items()]
+            lines += ["require_certificate true", "tls_version tlsv1.2"]
         if self.persistence:  # sessions and queued messages survive a SIGTERM restart
             lines += ["persistence true", f"persistence_location {self.root}/"]
         conf = self.root / "mosquitto.conf"
@@ -108,8 +112,9 @@ class Subscriber:
     """A paho subscriber (QoS 1) collecting ``(topic, payload, qos, retain)``; reconnects itself."""
 
     def __init__(
-        self, port: int, topic: str, *, client_id: str = "", clean: bool = True, auth=None
-    ):
+        self, port: int, topic: str, *, client_id: str = "", clean: bool = True, auth=None,
+        tls: dict[str, Path] | None = None,
+    ):  # fmt: skip
         self.messages: list[tuple[str, dict, int, bool]] = []
         self._cond = threading.Condition()
         self.client = mqtt.Client(
@@ -117,6 +122,8 @@ class Subscriber:
         )
         if auth:
             self.client.username_pw_set(*auth)
+        if tls:
+            self.client.tls_set(ca_certs=tls["ca"], certfile=tls["cert"], keyfile=tls["key"])
         # a resumed session keeps its subscription (re-subscribing would resend the retained one)
         self.client.on_connect = lambda c, u, flags, *_: (
             flags.session_present or c.subscribe(topic, qos=1)
@@ -372,6 +379,93 @@ def test_credentials_come_from_env_and_are_not_logged(broker, tmp_path, monkeypa
         + str(refused.stats())
     )
     assert secret not in shown and "MQTT" in caplog.text  # paho's own log went through ours
+
+
+def _pki(root: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (cryptography)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    root.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+
+    def cert(name, key, issuer, issuer_key, *, ca=False, san=None):
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    def write(name, key, crt) -> tuple[Path, Path]:
+        k, c = root / f"{name}.key", root / f"{name}.crt"
+        k.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
+        k.chmod(0o600)
+        c.write_bytes(crt.public_bytes(serialization.Encoding.PEM))
+        return k, c
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lensline test CA")])
+    ca = cert("lensline test CA", ca_key, ca_name, ca_key, ca=True)
+    _, ca_crt = write("ca", ca_key, ca)
+    srv_key = ec.generate_private_key(ec.SECP256R1())
+    san = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    srv_k, srv_c = write("server", srv_key, cert("127.0.0.1", srv_key, ca_name, ca_key, san=san))
+    cli_key = ec.generate_private_key(ec.SECP256R1())
+    cli_k, cli_c = write("client", cli_key, cert("box-b1", cli_key, ca_name, ca_key))
+    return {"ca": ca_crt, "server_cert": srv_c, "server_key": srv_k, "cert": cli_c, "key": cli_k}
+
+
+def test_tls_with_a_client_certificate_from_the_environment(broker, tmp_path, monkeypatch):
+    """``mqtts://`` to a broker that requires client certificates: CA, certificate and key come
+    from LENSLINE_MQTT_CA / _CERT / _KEY; without the CA the broker's certificate is not trusted,
+    which is an outage counted (inspection never blocks), not a crash."""
+    pki = _pki(tmp_path / "pki")
+    b = broker(
+        tls={"cafile": pki["ca"], "certfile": pki["server_cert"], "keyfile": pki["server_key"]}
+    )
+    url = f"mqtts://127.0.0.1:{b.port}"
+    monkeypatch.setenv("LENSLINE_MQTT_CA", str(pki["ca"]))
+    monkeypatch.setenv("LENSLINE_MQTT_CERT", str(pki["cert"]))
+    monkeypatch.setenv("LENSLINE_MQTT_KEY", str(pki["key"]))
+    signals = MqttSignals(fast(url), box="b1", cameras=["cam1"])
+    monkeypatch.delenv("LENSLINE_MQTT_CA")
+    monkeypatch.delenv("LENSLINE_MQTT_CERT")
+    monkeypatch.delenv("LENSLINE_MQTT_KEY")
+    untrusted = MqttSignals(fast(url), box="b2", cameras=["cam1"])  # system CAs only
+    sub = Subscriber(b.port, "plant/line1/cam1/alarm", tls=pki)
+    try:
+        signals.alarm("cam1", ALARM)
+        got = sub.wait(lambda m: len(m) >= 1)[0]
+        assert got[1]["box"] == "b1" and got[1]["state"] == "raised" and got[2] == 1
+        started = time.monotonic()
+        untrusted.alarm("cam1", ALARM)  # buffered, never blocking
+        assert time.monotonic() - started < 0.1
+        wait_until(lambda: untrusted.stats()["outages"] >= 1)
+        assert not untrusted.stats()["connected"] and untrusted.stats()["buffered"] >= 1
+        assert signals.stats()["connected"]
+    finally:
+        sub.close()
+        signals.close()
+        untrusted.close()
 
 
 # -- OPC UA -------------------------------------------------------------------------------------
