@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from data_quality.contract import FRAMES, KEYS, VIDEOS, conform
+from data_quality.fleet import HEARTBEAT_COLUMNS, LINE_DRIFT_COLUMNS, STATE_COLUMNS
 from data_quality.label_merge import LABELS_SCHEMA
 from training.registry import EVENT_SCHEMA, MODEL_SCHEMA
 
@@ -248,6 +249,40 @@ _ALL = [
         ("seq",), "lensline deploy",
         "Append-only history of what runs where (box or camera, champion or shadow); "
         "lake.deployments publishes it per box as deployments/<box>.json.",
+    ),
+    TableSchema(
+        "fleet_heartbeats", HEARTBEAT_COLUMNS, ("box", "camera", "at"), "edge_fleet",
+        "Every box's heartbeats, one row per camera and beat (landing/telemetry/<box>/*.jsonl).",
+    ),
+    TableSchema(
+        "fleet_state", STATE_COLUMNS, ("box", "camera"), "edge_fleet",
+        "What runs on each box and camera now: versions, health, last seen, on its deployment.",
+    ),
+    TableSchema(
+        "line_drift", LINE_DRIFT_COLUMNS, ("camera", "window_end", "statistic"), "line_drift",
+        "Drift of each camera's recent heartbeats against its drift reference (drift_report's "
+        "data tests that apply to frame statistics); appended per window.",
+    ),
+    TableSchema(
+        "line_configs",
+        {"line": pl.String(), "version": pl.Int64(), "sha256": pl.String(), "yaml": pl.String(),
+         "config": pl.String(), "applied_at": UTC_US, "applied_by": pl.String(),
+         "source": pl.String()},
+        ("line", "version"), "lensline line apply",
+        "Append-only, one row per applied version of a line's configuration (lake.line_config); "
+        "published per box as lines/<box>.json.",
+    ),
+    TableSchema(
+        "capture_requests",
+        {"seq": pl.Int64(), "request_id": pl.String(), "camera": pl.String(),
+         "reason": pl.String(), "policy": pl.String(), "margin": pl.Float64(),
+         "every_n": pl.Int64(), "before_s": pl.Float64(), "after_s": pl.Float64(),
+         "per_hour": pl.Int64(), "max_bytes": pl.Int64(), "expires_at": UTC_US,
+         "created_at": UTC_US, "created_by": pl.String(), "status": pl.String()},
+        ("request_id",), "capture_requests", "What the boxes send back (camera, policy, "
+        "budget, expiry); lake.capture_requests publishes the active ones as "
+        "capture_requests.json.",
+        appenders=("lensline capture",),
     ),
 ]  # fmt: skip
 

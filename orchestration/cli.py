@@ -358,6 +358,10 @@ def main(argv: list[str] | None = None, *, defs: dg.Definitions | None = None) -
 
     add_init_parser(sub)  # lensline init --profile embedded|production
 
+    from orchestration.cli_line import add_line_parser
+
+    add_line_parser(sub)  # lensline line validate|apply|show
+
     args = parser.parse_args(argv)
     args.defs = defs
     return args.func(args)

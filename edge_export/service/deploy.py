@@ -52,6 +52,7 @@ __all__ = [
     "DocumentError",
     "read_document",
     "sign_document",
+    "verified_payload",
 ]
 
 FORMAT = "lensline.deployments/1"
@@ -64,9 +65,13 @@ class DocumentError(ValueError):
 
 
 # ---- the document -----------------------------------------------------------------------------
-def sign_document(payload: Mapping[str, Any], signing_key: bytes | None) -> bytes:
+def sign_document(
+    payload: Mapping[str, Any], signing_key: bytes | None, *, format: str = FORMAT
+) -> bytes:
     """The published document of ``payload``: signed with ``signing_key`` (Ed25519 PEM) or, when
-    ``None``, marked unsigned. Deterministic: the same payload and key give the same bytes."""
+    ``None``, marked unsigned. Deterministic: the same payload and key give the same bytes.
+    ``format`` names the document kind (other signed documents, e.g. a line's configuration per
+    box, use the same signature with their own format)."""
     if signing_key is None:
         signature: dict[str, Any] = {
             "algorithm": "none",
@@ -86,7 +91,7 @@ def sign_document(payload: Mapping[str, Any], signing_key: bytes | None) -> byte
             ).decode(),
             "value": base64.b64encode(key.sign(json_bytes(payload))).decode(),
         }
-    return json_bytes({"format": FORMAT, "payload": dict(payload), "signature": signature})
+    return json_bytes({"format": format, "payload": dict(payload), "signature": signature})
 
 
 def read_document(data: bytes, *, trusted: TrustedKey | None, where: str = "document") -> dict:
@@ -95,6 +100,26 @@ def read_document(data: bytes, *, trusted: TrustedKey | None, where: str = "docu
     With ``trusted`` the document must be signed by that key (unsigned is refused); without,
     an unsigned document is accepted and a signed one must still carry a valid signature.
     """
+    payload = verified_payload(data, trusted=trusted, where=where)
+    cameras = payload.get("cameras")
+    if not isinstance(cameras, dict) or not isinstance(payload.get("seq"), int):
+        raise DocumentError(f"{where}: payload needs 'seq' (int) and 'cameras' (object)")
+    for camera, roles in cameras.items():
+        if not isinstance(roles, dict) or not set(roles) <= set(ROLES):
+            raise DocumentError(f"{where}: cameras.{camera} must map champion/shadow to entries")
+        for role, entry in roles.items():
+            if not isinstance(entry, dict) or not all(
+                isinstance(entry.get(k), str) for k in ("model_version", "bundle_sha256")
+            ):
+                raise DocumentError(f"{where}: cameras.{camera}.{role} lacks a model or sha256")
+    return payload
+
+
+def verified_payload(
+    data: bytes, *, trusted: TrustedKey | None, where: str = "document", format: str = FORMAT
+) -> dict:
+    """The payload of a signed document of kind ``format`` once its signature checks out (the
+    rules of :func:`read_document`); :class:`DocumentError` naming the problem."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -103,9 +128,9 @@ def read_document(data: bytes, *, trusted: TrustedKey | None, where: str = "docu
         doc = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DocumentError(f"{where} is not JSON ({e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") != format:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise DocumentError(f"{where}: unknown format {found!r} (this box reads {FORMAT})")
+        raise DocumentError(f"{where}: unknown format {found!r} (this box reads {format})")
     payload, info = doc.get("payload"), doc.get("signature")
     if not isinstance(payload, dict) or not isinstance(info, dict):
         raise DocumentError(f"{where}: no payload or signature object")
@@ -137,17 +162,6 @@ def read_document(data: bytes, *, trusted: TrustedKey | None, where: str = "docu
             )
     else:
         raise DocumentError(f"{where}: unknown signature algorithm {algorithm!r}")
-    cameras = payload.get("cameras")
-    if not isinstance(cameras, dict) or not isinstance(payload.get("seq"), int):
-        raise DocumentError(f"{where}: payload needs 'seq' (int) and 'cameras' (object)")
-    for camera, roles in cameras.items():
-        if not isinstance(roles, dict) or not set(roles) <= set(ROLES):
-            raise DocumentError(f"{where}: cameras.{camera} must map champion/shadow to entries")
-        for role, entry in roles.items():
-            if not isinstance(entry, dict) or not all(
-                isinstance(entry.get(k), str) for k in ("model_version", "bundle_sha256")
-            ):
-                raise DocumentError(f"{where}: cameras.{camera}.{role} lacks a model or sha256")
     return payload
 
 
@@ -223,6 +237,11 @@ class DesiredStateWatcher:
     @property
     def document_uri(self) -> str:
         return _join(self.source, "deployments", f"{self.box}.json")
+
+    def read(self, *parts: str) -> bytes:
+        """The bytes of ``<source>/<parts...>`` (local or S3; FileNotFoundError when absent):
+        other documents published beside the desired state, e.g. ``capture_requests.json``."""
+        return self._read(_join(self.source, *parts))
 
     def poll(self) -> Change | None:
         """A :class:`Change` when the published desired state differs from the one in force (or
