@@ -58,6 +58,7 @@ class Model:
         runtime_target = "openvino" if target == "openvino_int8" else target
         self.predictor = Predictor(bundle.model_path(target), runtime_target, threads=threads)
         self.classes = np.asarray(bundle.classes, dtype=object)
+        self.last_margins: np.ndarray = np.zeros(0, np.float32)  # of the latest predict() call
 
     def predict(self, images: np.ndarray) -> tuple[list[str], np.ndarray]:
         """RGB uint8 (N, S, S, 3) from ``spec.image`` -> top-1 labels, float32 confidences (N,)."""
@@ -69,6 +70,10 @@ class Model:
                 f"{len(self.classes)} ({', '.join(self.classes)})",
             )
         top = probs.argmax(axis=1)
+        # top-1 minus top-2 probability of this call's images (capture requests' `uncertain`
+        # policy reads it right after the call, on the same thread; 1.0 with one class)
+        ranked = np.sort(probs, axis=1)
+        self.last_margins = ranked[:, -1] - (ranked[:, -2] if probs.shape[1] > 1 else 0.0)
         return list(self.classes[top]), probs[np.arange(len(top)), top]
 
 
