@@ -52,6 +52,7 @@ __all__ = [
     "RulesError",
     "frame_quality",
     "known_ok",
+    "quality_of",
 ]
 
 FORMAT = "lensline.postprocess/2"
@@ -298,7 +299,12 @@ def frame_quality(bgr: np.ndarray, rules: AlarmRules) -> str:
     bgr
         The decoded frame before any crop: shape (H, W, 3), uint8, BGR (or (H, W) grey).
     """
-    stats = frame_stats(bgr)
+    return quality_of(frame_stats(bgr), rules)
+
+
+def quality_of(stats: dict[str, float], rules: AlarmRules) -> str:
+    """:func:`frame_quality` from a frame's :func:`edge_export.quality.frame_stats` already
+    measured (the edge service keeps them for its telemetry)."""
     if stats["brightness"] < rules.min_brightness:
         return "dark"
     if rules.min_sharpness > 0 and stats["sharpness"] < rules.min_sharpness:

@@ -194,6 +194,42 @@ def shadow_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
     )
 
 
+FLEET_RECHECK_S = 60.0
+"""With no new heartbeat segment, ``fleet_sensor`` still re-runs ``edge_fleet`` this often, so
+that a box that went silent fails ``fleet_reporting`` without anything new arriving."""
+
+
+@dg.sensor(
+    target=dg.AssetSelection.assets("edge_fleet", "line_drift"),
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Boxes' heartbeat segments (landing/telemetry/<box>/*.jsonl) refresh edge_fleet "
+    "and line_drift; every minute without new ones, edge_fleet re-checks for silent boxes.",
+)
+def fleet_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
+    """New heartbeat segments in landing/telemetry (or a minute without any, once boxes have
+    reported) request edge_fleet and line_drift."""
+    import time
+
+    files = storage.list_files("landing", "telemetry", suffixes=(".jsonl",))
+    stamps = {f.key: f"{f.size}:{f.mtime:.0f}" for f in files}
+    before = json.loads(context.cursor) if context.cursor else {}
+    now = time.time()
+    if not stamps:
+        return dg.SkipReason(f"no heartbeat segments under {storage.uri('landing', 'telemetry')}")
+    new = sorted(set(stamps.items()) - set(before.get("stamps", {}).items()))
+    if not new and now - before.get("at", 0.0) < FLEET_RECHECK_S:
+        return dg.SkipReason("no new heartbeat segments")
+    digest = hashlib.sha256(json.dumps([stamps, now]).encode()).hexdigest()[:16]
+    reason = f"heartbeats: {', '.join(k for k, _ in new)}" if new else "silence re-check"
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(run_key=f"fleet:{digest}", tags={"lensline/reason": reason[:250]})
+        ],
+        cursor=json.dumps({"stamps": stamps, "at": now}, sort_keys=True),
+    )
+
+
 retrain_schedule = dg.ScheduleDefinition(
     name="nightly_retrain",
     target=DOWNSTREAM_OF_LABELS,

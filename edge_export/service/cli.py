@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build", "main", "publish_capture", "publish_file", "publish_segment"]
+__all__ = [
+    "build",
+    "main",
+    "publish_capture",
+    "publish_file",
+    "publish_segment",
+    "publish_telemetry",
+]
 
 ENV_TRUSTED = "LENSLINE_TRUSTED_KEY"
 
@@ -47,6 +54,12 @@ def publish_segment(root: str, box: str, local: Path) -> str:
     """A closed shadow segment into the lake's ``landing/shadow/<box>/``, where
     ``shadow_sensor`` picks it up."""
     return publish_file(root, f"landing/shadow/{box}/{local.name}", local)
+
+
+def publish_telemetry(root: str, box: str, local: Path) -> str:
+    """A closed heartbeat segment into the lake's ``landing/telemetry/<box>/``, where
+    ``fleet_sensor`` picks it up (:mod:`edge_export.service.telemetry`)."""
+    return publish_file(root, f"landing/telemetry/{box}/{local.name}", local)
 
 
 def publish_capture(root: str, box: str, video: Path, sidecar: Path) -> str:
@@ -133,6 +146,9 @@ def build(config: Any):
         signals=signals,
         publish=lambda path: _publish(config, path),
         publish_capture=lambda video, sidecar: _publish_capture(config, video, sidecar),
+        publish_telemetry=(lambda path: _publish_telemetry(config, path))
+        if config.telemetry_publish
+        else None,
         log=_err,
     )
 
@@ -142,6 +158,13 @@ def _publish_capture(config: Any, video: Path, sidecar: Path) -> None:
         _err(f"shadow capture -> {publish_capture(config.deployments, config.box, video, sidecar)}")
     except (OSError, ValueError) as e:
         _err(f"shadow capture {video} not published: {e}")
+
+
+def _publish_telemetry(config: Any, path: Path) -> None:
+    try:
+        publish_telemetry(config.deployments, config.box, path)
+    except (OSError, ValueError) as e:  # the line keeps running; the segment stays local
+        _err(f"telemetry segment {path} not published: {e}")
 
 
 def _publish(config: Any, path: Path) -> None:

@@ -69,6 +69,8 @@ class ServiceConfig:
     stall_s: float = 5.0
     shadow_disagreements_per_hour: int = 120
     signals: dict[str, Any] = field(default_factory=dict)  # mqtt:, opcua: as written (validated)
+    telemetry_segment_s: float = 30.0  # telemetry: segment_s (heartbeat segments' length)
+    telemetry_publish: bool = True  # telemetry: publish (closed segments to landing/telemetry)
 
     @property
     def cache(self) -> Path:
@@ -78,6 +80,7 @@ class ServiceConfig:
 _TOP = {
     "box", "deployments", "cameras", "out", "target", "trusted_key", "poll_s", "heartbeat_s",
     "segment_s", "batch", "queue", "stall_s", "shadow_disagreements_per_hour", "mqtt", "opcua",
+    "telemetry",
 }  # fmt: skip
 _CAMERA = {"id", "source", "transport", "fps", "every", "loop"}
 
@@ -174,6 +177,7 @@ def parse(data: Any, *, path: str = "<config>") -> ServiceConfig:
     if trusted is not None and not isinstance(trusted, str):
         problems.append(f"trusted_key: must be a path to a public key, got {trusted!r}")
     signals = _signals(data, problems)
+    telemetry = _telemetry(data.get("telemetry"), problems)
     if problems:
         raise ConfigError(path, problems)
     return ServiceConfig(
@@ -184,8 +188,30 @@ def parse(data: Any, *, path: str = "<config>") -> ServiceConfig:
         target=target,
         trusted_key=trusted,
         signals=signals,
+        **telemetry,
         **{k: v for k, v in numbers.items() if v is not None},
     )
+
+
+def _telemetry(section: Any, problems: list[str]) -> dict[str, Any]:
+    """``telemetry: {segment_s: 30, publish: true}`` (both optional) as ServiceConfig fields."""
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        problems.append("telemetry: must be a mapping (segment_s:, publish:)")
+        return {}
+    problems += [f"telemetry.{k}: unknown key (known: publish, segment_s)"
+                 for k in section if k not in ("publish", "segment_s")]  # fmt: skip
+    out: dict[str, Any] = {}
+    seg = _number(section, "segment_s", "telemetry.", problems, minimum=0.1)
+    if seg is not None:
+        out["telemetry_segment_s"] = seg
+    if "publish" in section:
+        if not isinstance(section["publish"], bool):
+            problems.append(f"telemetry.publish: must be true or false, got {section['publish']!r}")
+        else:
+            out["telemetry_publish"] = section["publish"]
+    return out
 
 
 def _signals(data: dict, problems: list[str]) -> dict[str, Any]:

@@ -35,10 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_export.postprocess import AlarmStateMachine, frame_quality
+from edge_export.postprocess import AlarmStateMachine, quality_of
+from edge_export.quality import frame_stats
 from edge_export.service.capture import DisagreementCapture
 from edge_export.service.config import ServiceConfig
 from edge_export.service.segments import Segments
+from edge_export.service.telemetry import FrameStatsWindow, heartbeat_fields
 
 __all__ = ["Deployed", "Service"]
 
@@ -90,6 +92,9 @@ class CameraRun:
     last_label: str | None = None
     last_confidence: float | None = None
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=512))
+    window: FrameStatsWindow = field(default_factory=FrameStatsWindow)  # since the last beat
+    shadow_frames: int = 0  # shadow-scored frames since the last beat
+    shadow_agree: int = 0  # of those, where the shadow's label equals the champion's
 
 
 class Service:
@@ -106,6 +111,7 @@ class Service:
         signals: Any | None = None,
         publish: Callable[[Path], None] | None = None,
         publish_capture: Callable[[Path, Path], None] | None = None,
+        publish_telemetry: Callable[[Path], None] | None = None,
         clock: Callable[[], float] = time.time,
         log: Callable[[str], None] = print,
     ):
@@ -120,6 +126,10 @@ class Service:
         self.capture = DisagreementCapture(
             config.out / "captures", config.box,
             per_hour=config.shadow_disagreements_per_hour, on_close=publish_capture, clock=clock,
+        )  # fmt: skip
+        self.telemetry = Segments(  # heartbeats (edge_export.service.telemetry)
+            config.out / "telemetry", config.telemetry_segment_s, on_close=publish_telemetry,
+            clock=clock,
         )  # fmt: skip
         self.stop_event = threading.Event()
         self.swaps: list[dict[str, Any]] = []
@@ -265,6 +275,16 @@ class Service:
                 )
             for i, f in enumerate(batch.frames):
                 self._emit(f, deployed, labels[i], float(confs[i]), shadow_out, i, prepared[i][2])
+            self._observe(batch.frames, prepared, labels, shadow_out)
+
+    def _observe(self, frames: list[Any], prepared: list[tuple], labels, shadow_out) -> None:
+        """Telemetry of a scored batch: frame statistics and shadow agreement per camera."""
+        for i, f in enumerate(frames):
+            run = self.cameras[f.camera_id]
+            run.window.add(prepared[i][3])
+            if shadow_out is not None:
+                run.shadow_frames += 1
+                run.shadow_agree += int(shadow_out[0][i] == labels[i])
 
     def score(self, frames: list[Any]) -> None:
         """Prepare and score one batch now (no pipelining; tests and single passes)."""
@@ -316,7 +336,9 @@ class Service:
 
     # -- health ----------------------------------------------------------------------------
     def heartbeat(self) -> dict[str, Any]:
-        """One heartbeat per camera (fps, latency, drops, stream state and gaps, alarms)."""
+        """One heartbeat per camera (fps, latency, drops, stream state and gaps, alarms, models,
+        shadow agreement, frame statistics: :mod:`edge_export.service.telemetry`), written to
+        the telemetry segment and sent to the plant signals."""
         beats = {}
         for camera in self.config.cameras:
             run = self.cameras.get(camera.id)
@@ -327,9 +349,14 @@ class Service:
                 "box": self.config.box,
                 "camera": camera.id,
                 "at": self.clock(),
-                "models": dict(zip(("champion", "shadow"), deployed.versions, strict=True))
-                if deployed
-                else {},
+                **heartbeat_fields(
+                    deployed,
+                    stats,
+                    shadow_frames=run.shadow_frames if run else 0,
+                    shadow_agree=run.shadow_agree if run else 0,
+                ),
+                "heartbeat_s": self.config.heartbeat_s,
+                "segment_s": self.config.telemetry_segment_s,
                 "frames": run.frames if run else 0,
                 "fps": self._fps(camera.id, run.frames if run else 0),
                 "alarms": run.alarms if run else 0,
@@ -339,7 +366,11 @@ class Service:
                 "refused": self.refusals[-3:],
                 "shadow_captures": self.capture.stats(),
                 "signals": self.signals.stats() if self.signals is not None else {},
+                "frame_stats": (run.window if run else FrameStatsWindow()).take(),
             }
+            if run is not None:
+                run.shadow_frames = run.shadow_agree = 0
+            self.telemetry.write(camera.id, beats[camera.id])
             if self.signals is not None:
                 self.signals.heartbeat(camera.id, beats[camera.id])
         return beats
@@ -376,6 +407,7 @@ class Service:
             self._next_heartbeat = now + self.config.heartbeat_s
             self.heartbeat()
             self.results.flush()
+            self.telemetry.flush()
         return len(frames)
 
     def run(self) -> int:
@@ -399,8 +431,9 @@ class Service:
             self.results.close()
             self.shadow.close()
             self.capture.close()
+            self.heartbeat()  # the last beat: to the telemetry segment (and the plant)
+            self.telemetry.close()
             if self.signals is not None:
-                self.heartbeat()
                 self.signals.close()
         return 0
 
@@ -419,8 +452,11 @@ class Service:
         signal.signal(signal.SIGINT, stop)
 
 
-def _prepare(deployed: Deployed, f: Any) -> tuple[np.ndarray, np.ndarray | None, str | None]:
-    """One frame's champion input, shadow input (None without a shadow) and quality."""
+def _prepare(
+    deployed: Deployed, f: Any
+) -> tuple[np.ndarray, np.ndarray | None, str | None, dict[str, float]]:
+    """One frame's champion input, shadow input (None without a shadow), quality and
+    :func:`edge_export.quality.frame_stats`."""
     spec = deployed.champion.bundle.preprocess
     img = spec.image(spec.source(f.bgr), f.camera_id)
     other = None
@@ -428,5 +464,6 @@ def _prepare(deployed: Deployed, f: Any) -> tuple[np.ndarray, np.ndarray | None,
         sspec = deployed.shadow.bundle.preprocess
         other = img if sspec == spec else sspec.image(sspec.source(f.bgr), f.camera_id)
     rules = deployed.champion.bundle.postprocess
-    quality = frame_quality(f.bgr, rules) if rules.ignore_quality else None
-    return img, other, quality
+    stats = frame_stats(f.bgr)  # for the alarm rules and the telemetry (same statistic as drift)
+    quality = quality_of(stats, rules) if rules.ignore_quality else None
+    return img, other, quality, stats
