@@ -8,6 +8,7 @@ from assets.deployments import deployments
 from assets.drift import drift_reference, drift_report, fiftyone_queues
 from assets.export import export_assets, tensorrt_engine
 from assets.features import frame_embeddings
+from assets.fleet import edge_fleet, line_drift
 from assets.ingest import raw_video_and_frames
 from assets.labels import label_consensus, label_reviews, labels
 from assets.models import model_evaluation, trained_model
@@ -19,6 +20,7 @@ from orchestration.executors import lensline_executor
 from orchestration.jobs import ingest_job
 from orchestration.sensors import (
     fiftyone_review_sensor,
+    fleet_sensor,
     new_labels_sensor,
     new_video_sensor,
     retrain_schedule,
@@ -55,6 +57,8 @@ def build_defs(**export_targets) -> dg.Definitions:
                 drift_reference,
                 drift_report,
                 fiftyone_queues,
+                edge_fleet,
+                line_drift,
             ]
         ),
         jobs=[ingest_job],
@@ -64,6 +68,7 @@ def build_defs(**export_targets) -> dg.Definitions:
             new_labels_sensor,
             fiftyone_review_sensor,
             shadow_sensor,
+            fleet_sensor,
             automation_sensor,
         ],
         schedules=[retrain_schedule],
