@@ -5,6 +5,7 @@ edge_fleet turn them into fleet_state."""
 from __future__ import annotations
 
 import json
+import time
 
 import dagster as dg
 
@@ -68,3 +69,14 @@ def test_heartbeats_land_as_segments_and_become_the_fleet_state(lake, keys, home
         "box", "camera", "champion_version", "shadow_version", "on_desired"
     ).rows() == [("b1", "cam1", "m-001", "m-002", True)]
     assert storage.read_table("fleet_heartbeats").height == len(beats)
+    # the box is gone: fleet_reporting fails once its last beat is more than 3 beats old
+    # (after the segment's wait on the box), i.e. 3 * 0.3 + 0.6 = 1.5 s after the last beat
+    last = max(x["at"] for x in beats)
+    while True:
+        result = dg.materialize([edge_fleet], resources={"storage": storage})
+        check = {c.check_name: c for c in result.get_asset_check_evaluations()}["fleet_reporting"]
+        if not check.passed:
+            break
+        assert time.time() - last < 10, "a silent box never failed fleet_reporting"
+    assert "b1/cam1: silent for" in check.description
+    assert time.time() - last >= 1.5  # not before its time either
