@@ -47,12 +47,16 @@ __all__ = [
     "cancel",
     "document",
     "effective_status",
+    "from_drift",
     "history",
+    "parse_duration",
     "publish",
     "request",
+    "sent",
 ]
 
 TABLE = "capture_requests"
+DRIFT_REASON = "drift"  # the reason of the requests a detected drift makes
 POLICIES = ("uncertain", "shadow_disagree", "random", "alarm_clip")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -207,6 +211,81 @@ def publish(
     if changed:
         storage.write_bytes(uri, data)
     return Published(uri, changed, signing_key is not None, len(payload["requests"]))
+
+
+def from_drift(
+    storage: LensStorage,
+    *,
+    margin: float,
+    per_hour: int,
+    max_bytes: int,
+    expires_in: timedelta,
+    created_by: str,
+    now: datetime | None = None,
+) -> list[CaptureRequest]:
+    """One ``uncertain`` request (reason ``drift``) per camera whose drift was detected, in
+    landed video (``drift``: ``drifted``) or in its heartbeats (``line_drift``: ``detected``),
+    since its latest drift request was made, unless one is still active: a drift already
+    answered asks for nothing more. The requests created."""
+    import polars as pl
+
+    now = now or _now()
+    found = []
+    for table, camera, flag in (("drift", "camera_id", "drifted"),
+                                ("line_drift", "camera", "detected")):  # fmt: skip
+        df = storage.read_table(table, columns=[camera, flag, "computed_at"])
+        if df is not None:
+            found.append(
+                df.filter(pl.col(flag).fill_null(False)).select(
+                    pl.col(camera).alias("camera"), "computed_at"
+                )
+            )
+    if not found:
+        return []
+    latest = pl.concat(found).group_by("camera").agg(pl.col("computed_at").max()).sort("camera")
+    asked: dict[str, datetime] = {}
+    for r in _rows(storage):
+        if r.reason == DRIFT_REASON and r.policy == "uncertain":
+            asked[r.camera] = max(asked.get(r.camera, r.created_at), r.created_at)
+    created: list[CaptureRequest] = []
+    for camera, detected_at in latest.iter_rows():
+        if camera in asked and detected_at is not None and detected_at <= asked[camera]:
+            continue
+        row, new = request(
+            storage, camera=camera, policy="uncertain", margin=margin, per_hour=per_hour,
+            max_bytes=max_bytes, expires_in=expires_in, reason=DRIFT_REASON,
+            created_by=created_by, now=now,
+        )  # fmt: skip
+        if new:
+            created.append(row)
+    return created
+
+
+def sent(storage: LensStorage) -> dict[str, dict[str, int]]:
+    """What the boxes report they sent, per request: ``frames, clips, bytes, skipped_budget,
+    boxes`` (each box's latest report, i.e. the sidecars ``landing/captures/<box>/<camera>/
+    req-*.json`` of its closed capture videos, summed over the boxes)."""
+    import json
+
+    latest: dict[tuple[str, str], tuple[float, dict[str, int]]] = {}
+    for f in storage.list_files("landing", "captures", suffixes=(".json",)):
+        if not f.key.rsplit("/", 1)[-1].startswith("req-"):
+            continue
+        try:
+            doc = json.loads(storage.read_bytes(f.uri))
+            key, at, totals = (doc["request_id"], doc["box"]), float(doc["closed_at"]), doc["sent"]
+        except (ValueError, KeyError, TypeError):
+            continue  # not a capture report (or a half-written one): left to the next look
+        if key not in latest or at > latest[key][0]:
+            latest[key] = (at, totals)
+    out: dict[str, dict[str, int]] = {}
+    for (rid, _box), (_, totals) in latest.items():
+        row = out.setdefault(rid, {"frames": 0, "clips": 0, "bytes": 0, "skipped_budget": 0,
+                                   "boxes": 0})  # fmt: skip
+        for k in ("frames", "clips", "bytes", "skipped_budget"):
+            row[k] += int(totals.get(k, 0))
+        row["boxes"] += 1
+    return out
 
 
 def parse_duration(text: str) -> timedelta:

@@ -362,6 +362,10 @@ def main(argv: list[str] | None = None, *, defs: dg.Definitions | None = None) -
 
     add_line_parser(sub)  # lensline line validate|apply|show
 
+    from orchestration.cli_capture import add_capture_parser
+
+    add_capture_parser(sub)  # lensline capture request|list|cancel
+
     args = parser.parse_args(argv)
     args.defs = defs
     return args.func(args)

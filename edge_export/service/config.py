@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_export.service.requests import CaptureSettings, parse_settings
+
 __all__ = ["CameraConfig", "ConfigError", "ServiceConfig", "load", "parse"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -71,6 +73,7 @@ class ServiceConfig:
     signals: dict[str, Any] = field(default_factory=dict)  # mqtt:, opcua: as written (validated)
     telemetry_segment_s: float = 30.0  # telemetry: segment_s (heartbeat segments' length)
     telemetry_publish: bool = True  # telemetry: publish (closed segments to landing/telemetry)
+    capture_requests: CaptureSettings = field(default_factory=CaptureSettings)  # data on demand
 
     @property
     def cache(self) -> Path:
@@ -80,7 +83,7 @@ class ServiceConfig:
 _TOP = {
     "box", "deployments", "cameras", "out", "target", "trusted_key", "poll_s", "heartbeat_s",
     "segment_s", "batch", "queue", "stall_s", "shadow_disagreements_per_hour", "mqtt", "opcua",
-    "telemetry",
+    "telemetry", "capture_requests",
 }  # fmt: skip
 _CAMERA = {"id", "source", "transport", "fps", "every", "loop"}
 
@@ -178,6 +181,7 @@ def parse(data: Any, *, path: str = "<config>") -> ServiceConfig:
         problems.append(f"trusted_key: must be a path to a public key, got {trusted!r}")
     signals = _signals(data, problems)
     telemetry = _telemetry(data.get("telemetry"), problems)
+    capture = parse_settings(data.get("capture_requests"), problems)
     if problems:
         raise ConfigError(path, problems)
     return ServiceConfig(
@@ -189,6 +193,7 @@ def parse(data: Any, *, path: str = "<config>") -> ServiceConfig:
         trusted_key=trusted,
         signals=signals,
         **telemetry,
+        capture_requests=capture,
         **{k: v for k, v in numbers.items() if v is not None},
     )
 

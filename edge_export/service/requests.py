@@ -306,6 +306,7 @@ class CaptureEngine:
         self._pending: list[Request] | None = None
         self._lock = threading.Lock()
         self._saved = self._load()
+        self._next_poll = 0.0  # time.monotonic() of the next read of the document
 
     @classmethod
     def for_service(cls, config: Any, deployments: Any, **kwargs: Any) -> CaptureEngine:
@@ -326,8 +327,9 @@ class CaptureEngine:
     def poll(self) -> None:
         """Read the requests document (on the poller thread); a change applies at the next
         frame. A refusal is logged once and changes nothing."""
-        if self.watcher is None:
+        if self.watcher is None or time.monotonic() < self._next_poll:
             return
+        self._next_poll = time.monotonic() + self.settings.poll_s
         before = len(self.watcher.problems)
         requests = self.watcher.poll()
         for problem in self.watcher.problems[before:]:

@@ -39,6 +39,7 @@ from edge_export.postprocess import AlarmStateMachine, quality_of
 from edge_export.quality import frame_stats
 from edge_export.service.capture import DisagreementCapture
 from edge_export.service.config import ServiceConfig
+from edge_export.service.requests import CaptureEngine
 from edge_export.service.segments import Segments
 from edge_export.service.telemetry import FrameStatsWindow, heartbeat_fields
 
@@ -127,6 +128,9 @@ class Service:
             config.out / "captures", config.box,
             per_hour=config.shadow_disagreements_per_hour, on_close=publish_capture, clock=clock,
         )  # fmt: skip
+        self.requested = CaptureEngine.for_service(  # capture requests (.requests: data on demand)
+            config, watcher, on_close=publish_capture, clock=clock, log=log
+        )
         self.telemetry = Segments(  # heartbeats (edge_export.service.telemetry)
             config.out / "telemetry", config.telemetry_segment_s, on_close=publish_telemetry,
             clock=clock,
@@ -213,6 +217,7 @@ class Service:
     def _poller(self) -> None:
         """Every ``poll_s``: read the desired state and hand a loaded change to the loop."""
         while not self.stop_event.is_set():
+            self.requested.poll()  # capture_requests.json; applied at the next frame
             loaded = self.prepare_change()
             if loaded:
                 with self._pending_lock:
@@ -323,6 +328,7 @@ class Service:
                 keep = ("frame_index", "captured_at", "model_version", "label", "confidence",
                         "shadow_model_version", "shadow_label", "shadow_confidence")  # fmt: skip
                 self.capture.add(f.camera_id, f.bgr, {k: row[k] for k in keep})
+        self.requested.offer(f, row, deployed.champion, i)  # what capture requests keep
         self.results.write(f.camera_id, row)
         if self.signals is not None:
             self.signals.result(f.camera_id, row)  # published when the sink's `results` is on
@@ -431,6 +437,7 @@ class Service:
             self.results.close()
             self.shadow.close()
             self.capture.close()
+            self.requested.close()
             self.heartbeat()  # the last beat: to the telemetry segment (and the plant)
             self.telemetry.close()
             if self.signals is not None:

@@ -230,7 +230,8 @@ def test_a_tampered_request_document_is_refused_and_the_running_requests_keep_go
     doc = _publish(home, key)
     watcher = RequestsWatcher(doc.read_bytes, trusted=load_trusted_key(pub), cameras=["cam1"])
     clock = Clock(datetime.now(UTC).timestamp())
-    engine = CaptureEngine(tmp_path / "cap", "b1", watcher=watcher, clock=clock, log=print)
+    engine = CaptureEngine(tmp_path / "cap", "b1", watcher=watcher, clock=clock, log=print,
+                           settings=CaptureSettings(poll_s=0))  # fmt: skip
     engine.poll()
     assert _offer(engine, 0, clock.t) == 1
     signed = json.loads(doc.read_text())
