@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.bundle import edge_bundle, shadow_comparison
+from assets.capture import capture_requests
 from assets.curation import curated_dataset, fiftyone_dataset, fiftyone_predictions, label_issues
 from assets.deployments import deployments
 from assets.drift import drift_reference, drift_report, fiftyone_queues
@@ -57,6 +58,7 @@ def build_defs(**export_targets) -> dg.Definitions:
                 drift_reference,
                 drift_report,
                 fiftyone_queues,
+                capture_requests,
                 edge_fleet,
                 line_drift,
             ]
