@@ -63,8 +63,9 @@ def publish_telemetry(root: str, box: str, local: Path) -> str:
 
 
 def publish_capture(root: str, box: str, video: Path, sidecar: Path) -> str:
-    """A closed disagreement capture into ``landing/videos/<camera>/`` (ingested like any
-    video) and its sidecar into ``landing/captures/<box>/<camera>/``."""
+    """A closed capture (shadow disagreements, or a capture request's video) into
+    ``landing/videos/<camera>/`` (ingested like any video) and its sidecar into
+    ``landing/captures/<box>/<camera>/``."""
     camera = video.parent.name
     publish_file(root, f"landing/captures/{box}/{camera}/{sidecar.name}", sidecar)
     return publish_file(root, f"landing/videos/{camera}/{video.name}", video)
@@ -155,9 +156,9 @@ def build(config: Any):
 
 def _publish_capture(config: Any, video: Path, sidecar: Path) -> None:
     try:
-        _err(f"shadow capture -> {publish_capture(config.deployments, config.box, video, sidecar)}")
-    except (OSError, ValueError) as e:
-        _err(f"shadow capture {video} not published: {e}")
+        _err(f"capture -> {publish_capture(config.deployments, config.box, video, sidecar)}")
+    except (OSError, ValueError) as e:  # the line keeps running; the capture stays local
+        _err(f"capture {video} not published: {e}")
 
 
 def _publish_telemetry(config: Any, path: Path) -> None:

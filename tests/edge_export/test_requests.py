@@ -275,3 +275,19 @@ def test_the_byte_budget_holds_on_disk_whatever_the_frames(tmp_path):
     stats = engine.stats()["requests"]["cr-00001"]
     assert len(videos) >= 1 and sum(v.stat().st_size for v in videos) <= 30_000
     assert stats["skipped_budget"] > 150 and stats["frames"] == sum(map(_decoded, videos))
+
+
+def test_the_service_config_section_is_validated_field_by_field():
+    from edge_export.service.config import ConfigError, parse
+
+    base = {"box": "b1", "deployments": "/srv", "out": "/o",
+            "cameras": [{"id": "cam1", "source": "/v.mp4"}]}  # fmt: skip
+    assert parse(base).capture_requests == CaptureSettings()
+    good = parse({**base, "capture_requests": {"poll_s": 2, "max_clip_s": 30, "out": "/cap"}})
+    assert (good.capture_requests.poll_s, good.capture_requests.out) == (2.0, "/cap")
+    bad = {"poll_s": 0, "ring_frames": 1.5, "jpeg_quality": 101, "colour": "red"}
+    with pytest.raises(ConfigError) as err:
+        parse({**base, "capture_requests": bad})
+    text = "; ".join(err.value.problems)
+    for field in ("poll_s", "ring_frames", "jpeg_quality", "colour"):
+        assert f"capture_requests.{field}:" in text
