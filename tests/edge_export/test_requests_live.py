@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import json
 
+import dagster as dg
+import polars as pl
+
 from lake.landing import discover_videos
 from lake.storage import LensStorage
 from orchestration.cli import main as lensline
+from orchestration.definitions import defs
 from tests.edge_export import test_serve
 from tests.edge_export.test_serve import Running, _config
 
@@ -54,6 +58,13 @@ def test_a_capture_request_reaches_the_landing_zone_within_budget(
     assert len(set(frames)) == len(frames)  # each live frame at most once
     landed = discover_videos(LensStorage())
     assert {f"cam1__{v.stem}" for v in videos} <= set(landed)  # ingestion sees them as videos
+    vid = f"cam1__{videos[0].stem}"
+    with dg.DagsterInstance.get() as instance:  # and ingests them: every capture frame kept
+        instance.add_dynamic_partitions("videos", [vid])
+        job = defs.resolve_job_def("ingest_video")
+        assert job.execute_in_process(partition_key=vid, instance=instance).success
+    row = LensStorage().read_table("videos").filter(pl.col("video_id") == vid).row(0, named=True)
+    assert row["status"] == "ok" and row["kept_frames"] == sidecars[0]["frame_count"]
     capsys.readouterr()
     monkeypatch.setenv("COLUMNS", "200")  # one table row per request
     assert lensline(["capture", "list", "--all"]) == 0
