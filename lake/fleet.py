@@ -23,7 +23,7 @@ __all__ = ["camera_references", "desired_states", "new_heartbeat_rows"]
 def new_heartbeat_rows(storage: LensStorage) -> tuple[list[dict[str, Any]], list[str]]:
     """``fleet_heartbeats`` rows of every segment under ``landing/telemetry`` not ingested yet,
     and those segments' keys (a line that is not JSON ends its segment: a torn copy)."""
-    done = storage.read_table("fleet_heartbeats")
+    done = storage.read_table("fleet_heartbeats", columns=["source"])
     known = set(done["source"].unique().to_list()) if done is not None else set()
     rows: list[dict[str, Any]] = []
     keys = []
