@@ -415,8 +415,9 @@ def parse(text: str, *, path: str = "<line config>") -> LineConfig:
     found: list[tuple[tuple, str]] = [
         (loc, "appears twice in the same mapping") for loc, _ in duplicates
     ]
-    found += _secrets(data)
-    secret_locs = {loc for loc, _ in found}
+    secrets = _secrets(data)
+    found += secrets
+    secret_locs = {loc for loc, _ in secrets}
     config: LineConfig | None = None
     try:
         config = LineConfig.model_validate(_without(data, secret_locs))

@@ -48,7 +48,11 @@ def cmd_line(args: argparse.Namespace) -> int:
             return _apply(args, console)
         return _show(args, console)
     except LineConfigError as e:
-        console.print(f"[red]rejected[/]: {escape(e.path)} ({len(e.problems)} problem(s))")
+        console.print(
+            f"[red]rejected[/]: {escape(e.path)} ({len(e.problems)} problem(s))",
+            soft_wrap=True,
+            highlight=False,
+        )
         for problem in e.problems:
             console.print(escape(str(problem)), soft_wrap=True, highlight=False)
         return 3
