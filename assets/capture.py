@@ -5,6 +5,8 @@ on landed video, or by ``line_drift`` on the boxes' heartbeats),
 :func:`lake.capture_requests.from_drift` adds one ``uncertain`` request (one commit each; none
 while one is active, so a rerun creates nothing), then the active requests are published signed
 as ``capture_requests.json`` for the boxes. ``lensline capture`` owns the same table by hand.
+The boxes' reports (sidecars in ``landing/captures/<box>/``, which ``capture_reports_sensor``
+watches) are appended to ``capture_reports`` (one commit, new ones only).
 """
 
 import hashlib
@@ -34,12 +36,13 @@ class CaptureRequestsConfig(dg.Config):
     deps=["drift_report", "line_drift"],
     group_name="drift",
     kinds={"delta", "json"},
-    code_version=code_version("capture_requests", 1, CaptureRequestsConfig().model_dump()),
+    code_version=code_version("capture_requests", 2, CaptureRequestsConfig().model_dump()),
 )
 def capture_requests(config: CaptureRequestsConfig, storage: LensStorage):
-    """Capture requests for the boxes: uncertain frames of every drifted camera, published signed."""
+    """Capture requests for the boxes (uncertain frames of every drifted camera), published
+    signed, and what the boxes reported they sent."""
     from edge_export.bundle import load_signing_key
-    from lake.capture_requests import active, from_drift, publish, sent
+    from lake.capture_requests import active, from_drift, ingest_reports, publish, sent
 
     key = load_signing_key()  # LENSLINE_SIGNING_KEY(_FILE), read at run time, never shown
     created = from_drift(
@@ -48,18 +51,21 @@ def capture_requests(config: CaptureRequestsConfig, storage: LensStorage):
         created_by="capture_requests asset",
     )  # fmt: skip
     done = publish(storage, signing_key=key)
-    reports = sent(storage)
+    ingested, reports = ingest_reports(storage), sent(storage)
     rows = [{"request": r.request_id, "camera": r.camera, "policy": r.policy,
              "reason": r.reason, "per_hour": r.per_hour, "max_mb": r.max_bytes / 1e6,
              "expires_at": r.expires_at.strftime("%Y-%m-%d %H:%M"),
              **{f"sent_{k}": v for k, v in reports.get(r.request_id, {}).items()}}
             for r in active(storage)]  # fmt: skip
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(hashlib.sha256(storage.read_bytes(done.uri)).hexdigest()),
+        data_version=dg.DataVersion(
+            hashlib.sha256(storage.read_bytes(done.uri) + str(reports).encode()).hexdigest()
+        ),
         metadata={
             "created": ", ".join(f"{r.request_id} ({r.camera})" for r in created) or "none",
             "active": done.requests,
             "signed": done.signed,
+            "reports_ingested": ingested,
             "document": done.uri,
             "requests": dg.MetadataValue.md(
                 md_table(pl.DataFrame(rows)) if rows else "no active capture requests"

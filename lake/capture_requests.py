@@ -8,6 +8,13 @@
     clips for alarm_clip, in any sliding hour), max_bytes (all the request's capture videos
     together), expires_at, created_at, created_by, status (``active`` | ``cancelled``)
 
+``capture_reports`` (Delta, append-only; key box, video; written by the ``capture_requests``
+asset): one row per capture video a box closed, from its sidecar report in
+``landing/captures/<box>/<camera>/``: box, camera, request_id, policy, video, frame_count,
+bytes, closed_at, sent_frames, sent_clips, sent_bytes, skipped_budget (the request's totals on
+that box when the video closed), ingested_at. :func:`ingest_reports` appends the new ones in
+one commit; a rerun appends nothing.
+
 A request past ``expires_at`` reads as ``expired`` (:func:`effective_status`); nothing rewrites
 it. :func:`publish` writes ONE document, ``<storage root>/capture_requests.json``: every active,
 unexpired request, signed exactly like ``deployments/<box>.json``
@@ -49,13 +56,16 @@ __all__ = [
     "effective_status",
     "from_drift",
     "history",
+    "ingest_reports",
     "parse_duration",
     "publish",
+    "reports",
     "request",
     "sent",
 ]
 
 TABLE = "capture_requests"
+REPORTS = "capture_reports"
 DRIFT_REASON = "drift"  # the reason of the requests a detected drift makes
 POLICIES = ("uncertain", "shadow_disagree", "random", "alarm_clip")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -261,29 +271,68 @@ def from_drift(
     return created
 
 
-def sent(storage: LensStorage) -> dict[str, dict[str, int]]:
-    """What the boxes report they sent, per request: ``frames, clips, bytes, skipped_budget,
-    boxes`` (each box's latest report, i.e. the sidecars ``landing/captures/<box>/<camera>/
-    req-*.json`` of its closed capture videos, summed over the boxes)."""
+def reports(storage: LensStorage) -> list[dict[str, Any]]:
+    """The boxes' capture reports: one row per closed capture video, from its sidecar
+    ``landing/captures/<box>/<camera>/req-*.json`` (``capture_reports`` columns but
+    ``ingested_at``). A file that is not a readable report is left out (looked at again later)."""
     import json
 
-    latest: dict[tuple[str, str], tuple[float, dict[str, int]]] = {}
+    rows = []
     for f in storage.list_files("landing", "captures", suffixes=(".json",)):
-        if not f.key.rsplit("/", 1)[-1].startswith("req-"):
+        name = f.key.rsplit("/", 1)[-1]
+        if not name.startswith("req-"):
             continue
         try:
             doc = json.loads(storage.read_bytes(f.uri))
-            key, at, totals = (doc["request_id"], doc["box"]), float(doc["closed_at"]), doc["sent"]
+            total = doc["sent"]
+            rows.append({
+                "box": str(doc["box"]), "camera": str(doc["camera"]),
+                "request_id": str(doc["request_id"]), "policy": str(doc["policy"]),
+                "video": name[: -len(".json")] + ".mp4", "frame_count": int(doc["frame_count"]),
+                "bytes": int(doc["bytes"]), "closed_at": datetime.fromtimestamp(
+                    float(doc["closed_at"]), UTC),
+                "sent_frames": int(total["frames"]), "sent_clips": int(total["clips"]),
+                "sent_bytes": int(total["bytes"]), "skipped_budget": int(total["skipped_budget"]),
+            })  # fmt: skip
         except (ValueError, KeyError, TypeError):
             continue  # not a capture report (or a half-written one): left to the next look
-        if key not in latest or at > latest[key][0]:
-            latest[key] = (at, totals)
+    return rows
+
+
+def ingest_reports(storage: LensStorage) -> int:
+    """Append the reports not in ``capture_reports`` yet (key: box, video); one commit, none
+    when there is nothing new. The number of rows appended."""
+    import polars as pl
+
+    from lake.tables import table_schema
+
+    schema = table_schema(REPORTS)
+    now = _now()
+    new = schema.conform([{**r, "ingested_at": now} for r in reports(storage)])
+    done = storage.read_table(REPORTS, columns=["box", "video"])
+    if done is not None:
+        new = new.join(done, on=["box", "video"], how="anti")
+    if new.height:
+        storage.write_table(new.select(pl.col(c) for c in schema.columns), REPORTS, mode="append")
+    return new.height
+
+
+def sent(storage: LensStorage) -> dict[str, dict[str, int]]:
+    """What the boxes report they sent, per request: ``frames, clips, bytes, skipped_budget,
+    boxes`` (each box's latest report of the request, summed over the boxes), from the
+    reports in the landing zone (:func:`reports`)."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in reports(storage):
+        key = (r["request_id"], r["box"])
+        if key not in latest or r["closed_at"] > latest[key]["closed_at"]:
+            latest[key] = r
     out: dict[str, dict[str, int]] = {}
-    for (rid, _box), (_, totals) in latest.items():
+    for (rid, _box), r in sorted(latest.items()):
         row = out.setdefault(rid, {"frames": 0, "clips": 0, "bytes": 0, "skipped_budget": 0,
                                    "boxes": 0})  # fmt: skip
-        for k in ("frames", "clips", "bytes", "skipped_budget"):
-            row[k] += int(totals.get(k, 0))
+        for k in ("frames", "clips", "bytes"):
+            row[k] += r[f"sent_{k}"]
+        row["skipped_budget"] += r["skipped_budget"]
         row["boxes"] += 1
     return out
 

@@ -284,6 +284,16 @@ _ALL = [
         "capture_requests.json.",
         appenders=("lensline capture",),
     ),
+    TableSchema(
+        "capture_reports",
+        {"box": pl.String(), "camera": pl.String(), "request_id": pl.String(),
+         "policy": pl.String(), "video": pl.String(), "frame_count": pl.Int64(),
+         "bytes": pl.Int64(), "closed_at": UTC_US, "sent_frames": pl.Int64(),
+         "sent_clips": pl.Int64(), "sent_bytes": pl.Int64(), "skipped_budget": pl.Int64(),
+         "ingested_at": UTC_US},
+        ("box", "video"), "capture_requests", "What the boxes sent for each capture request: "
+        "one row per capture video, from its sidecar report (landing/captures/<box>/).",
+    ),
 ]  # fmt: skip
 
 TABLES: dict[str, TableSchema] = {t.name: t for t in _ALL}

@@ -20,6 +20,7 @@ from orchestration.automation import automate, automation_sensor
 from orchestration.executors import lensline_executor
 from orchestration.jobs import ingest_job
 from orchestration.sensors import (
+    capture_reports_sensor,
     fiftyone_review_sensor,
     fleet_sensor,
     new_labels_sensor,
@@ -70,6 +71,7 @@ def build_defs(**export_targets) -> dg.Definitions:
             new_labels_sensor,
             fiftyone_review_sensor,
             shadow_sensor,
+            capture_reports_sensor,
             fleet_sensor,
             automation_sensor,
         ],

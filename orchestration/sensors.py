@@ -194,6 +194,31 @@ def shadow_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
     )
 
 
+@dg.sensor(
+    target=dg.AssetSelection.assets("capture_requests"),
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Boxes' capture reports (landing/captures/<box>/<camera>/req-*.json) refresh "
+    "capture_requests (capture_reports; what each request has sent).",
+)
+def capture_reports_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
+    """New capture reports from the boxes request a capture_requests run."""
+    files = storage.list_files("landing", "captures", suffixes=(".json",))
+    keys = sorted(f.key for f in files if f.key.rsplit("/", 1)[-1].startswith("req-"))
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+    if not keys or context.cursor == digest:
+        return dg.SkipReason(f"no new capture reports under {storage.uri('landing', 'captures')}")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"capture_reports:{digest}",
+                tags={"lensline/reason": f"{len(keys)} capture report(s) from the boxes"},
+            )
+        ],
+        cursor=digest,
+    )
+
+
 FLEET_RECHECK_S = 60.0
 """With no new heartbeat segment, ``fleet_sensor`` still re-runs ``edge_fleet`` this often, so
 that a box that went silent fails ``fleet_reporting`` without anything new arriving."""

@@ -121,19 +121,51 @@ def test_the_capture_requests_asset_asks_once_per_drift(home):
     meta2 = second.asset_materializations_for_node("capture_requests")[0].metadata
     assert meta2["created"].value == "none" and meta2["active"].value == 1
     assert storage.read_table("capture_requests").height == 1
+    _report(home, "b1", 1.0, 3)
+    third = dg.materialize([capture_requests], resources=resources)
+    meta3 = third.asset_materializations_for_node("capture_requests")[0].metadata
+    assert meta3["reports_ingested"].value == 1 and "sent_frames" in meta3["requests"].value
     doc = json.loads((home / "capture_requests.json").read_text())
     assert [r["camera"] for r in doc["payload"]["requests"]] == ["cam1"]
+
+
+def _report(home, box: str, at: float, frames: int) -> None:
+    side = home / "landing" / "captures" / box / "cam1" / f"req-cr-00001-{box}-cam1-{at:.0f}.json"
+    side.parent.mkdir(parents=True, exist_ok=True)
+    sent = {"frames": frames, "clips": 1, "bytes": 100 * frames, "skipped_budget": 1}
+    side.write_text(json.dumps({"box": box, "camera": "cam1", "request_id": "cr-00001",
+                                "policy": "random", "frame_count": 2, "bytes": 200,
+                                "closed_at": at, "sent": sent, "frames": []}))  # fmt: skip
 
 
 def test_what_the_boxes_sent_is_read_from_their_reports(home):
     storage = LensStorage()
     for box, at, frames in (("b1", 1.0, 3), ("b1", 2.0, 7), ("b2", 1.0, 2)):
-        side = home / "landing" / "captures" / box / "cam1" / f"req-cr-00001-{box}-{at}.json"
-        side.parent.mkdir(parents=True, exist_ok=True)
-        side.write_text(json.dumps({"request_id": "cr-00001", "box": box, "closed_at": at,
-                                    "sent": {"frames": frames, "clips": 1, "bytes": 100 * frames,
-                                             "skipped_budget": 1}}))  # fmt: skip
+        _report(home, box, at, frames)
     (home / "landing" / "captures" / "b1" / "cam1" / "shadow-b1-1.json").write_text("{}")
+    (home / "landing" / "captures" / "b1" / "cam1" / "req-broken.json").write_text("{")
     assert cr.sent(storage) == {
         "cr-00001": {"frames": 9, "clips": 2, "bytes": 900, "skipped_budget": 2, "boxes": 2}
     }
+    assert cr.ingest_reports(storage) == 3
+    version = storage.table_version("capture_reports")
+    assert cr.ingest_reports(storage) == 0 and storage.table_version("capture_reports") == version
+    _report(home, "b2", 3.0, 4)
+    assert cr.ingest_reports(storage) == 1
+    table = storage.read_table("capture_reports")
+    assert table.height == 4 and set(table["video"]) == {
+        "req-cr-00001-b1-cam1-1.mp4", "req-cr-00001-b1-cam1-2.mp4", "req-cr-00001-b2-cam1-1.mp4",
+        "req-cr-00001-b2-cam1-3.mp4"}  # fmt: skip
+
+
+def test_capture_reports_sensor_asks_for_a_run_per_new_report(home):
+    from orchestration.sensors import capture_reports_sensor
+
+    with dg.build_sensor_context() as context:
+        assert isinstance(capture_reports_sensor(context, storage=LensStorage()), dg.SkipReason)
+    _report(home, "b1", 1.0, 3)
+    with dg.build_sensor_context() as context:
+        first = capture_reports_sensor(context, storage=LensStorage())
+    assert len(first.run_requests) == 1
+    with dg.build_sensor_context(cursor=first.cursor) as context:
+        assert isinstance(capture_reports_sensor(context, storage=LensStorage()), dg.SkipReason)
