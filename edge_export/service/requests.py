@@ -42,6 +42,7 @@ Standard library, numpy, OpenCV and PyAV only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -400,29 +401,45 @@ class CaptureEngine:
                 margin = float(margins[index])
         kept, jpeg = 0, _LazyJpeg(frame.bgr, self.settings.jpeg_quality)
         for state in list(states):
-            req = state.request
-            if now >= req.expires_at:
-                self._end(state, "expired")
-                continue
-            if state.clip is not None and now - state.clip_started >= self.settings.max_clip_s:
-                self._close_clip(state)
-            if req.policy == "alarm_clip":
-                kept += self._alarm(state, frame, row, t, now, jpeg)
-                continue
-            if req.policy == "uncertain":
-                wanted = margin is not None and margin < (req.margin or 0.0)
-            elif req.policy == "shadow_disagree":
-                shadow = row.get("shadow_label")
-                wanted = shadow is not None and shadow != row.get("label")
-            else:  # random
-                wanted = _one_in(req.every_n or 1, req.request_id, camera, frame.seq)
-            if wanted and not self._budget_refuses(state, now, jpeg):
-                self._write(state, jpeg, row, t, now, margin)
-                state.window.append(now)
-                kept += 1
+            try:
+                kept += self._consider(state, frame, row, t, now, margin, jpeg)
+            except Exception as e:  # noqa: BLE001 - a capture never stops the inspection line
+                self._fail(state, e)
         if camera in self._rings:
             self._rings[camera].append((t, frame.bgr, row))
         return kept
+
+    def _consider(self, state: _State, frame, row, t: float, now: float, margin, jpeg) -> int:
+        """Whether ``state``'s request keeps this frame; writes it if so (1) or not (0)."""
+        req = state.request
+        if now >= req.expires_at:
+            self._end(state, "expired")
+            return 0
+        if state.clip is not None and now - state.clip_started >= self.settings.max_clip_s:
+            self._close_clip(state)
+        if req.policy == "alarm_clip":
+            return self._alarm(state, frame, row, t, now, jpeg)
+        if req.policy == "uncertain":
+            wanted = margin is not None and margin < (req.margin or 0.0)
+        elif req.policy == "shadow_disagree":
+            shadow = row.get("shadow_label")
+            wanted = shadow is not None and shadow != row.get("label")
+        else:  # random
+            wanted = _one_in(req.every_n or 1, req.request_id, frame.camera_id, frame.seq)
+        if not wanted or self._budget_refuses(state, now, jpeg):
+            return 0
+        self._write(state, jpeg, row, t, now, margin)
+        state.window.append(now)
+        return 1
+
+    def _fail(self, state: _State, error: Exception) -> None:
+        """A capture that cannot be written (disk full, encoder error) ends its request on this
+        box, logged; the video being written stays local (``.part``), never half-published."""
+        clip, state.clip = state.clip, None
+        if clip is not None:
+            with contextlib.suppress(Exception):  # already failing; the .part is left behind
+                clip.container.close()
+        self._end(state, f"failed: {type(error).__name__}: {error}")
 
     def _alarm(self, state: _State, frame, row, t: float, now: float, jpeg) -> int:
         req = state.request
@@ -520,7 +537,7 @@ class CaptureEngine:
 
     def _end(self, state: _State, why: str) -> None:
         """Stop a request at once: close its video (within budget), write nothing more."""
-        self._close_clip(state)
+        self._safe_close(state)
         state.active, state.ended = False, why
         self.log(f"capture request {state.request.request_id} {why}")
         self._index()
@@ -528,8 +545,17 @@ class CaptureEngine:
     def close(self) -> None:
         """Close every open video (on stop) and save the counters."""
         for state in self.states.values():
+            self._safe_close(state)
+        with contextlib.suppress(OSError):
+            self._save()
+
+    def _safe_close(self, state: _State) -> None:
+        """:meth:`_close_clip`, a failure logged (the line and the other requests go on)."""
+        try:
             self._close_clip(state)
-        self._save()
+        except Exception as e:  # noqa: BLE001 - a capture never stops the inspection line
+            state.clip = None
+            self.log(f"capture request {state.request.request_id}: video not closed ({e})")
 
     # -- counters ------------------------------------------------------------------------------
     @staticmethod

@@ -291,3 +291,15 @@ def test_the_service_config_section_is_validated_field_by_field():
     text = "; ".join(err.value.problems)
     for field in ("poll_s", "ring_frames", "jpeg_quality", "colour"):
         assert f"capture_requests.{field}:" in text
+
+
+def test_a_capture_that_cannot_be_written_ends_its_request_never_the_line(tmp_path):
+    clock = Clock()
+    (tmp_path / "cap").write_text("a file where the capture folder should be")
+    logged: list[str] = []
+    engine = CaptureEngine(tmp_path / "cap", "b1", clock=clock, log=logged.append)
+    engine.set_requests([_request("random", every_n=1)])
+    assert [_offer(engine, i, clock.t) for i in range(3)] == [0, 0, 0]  # no exception
+    assert engine.stats()["requests"]["cr-00001"]["ended"].startswith("failed: ")
+    assert any("failed" in m for m in logged)
+    engine.close()
