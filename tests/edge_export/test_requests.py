@@ -303,3 +303,19 @@ def test_a_capture_that_cannot_be_written_ends_its_request_never_the_line(tmp_pa
     assert engine.stats()["requests"]["cr-00001"]["ended"].startswith("failed: ")
     assert any("failed" in m for m in logged)
     engine.close()
+
+
+def test_the_service_reads_requests_beside_its_desired_state_on_s3(s3_env, tmp_path):
+    from edge_export.service.config import parse
+    from edge_export.service.deploy import DesiredStateWatcher
+
+    key, pub = generate_signing_key()
+    _publish(tmp_path, key)  # the lake (LENSLINE_STORAGE: the moto S3 prefix) publishes
+    config = parse({"box": "b1", "deployments": s3_env, "out": str(tmp_path / "out"),
+                    "cameras": [{"id": "cam1", "source": "/v.mp4"}]})  # fmt: skip
+    deployments = DesiredStateWatcher(s3_env, "b1", trusted_key=pub, cache_dir=tmp_path / "c")
+    engine = CaptureEngine.for_service(config, deployments, log=lambda m: None)
+    engine.poll()
+    assert _offer(engine, 0, datetime.now(UTC).timestamp()) == 1
+    assert engine.root == tmp_path / "out" / "requests"
+    engine.close()
