@@ -11,6 +11,8 @@ import polars as pl
 from pydantic import Field
 
 from assets.champion import fetch_export, load_champion
+from assets.line_config import KEYS as LINE_KEYS
+from assets.line_config import bundle_rules
 from assets.provenance import code_version, latest_check
 from assets.tables import md_table
 from lake.storage import LensStorage
@@ -40,7 +42,7 @@ class BundleConfig(dg.Config):
 
 
 @dg.asset(
-    deps=["onnx_model", "int8_onnx", "openvino_model"],
+    deps=["onnx_model", "int8_onnx", "openvino_model", LINE_KEYS["classes"]],
     group_name="edge",
     kinds={"delta", "tar"},
     check_specs=[
@@ -64,7 +66,13 @@ def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage
     champion = load_champion(storage)
     failure = _gate_failure(context, "openvino_model", "openvino_int8_accuracy")
     targets = bundle_targets(tensorrt=available(), openvino_int8_failure=failure)
-    rules = AlarmRules(**{**config.model_dump(), "ignore_classes": tuple(config.ignore_classes)})
+    line = bundle_rules(storage)  # a line configuration in force takes precedence
+    settings: dict = (
+        {**line[0], "version": line[1]}
+        if line
+        else {**config.model_dump(), "ignore_classes": tuple(config.ignore_classes)}
+    )
+    rules = AlarmRules(**settings)
     rules = rules.resolved(champion.classes)
     if not rules.enabled:
         context.log.warning(f"edge bundle ships with alarms off: {rules.disabled_reason}")
@@ -93,6 +101,7 @@ def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage
             "edge_bundles_version": version,
             "try_it": dg.MetadataValue.md(try_it),
             "alarm_roles": dg.MetadataValue.json(bundle.roles()),
+            "line_config": line[1] if line else "none (edge_bundle config)",
         },
         check_results=[
             dg.AssetCheckResult(

@@ -19,6 +19,8 @@ import polars as pl
 from pydantic import Field
 
 from assets.champion import Champion, load_champion
+from assets.line_config import KEYS as LINE_KEYS
+from assets.line_config import for_camera
 from assets.previews import png_md
 from assets.provenance import code_version
 from assets.tables import md_table
@@ -174,7 +176,7 @@ def load_reference(storage: LensStorage, camera_id: str, model_version: str | No
 
 @dg.asset(
     partitions_def=videos_partitions,
-    deps=["frames", "drift_reference"],
+    deps=["frames", "drift_reference", LINE_KEYS["drift_policy"]],
     group_name="drift",
     kinds={"delta"},
     check_specs=[
@@ -197,6 +199,10 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, storage
     frames = _video_frames(storage, video_id)
     champion = _champion_or_none(storage)
     camera = frames["camera_id"][0]
+    if (line := for_camera(storage, camera)) is not None:  # the line's policy takes precedence
+        config = config.model_copy(
+            update={"severity": line.drift.severity, "label_budget": line.label_budget}
+        )
     reference = load_reference(storage, camera, champion.version if champion else None)
     new, emb, probs = _summarise(storage, frames, champion, reference)
     options = Options(alpha=config.alpha, max_shift_px=config.max_shift_px,

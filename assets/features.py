@@ -5,6 +5,8 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
+from assets.line_config import KEYS as LINE_KEYS
+from assets.line_config import with_line_crops
 from assets.provenance import code_version, unchanged
 from lake.frames import KEYS, load_frame_images, ok_frames
 from lake.resources import PreprocessResource
@@ -54,7 +56,7 @@ def majority_vote(labels: pl.DataFrame, frames: pl.DataFrame) -> pl.DataFrame:
 
 
 @dg.asset(
-    deps=["labels", "frames"],
+    deps=["labels", "frames", LINE_KEYS["crop"]],
     group_name="labels",
     kinds={"pytorch", "delta"},
     code_version=code_version("frame_embeddings", 1, EmbeddingConfig().model_dump()),
@@ -72,7 +74,7 @@ def frame_embeddings(
     if (again := unchanged(context)) is not None:
         return again  # same labels, frames and code: the same held-out outputs
     vote, classes, y = vote_targets(storage.read_table("labels"), ok_frames(storage))
-    spec = preprocess.spec()
+    spec = with_line_crops(preprocess.spec(), storage)
     images = load_frame_images(storage, vote, spec)
     cfg = TrainConfig(
         epochs=config.epochs, image_size=spec.image_size, seed=config.seed, batch_size=32

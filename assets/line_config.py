@@ -79,6 +79,12 @@ def line_config_sensor(context: dg.SensorEvaluationContext, storage: LensStorage
     table_version = storage.table_version("line_configs")
     if table_version is None or str(table_version) == context.cursor:
         return dg.SkipReason("no new line configuration")
+    return dg.SensorResult(asset_events=observation_events(storage), cursor=str(table_version))
+
+
+def observation_events(storage: LensStorage) -> list[dg.AssetObservation]:
+    """An observation of every ``line_config_*`` asset for the lines in force now (what the
+    sensor reports, and ``lensline line apply`` into the home's instance for ``lensline run``)."""
     versions = active_all(storage)
     events = []
     for name, key in KEYS.items():
@@ -86,7 +92,7 @@ def line_config_sensor(context: dg.SensorEvaluationContext, storage: LensStorage
         events.append(
             dg.AssetObservation(asset_key=key, metadata=metadata, tags={DATA_VERSION_TAG: version})
         )
-    return dg.SensorResult(asset_events=events, cursor=str(table_version))
+    return events
 
 
 def for_camera(storage: LensStorage, camera_id: str) -> LineConfig | None:

@@ -8,6 +8,8 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from assets.line_config import KEYS as LINE_KEYS
+from assets.line_config import with_line_crops
 from assets.previews import png_md
 from assets.provenance import code_version, unchanged
 from assets.tables import md_table
@@ -93,7 +95,7 @@ CODE_VERSION = code_version("train", TRAIN_REVISION, TrainingConfig().model_dump
 
 
 @dg.asset(
-    deps=["curated_dataset"],
+    deps=["curated_dataset", LINE_KEYS["crop"]],
     group_name="training",
     kinds={"pytorch", "safetensors"},
     code_version=CODE_VERSION,
@@ -111,7 +113,7 @@ def trained_model(
     # pin the versions first: the model records exactly the data it was trained on
     dataset_version = storage.table_version("dataset")
     label_version = storage.table_version("labels")
-    spec = preprocess.spec()
+    spec = with_line_crops(preprocess.spec(), storage)
     if (again := unchanged(context)) is not None:  # same data and code: the same weights
         return dg.Output(
             _reference(again.metadata), metadata=again.metadata, data_version=again.data_version

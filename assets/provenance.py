@@ -13,6 +13,7 @@ import dagster as dg
 
 VERDICTS = "check_verdicts"
 _DATA_VERSION_TAG = "dagster/data_version"
+_NEVER_OBSERVED = "INITIAL"  # the data version Dagster's provenance gives an input with no event
 
 
 def _current_input_versions(context: dg.AssetExecutionContext) -> dict[str, str | None]:
@@ -20,7 +21,10 @@ def _current_input_versions(context: dg.AssetExecutionContext) -> dict[str, str 
     for key in context.assets_def.asset_deps[context.asset_key]:
         record = context.instance.get_latest_data_version_record(key)
         event = record.asset_materialization or record.asset_observation if record else None
-        out[key.to_user_string()] = (event.tags or {}).get(_DATA_VERSION_TAG) if event else None
+        # no event: Dagster records such an input (a source never observed) as "INITIAL"
+        out[key.to_user_string()] = (
+            (event.tags or {}).get(_DATA_VERSION_TAG) if event else _NEVER_OBSERVED
+        )
     return out
 
 

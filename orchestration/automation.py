@@ -6,6 +6,8 @@ version, so a rerun on unchanged inputs changes nothing downstream) or when its 
 version* changed (an upgrade of its logic, or of a gate threshold folded into it), when none of its
 upstreams is missing or running, and only after every upstream blocking check passed (a
 failed ``promotion_gate``, ``onnx_parity`` or ``int8_accuracy`` stops the chain). The
+``line_config_*`` sources (group line_config) may never have been observed: no line applied
+holds nothing back. The
 conditions are Dagster's own (``AutomationCondition.eager``'s terms, with ``newly_updated``
 replaced by ``data_version_changed`` and ``code_version_changed`` added to the trigger), evaluated by the automation sensor below, which runs by default.
 
@@ -49,7 +51,9 @@ def on_new_data() -> dg.AutomationCondition:
     return (
         cond.in_latest_time_window()
         & trigger
-        & ~cond.any_deps_missing()
+        & ~cond.any_deps_missing().ignore(
+            dg.AssetSelection.groups("line_config", include_sources=True)
+        )
         & ~cond.any_deps_in_progress()
         & ~cond.in_progress()
         & cond.all_deps_blocking_checks_passed()

@@ -90,10 +90,26 @@ def _apply(args: argparse.Namespace, console) -> int:
             f"line {result.line}: unchanged, version {result.version} is already this "
             "configuration (nothing written)"
         )
+    _report(storage)
     for uri in result.published:
         signed = "signed" if result.signed else "UNSIGNED (set LENSLINE_SIGNING_KEY)"
         console.print(f"published {escape(uri)} ({signed})", soft_wrap=True, highlight=False)
     return 0
+
+
+def _report(storage) -> None:
+    """Report the new observations of the ``line_config_*`` assets to this home's Dagster
+    instance, so the next ``lensline run`` (whose automation tick sees their data versions)
+    rematerialises exactly what depends on the changed sections."""
+    import dagster as dg
+
+    from assets.line_config import observation_events
+    from orchestration.runner import prepare_instance_home
+
+    prepare_instance_home()
+    with dg.DagsterInstance.get() as instance:
+        for event in observation_events(storage):
+            instance.report_runless_asset_event(event)
 
 
 def _show(args: argparse.Namespace, console) -> int:

@@ -12,6 +12,7 @@ from assets.features import frame_embeddings
 from assets.fleet import edge_fleet, line_drift
 from assets.ingest import raw_video_and_frames
 from assets.labels import label_consensus, label_reviews, labels
+from assets.line_config import line_config_assets, line_config_sensor
 from assets.models import model_evaluation, trained_model
 from lake.io import LakeJsonIOManager
 from lake.resources import FiftyOneResource, PreprocessResource
@@ -38,6 +39,7 @@ def build_defs(**export_targets) -> dg.Definitions:
     return dg.Definitions(
         assets=automate(
             [
+                *line_config_assets,
                 raw_video_and_frames,
                 label_reviews,
                 labels,
@@ -73,6 +75,7 @@ def build_defs(**export_targets) -> dg.Definitions:
             shadow_sensor,
             capture_reports_sensor,
             fleet_sensor,
+            line_config_sensor,
             automation_sensor,
         ],
         schedules=[retrain_schedule],

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import dagster as dg
+
 from lake.storage import LensStorage
 from orchestration.cli import main
 
@@ -62,6 +64,10 @@ def test_apply_show_and_a_rejected_apply(home, tmp_path, capsys):
     assert main(["line", "apply", str(EXAMPLE), "--by", "eng"]) == 0
     out = capsys.readouterr().out
     assert "line line1: version 1 applied" in out and "b1.json (UNSIGNED" in out
+    with dg.DagsterInstance.get() as instance:  # reported for `lensline run`'s automation
+        record = instance.get_latest_data_version_record(dg.AssetKey("line_config_classes"))
+        assert record is not None and record.asset_observation is not None
+        classes_v1 = record.asset_observation.tags["dagster/data_version"]
     assert main(["line", "apply", str(EXAMPLE)]) == 0
     assert "unchanged, version 1 is already this configuration" in capsys.readouterr().out
     storage = LensStorage()
@@ -75,6 +81,9 @@ def test_apply_show_and_a_rejected_apply(home, tmp_path, capsys):
     changed.write_text(EXAMPLE.read_text().replace("severity: ERROR", "severity: WARN"))
     assert main(["line", "apply", str(changed)]) == 0
     assert "version 2 applied" in capsys.readouterr().out
+    with dg.DagsterInstance.get() as instance:  # a drift-only change: classes' version kept
+        record = instance.get_latest_data_version_record(dg.AssetKey("line_config_classes"))
+        assert record.asset_observation.tags["dagster/data_version"] == classes_v1  # type: ignore[union-attr]
     assert main(["line", "show"]) == 0
     out = capsys.readouterr().out
     assert "line line1 version 2" in out and "| cam3 | b2 |" in out and "severity **WARN**" in out
