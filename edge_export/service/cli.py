@@ -102,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_seconds:
         threading.Timer(args.max_seconds, service.stop_event.set).start()
     _err(
-        f"box {config.box}: {len(config.cameras)} camera(s), desired state in {config.deployments}"
+        f"box {config.box}: {len(service.config.cameras)} camera(s)"
+        + (" (from lines/<box>.json)" if config.line else "")
+        + f", desired state in {config.deployments}"
     )
     code = service.run()
     frames = sum(r.frames for r in service.cameras.values())
@@ -119,6 +121,26 @@ def build(config: Any):
     from edge_export.signals import build_signals
 
     key = config.trusted_key or os.environ.get(ENV_TRUSTED) or None
+    watcher = DesiredStateWatcher(
+        config.deployments, config.box, trusted_key=key, cache_dir=config.cache,
+        poll_s=config.poll_s,
+    )  # fmt: skip
+    line = None
+    if config.line:  # the cameras (and endpoints the YAML leaves out) from lines/<box>.json
+        import dataclasses
+
+        from edge_export.service.line import LineWatcher, camera_configs
+
+        line = LineWatcher(
+            lambda: watcher.read("lines", f"{config.box}.json"), box=config.box,
+            trusted=watcher.trusted,
+        )  # fmt: skip
+        doc = line.load()  # ValueError (exit 3): none published, or it does not verify
+        config = dataclasses.replace(
+            config,
+            cameras=camera_configs(doc),
+            signals=config.signals or dict(doc.signals),
+        )
     signals = (
         build_signals(config.signals, box=config.box, cameras=[c.id for c in config.cameras])
         if config.signals
@@ -130,16 +152,12 @@ def build(config: Any):
             plant = {"online": "online", "stalled": "stalled"}.get(state, "offline")
             signals.camera_state(camera, plant, detail=state, **info)
 
-    sources = {
-        c.id: LiveSource(c.id, c.source, transport=c.transport, fps=c.fps, every=c.every,
-                         queue_size=config.queue, stall_s=config.stall_s, loop=c.loop,
-                         on_state=on_state)
-        for c in config.cameras
-    }  # fmt: skip
-    watcher = DesiredStateWatcher(
-        config.deployments, config.box, trusted_key=key, cache_dir=config.cache,
-        poll_s=config.poll_s,
-    )  # fmt: skip
+    def make_source(c: Any) -> LiveSource:
+        return LiveSource(c.id, c.source, transport=c.transport, fps=c.fps, every=c.every,
+                          queue_size=config.queue, stall_s=config.stall_s, loop=c.loop,
+                          on_state=on_state)  # fmt: skip
+
+    sources = {c.id: make_source(c) for c in config.cameras}
     return Service(
         config,
         sources=sources,
@@ -150,6 +168,8 @@ def build(config: Any):
         publish_telemetry=(lambda path: _publish_telemetry(config, path))
         if config.telemetry_publish
         else None,
+        line=line,
+        make_source=make_source,
         log=_err,
     )
 

@@ -74,6 +74,7 @@ class ServiceConfig:
     telemetry_segment_s: float = 30.0  # telemetry: segment_s (heartbeat segments' length)
     telemetry_publish: bool = True  # telemetry: publish (closed segments to landing/telemetry)
     capture_requests: CaptureSettings = field(default_factory=CaptureSettings)  # data on demand
+    line: bool = False  # cameras (and endpoints) from lines/<box>.json: edge_export.service.line
 
     @property
     def cache(self) -> Path:
@@ -83,7 +84,7 @@ class ServiceConfig:
 _TOP = {
     "box", "deployments", "cameras", "out", "target", "trusted_key", "poll_s", "heartbeat_s",
     "segment_s", "batch", "queue", "stall_s", "shadow_disagreements_per_hour", "mqtt", "opcua",
-    "telemetry", "capture_requests",
+    "telemetry", "capture_requests", "line",
 }  # fmt: skip
 _CAMERA = {"id", "source", "transport", "fps", "every", "loop"}
 
@@ -126,11 +127,22 @@ def parse(data: Any, *, path: str = "<config>") -> ServiceConfig:
         problems.append(f"box: {data['box']!r} is not an id (letters, digits, . _ -)")
     cameras: list[CameraConfig] = []
     raw = data.get("cameras")
-    if not isinstance(raw, list) or not raw:
-        problems.append("cameras: missing (a list of {id, source})")
+    line = data.get("line", False)
+    if not isinstance(line, bool):
+        problems.append(f"line: must be true or false, got {line!r}")
+    elif line and raw is not None:
+        problems.append(
+            "cameras: not with line: true (the line's published lines/<box>.json names the "
+            "cameras; drop one of the two)"
+        )
+        raw = []
+    elif line:
+        raw = []
+    elif not isinstance(raw, list) or not raw:
+        problems.append("cameras: missing (a list of {id, source}, or line: true)")
         raw = []
     seen: set[str] = set()
-    for i, cam in enumerate(raw):
+    for i, cam in enumerate(raw if isinstance(raw, list) else []):
         where = f"cameras[{i}]."
         if not isinstance(cam, dict):
             problems.append(f"cameras[{i}]: must be a mapping with id and source")
@@ -194,6 +206,7 @@ def parse(data: Any, *, path: str = "<config>") -> ServiceConfig:
         signals=signals,
         **telemetry,
         capture_requests=capture,
+        line=line is True,
         **{k: v for k, v in numbers.items() if v is not None},
     )
 

@@ -60,6 +60,11 @@ class Segments:
         if self.on_close is not None:
             self.on_close(final)
 
+    def close_camera(self, camera: str) -> None:
+        """Close ``camera``'s open segment, if any (a camera removed from the box)."""
+        if camera in self.open:
+            self._close(camera)
+
     def close(self) -> None:
         for camera in list(self.open):
             self._close(camera)

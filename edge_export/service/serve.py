@@ -113,10 +113,17 @@ class Service:
         publish: Callable[[Path], None] | None = None,
         publish_capture: Callable[[Path, Path], None] | None = None,
         publish_telemetry: Callable[[Path], None] | None = None,
+        line: Any | None = None,
+        make_source: Callable[[Any], Any] | None = None,
         clock: Callable[[], float] = time.time,
         log: Callable[[str], None] = print,
     ):
         self.config, self.sources, self.watcher, self.signals = config, sources, watcher, signals
+        # line: true: lines/<box>.json (edge_export.service.line) names the cameras; a change is
+        # reconciled between two batches, opening new sources with make_source(CameraConfig)
+        self.line, self.make_source = line, make_source
+        self._pending_line: tuple[Any, dict[str, Deployed]] | None = None
+        self.line_changes: list[dict[str, Any]] = []
         self.clock, self.log = clock, log
         self.deployed: dict[str, Deployed] = {}
         self.cameras: dict[str, CameraRun] = {}
@@ -170,10 +177,14 @@ class Service:
             self._refuse(problem)
         if not change.ok:
             return None
+        return self._load(change, [c.id for c in self.config.cameras])
+
+    def _load(self, change: Any, camera_ids: list[str]) -> dict[str, Deployed]:
+        """Each camera's models under ``change`` (the desired state), loaded and warmed."""
         loaded: dict[str, Deployed] = {}
         cache = self._models  # loaded, warmed models stay: a rollback swaps at once
-        for camera in self.config.cameras:
-            roles = change.for_camera(camera.id)
+        for camera_id in camera_ids:
+            roles = change.for_camera(camera_id)
             if "champion" not in roles:
                 continue
             try:
@@ -184,9 +195,9 @@ class Service:
                         cache[key] = load_model(bundle, self.config.target)
                     models[role] = cache[key]
             except Exception as e:  # noqa: BLE001 - any failure to load is a refusal, never a stop
-                self._refuse(f"{camera.id}: bundle cannot run here ({type(e).__name__}: {e})")
+                self._refuse(f"{camera_id}: bundle cannot run here ({type(e).__name__}: {e})")
                 continue
-            loaded[camera.id] = Deployed(models["champion"], models.get("shadow"))
+            loaded[camera_id] = Deployed(models["champion"], models.get("shadow"))
         return loaded
 
     def _refuse(self, problem: str) -> None:
@@ -218,11 +229,70 @@ class Service:
         """Every ``poll_s``: read the desired state and hand a loaded change to the loop."""
         while not self.stop_event.is_set():
             self.requested.poll()  # capture_requests.json; applied at the next frame
+            self._poll_line()
             loaded = self.prepare_change()
             if loaded:
                 with self._pending_lock:
                     self._pending = {**(self._pending or {}), **loaded}
             self.stop_event.wait(self.config.poll_s)
+
+    # -- the line's cameras (line: true) ---------------------------------------------------
+    def _poll_line(self) -> None:
+        """A new verified ``lines/<box>.json``: hand its cameras to the loop, with the models of
+        cameras new to this box loaded first (a refusal is reported; the cameras keep running)."""
+        if self.line is None:
+            return
+        before = len(self.line.problems)
+        doc = self.line.poll()
+        for problem in self.line.problems[before:]:
+            self._refuse(f"line: {problem}")
+        if doc is None:
+            return
+        from edge_export.service.line import camera_configs
+
+        running = {c.id for c in self.config.cameras}
+        new = [c.id for c in camera_configs(doc) if c.id not in running]
+        current = getattr(self.watcher, "current", None)
+        loaded = self._load(current, new) if current is not None and current.ok else {}
+        with self._pending_lock:
+            self._pending_line = (doc, loaded)
+
+    def reconcile(self, doc: Any, loaded: dict[str, Deployed]) -> None:
+        """Between two batches: open the cameras the line added, close the ones it removed,
+        reopen the ones whose source changed; every other camera keeps running untouched."""
+        import dataclasses
+
+        from edge_export.service.line import camera_configs, diff_cameras
+
+        cameras = camera_configs(doc)
+        diff = diff_cameras(self.config.cameras, cameras)
+        self.drain()  # frames already taken are scored under the cameras they came from
+        for camera_id in diff.removed + diff.changed:
+            self.sources.pop(camera_id).stop()
+            self.results.close_camera(camera_id)
+            self.shadow.close_camera(camera_id)
+            if camera_id in diff.removed:
+                self.deployed.pop(camera_id, None)
+                if self.signals is not None:
+                    self.signals.camera_state(
+                        camera_id, "offline", reason=f"removed from line {doc.line} v{doc.version}"
+                    )
+        self.config = dataclasses.replace(self.config, cameras=cameras)
+        if self.make_source is not None:
+            for camera in cameras:
+                if camera.id in diff.added + diff.changed:
+                    self.sources[camera.id] = self.make_source(camera)
+                    self.sources[camera.id].start()
+        self.apply(loaded)
+        watcher = getattr(self.requested, "watcher", None)
+        if watcher is not None:  # capture requests of the cameras now on this box
+            watcher.cameras, watcher._seen = {c.id for c in cameras}, None
+            self.requested._next_poll = 0.0
+        self.line_changes.append(
+            {"line": doc.line, "version": doc.version, "at": self.clock(),
+             "added": diff.added, "removed": diff.removed, "reopened": diff.changed}
+        )  # fmt: skip
+        self.log(f"line {doc.line} v{doc.version}: {diff.describe()}")
 
     # -- frames ----------------------------------------------------------------------------
     def gather(self, timeout: float = 0.05) -> list[Any]:
@@ -394,12 +464,17 @@ class Service:
     def step(self) -> int:
         """One pass: poll if due, gather and score one batch, heartbeat if due; frames scored."""
         now = self.clock()
+        if self._pending_line is not None:
+            with self._pending_lock:
+                (doc, loaded), self._pending_line = self._pending_line, None
+            self.reconcile(doc, loaded)
         if self._pending is not None:
             with self._pending_lock:
                 loaded, self._pending = self._pending, None
             self.apply(loaded)
         elif self._poller_thread is None and now >= self._next_poll:
             self._next_poll = now + self.config.poll_s  # stepped by hand (no poller thread)
+            self._poll_line()  # a line change is reconciled at the next step
             self.poll()
         # Two batches in flight: the next one is prepared on the pool while this thread scores
         # and emits the previous one (prep was ~95 % of the loop's wait at 8 cameras). With a
