@@ -60,7 +60,7 @@ def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage
     signed ``bundle.tar.gz`` (sha256 of every file and every source video in its manifest)."""
     from edge_export.bundle import load_signing_key
     from edge_export.bundle.package import bundle_files, bundle_targets, package_bundle
-    from edge_export.postprocess import AlarmRules
+    from edge_export.postprocess import AlarmRules, RulesError
     from edge_export.tensorrt import available
 
     champion = load_champion(storage)
@@ -73,7 +73,12 @@ def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage
         else {**config.model_dump(), "ignore_classes": tuple(config.ignore_classes)}
     )
     rules = AlarmRules(**settings)
-    rules = rules.resolved(champion.classes)
+    try:
+        rules = rules.resolved(champion.classes)
+    except RulesError as e:  # the line names classes the champion lacks: ship, alarms off
+        if not line:
+            raise
+        rules = rules.disabled(f"line configuration {line[1]} does not fit the champion: {e}")
     if not rules.enabled:
         context.log.warning(f"edge bundle ships with alarms off: {rules.disabled_reason}")
     with tempfile.TemporaryDirectory() as tmp:

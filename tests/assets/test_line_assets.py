@@ -180,3 +180,64 @@ def test_readers_take_the_line_over_their_defaults(home, line_file):
     assert rules[0]["defect_classes"] == ("scratch", "dent") and rules[0]["clear_after"] == 5
     line = for_camera(storage, "cam3")
     assert line is not None and line.drift.severity == "ERROR"
+
+
+def _edge_tests():
+    """tests/assets/test_edge.py, for its champion lake fixture (tests are not a package)."""
+    import importlib.util
+
+    path = Path(__file__).with_name("test_edge.py")
+    spec = importlib.util.spec_from_file_location("_line_edge_tests", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_EDGE = _edge_tests()
+classes = _EDGE.classes
+champion_lake = _EDGE.champion_lake
+
+ROLES_YAML = """\
+line: press2
+cameras:
+  - {id: cam1, box: b1, source: rtsp://127.0.0.1:8554/cam1}
+classes:
+  - {name: good, role: ok, display: Good}
+  - {name: dent, role: defect, display: Dent}
+alarm_rules: {raise_after: 2, clear_after: 7, min_confidence: 0.7}
+"""
+
+
+@pytest.mark.slow
+def test_the_bundle_bakes_the_lines_alarm_rules(champion_lake, tmp_path):
+    """edge_bundle through a real run: the line's roles and state-machine parameters are in the
+    bundle, its rules version names the line version; a line naming a class the champion lacks
+    ships with alarms off and a WARN check saying why, it does not fail the graph."""
+    from edge_export.bundle import open_bundle
+
+    storage, version, _ = champion_lake
+    path = tmp_path / "line.yaml"
+    path.write_text(ROLES_YAML)
+    apply(storage, path, by="test")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _EDGE._materialize(instance)
+        assert result.success, [e.message for e in result.get_step_failure_events()]
+        mat = result.asset_materializations_for_node("edge_bundle")[0]
+        assert mat.metadata["line_config"].value == "press2-v1"
+    row = storage.read_table("edge_bundles").row(0, named=True)  # type: ignore[union-attr]
+    with open_bundle(row["uri"]) as bundle:
+        rules = bundle.postprocess
+    assert bundle.model_version == version and rules.version == "press2-v1"
+    assert (rules.ok_classes, rules.defect_classes) == (("good",), ("dent",))
+    assert (rules.raise_after, rules.clear_after, rules.min_confidence) == (2, 7, 0.7)
+    path.write_text(ROLES_YAML.replace("name: dent", "name: scratch"))
+    apply(storage, path, by="test")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _EDGE._materialize(instance)
+        assert result.success
+        check = next(
+            e for e in result.get_asset_check_evaluations() if e.check_name == "alarm_rules"
+        )
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "line configuration press2-v2 does not fit" in check.metadata["reasons"].value
