@@ -121,6 +121,7 @@ def build(config: Any):
     from edge_export.signals import build_signals
 
     key = config.trusted_key or os.environ.get(ENV_TRUSTED) or None
+    out_lock = claim_out(config.out)  # one service per out: folder (ValueError: in use)
     watcher = DesiredStateWatcher(
         config.deployments, config.box, trusted_key=key, cache_dir=config.cache,
         poll_s=config.poll_s,
@@ -158,7 +159,7 @@ def build(config: Any):
                           on_state=on_state)  # fmt: skip
 
     sources = {c.id: make_source(c) for c in config.cameras}
-    return Service(
+    service = Service(
         config,
         sources=sources,
         watcher=watcher,
@@ -172,6 +173,33 @@ def build(config: Any):
         make_source=make_source,
         log=_err,
     )
+    service.out_lock = out_lock  # released when run() ends
+    return service
+
+
+def claim_out(out: Path) -> Any:
+    """Hold ``<out>/.serve.lock`` for this process (an open file with an exclusive flock): a
+    second service on the same ``out:`` would close and publish the first one's open segments
+    as its own leftovers. ValueError naming the holder when it is taken."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    fh = (out / ".serve.lock").open("a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "pid unknown"
+        fh.close()
+        raise ValueError(
+            f"out: {out} is in use by another lensline-edge serve ({holder}); "
+            "give each service its own out: folder"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}")
+    fh.flush()
+    return fh
 
 
 def _publish_capture(config: Any, video: Path, sidecar: Path) -> None:

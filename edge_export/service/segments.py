@@ -60,6 +60,28 @@ class Segments:
         if self.on_close is not None:
             self.on_close(final)
 
+    def recover(self) -> list[Path]:
+        """Close the segments a killed process left open (``*.jsonl.part``, none of them open
+        here): a torn last line is cut off, the file renamed and handed to ``on_close`` (so a
+        crash loses at most the line being written, and its segment is still published)."""
+        recovered = []
+        for path in sorted(self.root.glob("*/*.jsonl.part")):
+            data = path.read_bytes()
+            whole = data[: data.rfind(b"\n") + 1]  # up to the last complete line
+            if len(whole) != len(data):
+                with path.open("r+b") as fh:
+                    fh.truncate(len(whole))
+            final = path.with_suffix("")
+            if not whole:
+                path.unlink()
+                continue
+            path.replace(final)
+            self.closed.append(final)
+            recovered.append(final)
+            if self.on_close is not None:
+                self.on_close(final)
+        return recovered
+
     def close_camera(self, camera: str) -> None:
         """Close ``camera``'s open segment, if any (a camera removed from the box)."""
         if camera in self.open:

@@ -158,6 +158,7 @@ class Service:
         )
         self._beats: dict[str, tuple[float, int]] = {}
         self._inflight: list[_Batch] = []
+        self.out_lock: Any = None  # cli.claim_out's lock on config.out, released by run()
 
     # -- desired state ---------------------------------------------------------------------
     def poll(self) -> None:
@@ -493,6 +494,9 @@ class Service:
 
     def run(self) -> int:
         """Until :attr:`stop_event` is set (SIGTERM/SIGINT): then flush, close, exit code 0."""
+        for segments in (self.results, self.shadow, self.telemetry):
+            for path in segments.recover():  # left open by a killed run: closed and published
+                self.log(f"recovered {path} (left open by a previous run)")
         for source in self.sources.values():
             source.start()
         self.poll()  # the first desired state before the first frame
@@ -517,6 +521,8 @@ class Service:
             self.telemetry.close()
             if self.signals is not None:
                 self.signals.close()
+            if self.out_lock is not None:
+                self.out_lock.close()
         return 0
 
     def drain(self) -> None:
