@@ -20,6 +20,8 @@ observation's metadata (the active configuration of every line as Markdown table
 and sha256) is what the Dagster UI shows.
 """
 
+import warnings
+
 import dagster as dg
 
 from lake.line_config import SECTIONS, LineConfig, Version, active_all, markdown, section_sha
@@ -57,12 +59,16 @@ def observation(versions: list[Version], name: str) -> tuple[str, dict]:
 
 
 def _observer(name: str) -> dg.SourceAsset:
-    @dg.observable_source_asset(key=KEYS[name], group_name=GROUP, description=_DESCRIPTIONS[name])
     def observe(storage: LensStorage) -> dg.ObserveResult:
         version, metadata = observation(active_all(storage), name)
         return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)
 
-    return observe
+    observe.__name__ = KEYS[name].path[-1]
+    with warnings.catch_warnings():  # observable_source_asset is "beta" in Dagster 1.13
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.observable_source_asset(
+            key=KEYS[name], group_name=GROUP, description=_DESCRIPTIONS[name]
+        )(observe)
 
 
 #: The observable source assets, one per section of :data:`lake.line_config.SECTIONS`.

@@ -19,6 +19,8 @@ drift_reference (a new champion moves every camera's reference).
 
 import dagster as dg
 
+from assets.line_config import KEYS as LINE_CONFIG_KEYS
+
 AUTOMATED = (
     "frame_embeddings",
     "label_consensus",
@@ -51,9 +53,7 @@ def on_new_data() -> dg.AutomationCondition:
     return (
         cond.in_latest_time_window()
         & trigger
-        & ~cond.any_deps_missing().ignore(
-            dg.AssetSelection.groups("line_config", include_sources=True)
-        )
+        & ~cond.any_deps_missing().ignore(dg.AssetSelection.assets(*LINE_CONFIG_KEYS.values()))
         & ~cond.any_deps_in_progress()
         & ~cond.in_progress()
         & cond.all_deps_blocking_checks_passed()
