@@ -64,7 +64,12 @@ if TYPE_CHECKING:
 __all__ = [
     "DOC_FORMAT",
     "SECTIONS",
+    "AlarmRulesConfig",
     "Applied",
+    "CameraConfig",
+    "CaptureConfig",
+    "ClassConfig",
+    "DriftPolicy",
     "LineConfig",
     "LineConfigError",
     "Problem",
@@ -76,7 +81,9 @@ __all__ = [
     "load",
     "markdown",
     "parse",
+    "section",
     "section_sha",
+    "Version",
 ]
 
 TABLE = "line_configs"
