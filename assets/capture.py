@@ -33,30 +33,37 @@ class CaptureRequestsConfig(dg.Config):
 
 
 @dg.asset(
-    deps=["drift_report", "line_drift"],
+    deps=["drift_report", "line_drift", "line_config_capture"],
     group_name="drift",
     kinds={"delta", "json"},
-    code_version=code_version("capture_requests", 2, CaptureRequestsConfig().model_dump()),
+    code_version=code_version("capture_requests", 3, CaptureRequestsConfig().model_dump()),
 )
 def capture_requests(config: CaptureRequestsConfig, storage: LensStorage):
     """Capture requests for the boxes (uncertain frames of every drifted camera), published
     signed, and what the boxes reported they sent."""
     from edge_export.bundle import load_signing_key
-    from lake.capture_requests import active, from_drift, ingest_reports, publish, sent
+    from lake import capture_requests as cr
+    from lake.line_config import active_all
 
     key = load_signing_key()  # LENSLINE_SIGNING_KEY(_FILE), read at run time, never shown
-    created = from_drift(
-        storage, margin=config.margin, per_hour=config.per_hour,
-        max_bytes=int(config.max_mb * 1_000_000), expires_in=timedelta(hours=config.expires_h),
-        created_by="capture_requests asset",
+    margin, per_hour = config.margin, config.per_hour
+    max_bytes = int(config.max_mb * 1_000_000)
+    lines = cr.line_capture(  # the lines in force bound their cameras' requests
+        [v.config for v in active_all(storage)],
+        margin=margin, per_hour=per_hour, max_bytes=max_bytes,
     )  # fmt: skip
-    done = publish(storage, signing_key=key)
-    ingested, reports = ingest_reports(storage), sent(storage)
+    created = cr.from_drift(
+        storage, margin=margin, per_hour=per_hour, max_bytes=max_bytes,
+        expires_in=timedelta(hours=config.expires_h), created_by="capture_requests asset",
+        per_camera=lines,
+    )  # fmt: skip
+    done = cr.publish(storage, signing_key=key)
+    ingested, reports = cr.ingest_reports(storage), cr.sent(storage)
     rows = [{"request": r.request_id, "camera": r.camera, "policy": r.policy,
              "reason": r.reason, "per_hour": r.per_hour, "max_mb": r.max_bytes / 1e6,
              "expires_at": r.expires_at.strftime("%Y-%m-%d %H:%M"),
              **{f"sent_{k}": v for k, v in reports.get(r.request_id, {}).items()}}
-            for r in active(storage)]  # fmt: skip
+            for r in cr.active(storage)]  # fmt: skip
     return dg.MaterializeResult(
         data_version=dg.DataVersion(
             hashlib.sha256(storage.read_bytes(done.uri) + str(reports).encode()).hexdigest()

@@ -33,6 +33,7 @@ rewrites it from the table. Identical documents are not rewritten. One writer at
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -232,6 +233,7 @@ def from_drift(
     expires_in: timedelta,
     created_by: str,
     now: datetime | None = None,
+    per_camera: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[CaptureRequest]:
     """One ``uncertain`` request (reason ``drift``) per camera whose drift was detected, in
     landed video (``drift``: ``drifted``) or in its heartbeats (``line_drift``: ``detected``),
@@ -261,14 +263,37 @@ def from_drift(
     for camera, detected_at in latest.iter_rows():
         if camera in asked and detected_at is not None and detected_at <= asked[camera]:
             continue
+        # the camera's line may set the margin and caps (:func:`line_capture`)
+        own = {"margin": margin, "per_hour": per_hour, "max_bytes": max_bytes,
+               **(per_camera or {}).get(camera, {})}  # fmt: skip
+        if own["per_hour"] < 1 or own["max_bytes"] < 1:
+            continue  # the camera's line allows nothing back
         row, new = request(
-            storage, camera=camera, policy="uncertain", margin=margin, per_hour=per_hour,
-            max_bytes=max_bytes, expires_in=expires_in, reason=DRIFT_REASON,
-            created_by=created_by, now=now,
+            storage, camera=camera, policy="uncertain", expires_in=expires_in,
+            reason=DRIFT_REASON, created_by=created_by, now=now, **own,
         )  # fmt: skip
         if new:
             created.append(row)
     return created
+
+
+def line_capture(
+    configs: Iterable[Any], *, margin: float, per_hour: int, max_bytes: int
+) -> dict[str, dict[str, Any]]:
+    """Per camera of the lines in force (:class:`lake.line_config.LineConfig`), the drift
+    request's ``margin`` (the line's ``capture.uncertain_margin``, else ``margin``) and caps
+    (``per_hour`` and ``max_bytes`` no higher than the line's ``max_per_hour`` and
+    ``max_mb_per_hour``: the line bounds every request of its cameras)."""
+    out: dict[str, dict[str, Any]] = {}
+    for config in configs:
+        cap = config.capture
+        for camera in config.cameras:
+            out[camera.id] = {
+                "margin": cap.uncertain_margin or margin,
+                "per_hour": min(per_hour, cap.max_per_hour),
+                "max_bytes": min(max_bytes, int(cap.max_mb_per_hour * 1_000_000)),
+            }
+    return out
 
 
 def reports(storage: LensStorage) -> list[dict[str, Any]]:

@@ -174,6 +174,8 @@ def build(config: Any):
         log=_err,
     )
     service.out_lock = out_lock  # released when run() ends
+    if line is not None and line.current is not None:
+        service.requested.limits = line.current.capture  # the line's caps on capture requests
     return service
 
 

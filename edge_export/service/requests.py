@@ -308,6 +308,11 @@ class CaptureEngine:
         self._lock = threading.Lock()
         self._saved = self._load()
         self._next_poll = 0.0  # time.monotonic() of the next read of the document
+        # the line's caps (lines/<box>.json ``capture``: max_per_hour, max_mb_per_hour) bound
+        # every request of a camera together: frames and bytes per camera in the last hour
+        self.limits: Any = None
+        self._camera_hour: dict[str, deque[tuple[float, int]]] = {}
+        self.skipped_line_cap = 0
 
     @classmethod
     def for_service(cls, config: Any, deployments: Any, **kwargs: Any) -> CaptureEngine:
@@ -484,7 +489,26 @@ class CaptureEngine:
         if state.spent_bytes + charge > state.request.max_bytes:
             state.skipped_budget += 1
             return True
+        if self._over_line_cap(state.request.camera, now, charge):
+            state.skipped_budget += 1
+            self.skipped_line_cap += 1
+            return True
         return False
+
+    def _over_line_cap(self, camera: str, now: float, charge: int) -> bool:
+        """Whether the line's caps for ``camera`` (all its requests, the last hour) refuse a
+        frame of ``charge`` bytes."""
+        limits = self.limits
+        if limits is None:
+            return False
+        window = self._camera_hour.setdefault(camera, deque())
+        while window and window[0][0] <= now - _HOUR:
+            window.popleft()
+        spent = sum(b for _, b in window)
+        return (
+            len(window) >= limits.max_per_hour
+            or spent + charge > limits.max_mb_per_hour * 1_000_000
+        )
 
     def _write(self, state: _State, jpeg, row: dict[str, Any], t: float, now: float, margin):
         if state.clip is not None and jpeg.shape != state.clip_shape:
@@ -506,6 +530,8 @@ class CaptureEngine:
         state.clip.add_jpeg(jpeg.data, {**keep, "frame_time": t, "margin": margin})
         state.clip_versions.add(str(row.get("model_version")))
         state.spent_bytes += charge
+        if self.limits is not None:
+            self._camera_hour.setdefault(state.request.camera, deque()).append((now, charge))
         state.clip_charge += charge
         state.sent_frames += 1
 
@@ -580,6 +606,7 @@ class CaptureEngine:
             "refused": self.watcher.problems[-1]
             if self.watcher and self.watcher.problems
             else None,
+            "skipped_line_cap": self.skipped_line_cap,
         }
 
     def _state_file(self) -> Path:

@@ -285,6 +285,7 @@ class Service:
                     self.sources[camera.id] = self.make_source(camera)
                     self.sources[camera.id].start()
         self.apply(loaded)
+        self.requested.limits = doc.capture  # the line's caps bound every capture request
         watcher = getattr(self.requested, "watcher", None)
         if watcher is not None:  # capture requests of the cameras now on this box
             watcher.cameras, watcher._seen = {c.id for c in cameras}, None

@@ -319,3 +319,36 @@ def test_the_service_reads_requests_beside_its_desired_state_on_s3(s3_env, tmp_p
     assert _offer(engine, 0, datetime.now(UTC).timestamp()) == 1
     assert engine.root == tmp_path / "out" / "requests"
     engine.close()
+
+
+def test_the_lines_caps_bound_all_requests_of_a_camera_together(tmp_path):
+    """lines/<box>.json's capture caps (max_per_hour, max_mb_per_hour) hold across every request
+    of a camera, however generous each request is; another camera keeps its own hour."""
+    from edge_export.service.line_doc import CaptureLimits
+
+    clock = Clock()
+    generous = [_request("random", request_id=f"g{i}", every_n=1) for i in range(3)]
+    other = _request("random", request_id="o", every_n=1, camera="cam2")
+    engine = _engine(tmp_path, clock, *generous, other)
+    engine.limits = CaptureLimits(max_per_hour=10, max_mb_per_hour=50.0)
+    kept_at: list[float] = []
+    for i in range(400):
+        f = _frame(i, clock.t)
+        kept_at += [clock.t] * engine.offer(f, _row(f))
+        g = _frame(i, clock.t, camera="cam2")
+        engine.offer(g, _row(g))
+        clock.t += 30.0  # 400 frames over 3h20
+    engine.close()
+    assert all(sum(1 for u in kept_at if t <= u < t + 3600) <= 10 for t in kept_at)
+    assert len(kept_at) >= 30 and engine.stats()["skipped_line_cap"] > 0
+    cam2 = engine.stats()["requests"]["o"]["frames"]
+    assert 30 <= cam2 <= 40  # its own 10 per hour, not eaten by cam1's requests
+
+    engine2 = _engine(tmp_path / "bytes", clock, _request("random", request_id="b", every_n=1))
+    engine2.limits = CaptureLimits(max_per_hour=1000, max_mb_per_hour=0.05)  # 50 kB an hour
+    for i in range(200):
+        f = _frame(i, clock.t)
+        engine2.offer(f, _row(f))
+        clock.t += 1.0
+    engine2.close()
+    assert 0 < engine2.stats()["requests"]["b"]["bytes"] <= 50_000 + 2_000  # + the clip header

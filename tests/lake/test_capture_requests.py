@@ -169,3 +169,33 @@ def test_capture_reports_sensor_asks_for_a_run_per_new_report(home):
     assert len(first.run_requests) == 1
     with dg.build_sensor_context(cursor=first.cursor) as context:
         assert isinstance(capture_reports_sensor(context, storage=LensStorage()), dg.SkipReason)
+
+
+def test_the_cameras_line_sets_the_drift_requests_margin_and_caps(home, tmp_path):
+    """A camera on a line with ``capture: {uncertain_margin, max_per_hour, max_mb_per_hour}``
+    gets that margin and caps no higher than the line's; a camera on no line the asset's own;
+    a line that allows nothing back gets no request."""
+    from assets.capture import capture_requests
+    from lake.line_config import apply
+
+    storage = LensStorage()
+    line = tmp_path / "line.yaml"
+    line.write_text(
+        "line: line1\ncameras:\n  - {id: cam1, box: b1, source: rtsp://127.0.0.1/cam1}\n"
+        "  - {id: cam3, box: b1, source: rtsp://127.0.0.1/cam3}\n"
+        "classes:\n  - {name: good, role: ok}\n  - {name: scratch, role: defect}\n"
+        "capture: {uncertain_margin: 0.1, max_per_hour: 5, max_mb_per_hour: 1.0}\n"
+    )
+    apply(storage, line, by="t")
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    for cam in ("cam1", "cam2"):
+        _drift(storage, cam, True, now, f"{cam}__a")
+    assert dg.materialize([capture_requests], resources={"storage": LensStorage()}).success
+    got = {r.camera: (r.margin, r.per_hour, r.max_bytes) for r in cr.active(storage)}
+    assert got == {"cam1": (0.1, 5, 1_000_000), "cam2": (0.2, 60, 50_000_000)}
+
+    line.write_text(line.read_text().replace("max_per_hour: 5", "max_per_hour: 0"))
+    apply(storage, line, by="t")
+    _drift(storage, "cam3", True, datetime.now(UTC), "cam3__a")
+    assert dg.materialize([capture_requests], resources={"storage": LensStorage()}).success
+    assert "cam3" not in {r.camera for r in cr.active(storage)}
