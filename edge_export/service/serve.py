@@ -443,6 +443,7 @@ class Service:
                 "stream": stats,
                 "refused": self.refusals[-3:],
                 "shadow_captures": self.capture.stats(),
+                "capture_requests": self._requested_stats(camera.id),
                 "signals": self.signals.stats() if self.signals is not None else {},
                 "frame_stats": (run.window if run else FrameStatsWindow()).take(),
             }
@@ -452,6 +453,13 @@ class Service:
             if self.signals is not None:
                 self.signals.heartbeat(camera.id, beats[camera.id])
         return beats
+
+    def _requested_stats(self, camera: str) -> dict[str, Any]:
+        """What this camera's capture requests sent and skipped (for its heartbeat)."""
+        stats = self.requested.stats()
+        mine = {k: v for k, v in stats["requests"].items() if v["camera"] == camera}
+        return {"requests": mine, "skipped_line_cap": stats["skipped_line_cap"],
+                "refused": stats["refused"]}  # fmt: skip
 
     def _fps(self, camera: str, frames: int) -> float:
         """Inspected frames per second since the previous heartbeat."""

@@ -24,7 +24,7 @@ FIELDS = {
     "box", "camera", "at", "models", "fps", "frames", "latency_p50_s", "latency_p95_s",
     "decoded", "dropped", "skipped", "stream_state", "gaps", "gap_s", "alarms",
     "shadow_frames", "shadow_agree", "shadow_agreement", "signals", "software_version",
-    "frame_stats", "heartbeat_s", "segment_s", "refused", "stream",
+    "frame_stats", "heartbeat_s", "segment_s", "refused", "stream", "capture_requests",
 }  # fmt: skip
 
 
