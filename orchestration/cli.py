@@ -366,6 +366,10 @@ def main(argv: list[str] | None = None, *, defs: dg.Definitions | None = None) -
 
     add_capture_parser(sub)  # lensline capture request|list|cancel
 
+    from orchestration.cli_lake import add_lake_parser
+
+    add_lake_parser(sub)  # lensline lake maintain
+
     args = parser.parse_args(argv)
     args.defs = defs
     return args.func(args)

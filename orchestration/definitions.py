@@ -20,6 +20,7 @@ from lake.storage import LensStorage
 from orchestration.automation import automate, automation_sensor
 from orchestration.executors import lensline_executor
 from orchestration.jobs import ingest_job
+from orchestration.maintenance import lake_maintenance_job, maintenance_schedule
 from orchestration.sensors import (
     capture_reports_sensor,
     fiftyone_review_sensor,
@@ -66,7 +67,7 @@ def build_defs(**export_targets) -> dg.Definitions:
                 line_drift,
             ]
         ),
-        jobs=[ingest_job],
+        jobs=[ingest_job, lake_maintenance_job],
         executor=lensline_executor,  # LENSLINE_EXECUTOR: in_process | multiprocess | celery
         sensors=[
             new_video_sensor,
@@ -78,7 +79,7 @@ def build_defs(**export_targets) -> dg.Definitions:
             line_config_sensor,
             automation_sensor,
         ],
-        schedules=[retrain_schedule],
+        schedules=[retrain_schedule, maintenance_schedule()],
         resources={
             "storage": LensStorage(),
             "fiftyone": FiftyOneResource(),
