@@ -487,7 +487,7 @@ def _check_text(evaluation) -> str:
     for key in ("reasons", "error", "rejected", "skipped"):
         if key in meta:
             return str(meta[key].value)
-    return "failed"
+    return getattr(evaluation, "description", None) or "failed"
 
 
 def _outcome(storage: LensStorage, video_id: str) -> VideoOutcome:
