@@ -130,6 +130,7 @@ class TableReport:
     checkpoint: str = ""
     log_cleanup: str = ""
     dry_run: bool = False
+    lost: list[int] = field(default_factory=list)  # referenced versions that no longer load
 
     def row(self) -> dict[str, Any]:
         """The report as one flat row (metadata tables, the CLI)."""
@@ -141,7 +142,12 @@ class TableReport:
             "active bytes": f"{_size(self.bytes_before)} -> {_size(self.bytes_after)}",
             "stored files": f"{self.stored_before} -> {self.stored_after}",
             "compaction": self.compacted,
-            "protected": f"v{p.version}: {p.reason}" if p else "-",
+            "protected": (f"v{p.version}: {p.reason}" if p else "-")
+            + (
+                f"; LOST (no longer loads): {', '.join(f'v{v}' for v in self.lost)}"
+                if self.lost
+                else ""
+            ),
             "retention": f"{self.retention_hours} h",
             "vacuum": f"{'would remove' if self.dry_run else 'removed'} "
             f"{len(self.vacuumed)} files, {_size(self.vacuumed_bytes)}",
@@ -251,6 +257,7 @@ def maintain_table(
         stored_after=_stored(storage, name),
         compacted=compacted,
         protected=protected,
+        lost=sorted({r.version for r in refs if r.version <= version_before} - set(readable)),
         retention_hours=hours,
         vacuumed=list(plan),
         vacuumed_bytes=sum(plan.values()),

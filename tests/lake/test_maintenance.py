@@ -303,3 +303,21 @@ def test_on_s3(s3_env):
     gone = maintain_table(storage, "frames", settings=NO_RETENTION)
     assert len(gone.vacuumed) == 12 and gone.stored_after == 1
     assert read(storage, "frames").equals(rows)
+
+
+def test_a_referenced_version_whose_log_is_gone_is_reported_lost(home):
+    """Writers' own log cleanup can drop a referenced version's commits: said, not hidden."""
+    storage = LensStorage()
+    uri = storage.table_uri("dataset")
+    for v in range(5):
+        overwrite(storage, "dataset", v)
+    DeltaTable(uri).create_checkpoint()
+    for v in range(4):
+        (Path(uri) / "_delta_log" / f"{v:020}.json").unlink()
+    register(storage, dataset_version=1)
+
+    (report,) = maintain_lake(storage, tables=["dataset"])
+
+    assert report.lost == [1]
+    assert "LOST (no longer loads): v1" in report.row()["protected"]
+    assert read(storage, "dataset")["i"].to_list() == [4]
