@@ -3,9 +3,9 @@
 Thin: the work and its retention rule are :mod:`lake.maintenance`. The job carries the
 lake-writer tag, so the run queue starts it only when no other lake writer runs.
 
-A plant with another maintenance window adds its own schedule::
-
-    Definitions(..., schedules=[maintenance_schedule("0 2 * * 6")])  # Saturdays 02:00
+Another maintenance window: pass ``maintenance_schedule("0 2 * * 6")`` (Saturdays 02:00) where
+``build_defs`` passes ``maintenance_schedule()``, or add it under another ``name`` and stop the
+default one in the UI.
 """
 
 import dagster as dg
@@ -73,10 +73,12 @@ def lake_maintenance_job():
     lake_maintenance()
 
 
-def maintenance_schedule(cron_schedule: str = DEFAULT_CRON) -> dg.ScheduleDefinition:
+def maintenance_schedule(
+    cron_schedule: str = DEFAULT_CRON, *, name: str = "lake_maintenance_schedule"
+) -> dg.ScheduleDefinition:
     """The ``lake_maintenance`` schedule at ``cron_schedule`` (UTC; default Sundays 03:00)."""
     return dg.ScheduleDefinition(
-        name="lake_maintenance_schedule",
+        name=name,
         job=lake_maintenance_job,
         cron_schedule=cron_schedule,
         execution_timezone="UTC",
