@@ -412,12 +412,23 @@ class LensStorage(dg.ConfigurableResource):
         # a per-row replace on a table that does not exist yet is an append: an overwrite would
         # let the last of several racing creators drop the first one's rows
         create_by_append = not exists and (mode != "overwrite" or replace_where is not None)
+        if not exists and not create_by_append:
+            # The log of a whole-table writer (dataset, labels: the versions models are
+            # trained on) is lake_maintenance's to clean (lake/maintenance.py): deltalake's
+            # writers would otherwise drop commits older than 30 days every 100 commits, and
+            # with them time travel to a model's dataset version. (Not on a create-by-append:
+            # racing creators of per-video tables would then conflict on the metadata.)
+            options = {**options, "configuration": NO_WRITER_LOG_CLEANUP}
         df.write_delta(
             uri,
             mode="append" if (mode == "append" or create_by_append) else "overwrite",
             storage_options=self.storage_options(),
             delta_write_options=options or None,
         )
+
+
+#: Table property set when a table is created (see :meth:`LensStorage._write`).
+NO_WRITER_LOG_CLEANUP = {"delta.enableExpiredLogCleanup": "false"}
 
 
 def _matches(table, predicate: str) -> bool:

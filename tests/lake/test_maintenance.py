@@ -27,6 +27,7 @@ from lake.maintenance import (
     references,
 )
 from lake.storage import LensStorage
+from lake.tables import TABLES
 
 NO_RETENTION = MaintenanceSettings(retention=timedelta(0), margin=timedelta(0), min_files=4)
 
@@ -321,3 +322,18 @@ def test_a_referenced_version_whose_log_is_gone_is_reported_lost(home):
     assert report.lost == [1]
     assert "LOST (no longer loads): v1" in report.row()["protected"]
     assert read(storage, "dataset")["i"].to_list() == [4]
+
+
+def test_whole_table_writers_leave_log_cleanup_to_maintenance(home):
+    """Delta writers may delete commits older than ``delta.logRetentionDuration`` when they
+    checkpoint (``delta.enableExpiredLogCleanup``, on by default): LensStorage creates the
+    tables written whole (dataset, labels: the versions models are trained on) with it off, so
+    only lake_maintenance, which protects registered models' versions, cleans their log."""
+    storage = LensStorage()
+    row = {"video_id": "cam1__a", "frame_index": 1, "label": "good", "split": "train",
+           "action": "keep", "original_label": "good"}  # fmt: skip
+    storage.write_table(TABLES["dataset"].conform([row]), "dataset")
+    storage.write_table(TABLES["dataset"].conform([{**row, "frame_index": 2}]), "dataset")
+    config = DeltaTable(storage.table_uri("dataset")).metadata().configuration
+    assert config["delta.enableExpiredLogCleanup"] == "false"
+    assert storage.require_table("dataset", version=0)["frame_index"].to_list() == [1]
