@@ -38,6 +38,7 @@ AUTOMATED = (
     "deployments",
     "drift_reference",
     "fiftyone_queues",
+    "capture_requests",  # a drift (landed video or heartbeats) asks the boxes for data by itself
 )
 
 

@@ -77,3 +77,42 @@ def test_lensline_declares_the_policy_on_the_lineage_and_runs_the_sensor():
     assert defs.resolve_sensor_def("lensline_automation").default_status == (
         dg.DefaultSensorStatus.RUNNING
     )
+
+
+def test_a_drift_from_the_line_asks_the_boxes_for_data_by_itself(home):
+    """``capture_requests`` is automated: a new ``line_drift`` (heartbeats) or ``drift_report``
+    (landed video) data version requests it, so a detected drift becomes a capture request with
+    no one asking (its own idempotence then decides whether a request is made)."""
+    from orchestration.definitions import build_defs
+
+    defs = build_defs()
+    key = dg.AssetKey("capture_requests")
+    tag = "dagster/data_version"
+    select = dg.AssetSelection.assets(key)
+
+    def evaluate(instance, cursor):
+        result = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=select, cursor=cursor
+        )
+        return result.get_num_requested(key), result.cursor
+
+    def materialized(instance, asset, version, partition=None):
+        event = dg.AssetMaterialization(asset, partition=partition, tags={tag: version})
+        instance.report_runless_asset_event(event)
+
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("videos", ["cam1__a"])
+        materialized(instance, "drift_report", "d1", "cam1__a")
+        materialized(instance, "line_drift", "l1")
+        materialized(instance, key, "c1")
+        requested, cursor = evaluate(instance, None)  # the first evaluation: the baseline
+        assert requested == 0
+        materialized(instance, "line_drift", "l2")  # the boxes' heartbeats drifted
+        requested, cursor = evaluate(instance, cursor)
+        assert requested == 1
+        materialized(instance, key, "c2")
+        requested, cursor = evaluate(instance, cursor)
+        assert requested == 0
+        materialized(instance, "drift_report", "d2", "cam1__a")  # a landed video drifted
+        requested, cursor = evaluate(instance, cursor)
+        assert requested == 1
