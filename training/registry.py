@@ -213,6 +213,7 @@ class ModelRegistry:
         models, aliases, stack = self._state()
         self._require(models, version)
         if stack and stack[-1] == version:
+            self.repair()  # a crash after the events, before the alias MERGE: finish it
             return
         changes = []
         if stack:
@@ -235,6 +236,7 @@ class ModelRegistry:
             )
         before = self._alias(models, aliases, version)
         if before == "archived":
+            self.repair()  # a crash after the events, before the alias MERGE: finish it
             return
         self._append_events([(version, "archive", before, "archived", reason)])
         self.repair()

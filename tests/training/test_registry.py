@@ -156,6 +156,27 @@ def test_archive_and_repair_after_a_crash(tmp_path):
     assert reg.repair() is False
 
 
+def test_a_rerun_after_a_crash_between_event_and_alias_finishes_the_alias(tmp_path):
+    """Killed after the archive (or promote) event was appended, before the alias MERGE: the
+    rerun's archive/promote finds the event already there and still re-projects the table
+    (tests/reliability/test_kill_anywhere.py landed exactly there once: models.alias stayed
+    'challenger' while the events said 'archived')."""
+    reg = ModelRegistry(str(tmp_path / "models"))
+    v1 = _register(reg, "a", _metrics(0.8))
+    reg.promote(v1, reason="first")
+    v2 = _register(reg, "b", _metrics(0.7))
+    reg._append_events([(v2, "archive", "challenger", "archived", "gate")])  # then the kill
+    assert _stored_aliases(reg.table_uri)[v2] == "challenger"
+    reg.archive(v2, reason="gate")  # the rerun: no new event, the table repaired
+    assert _stored_aliases(reg.table_uri)[v2] == "archived"
+    assert reg.events().filter(pl.col("model_version") == v2).height == 2  # register, archive
+    v3 = _register(reg, "c", _metrics(0.9))
+    reg._append_events([(v1, "promote", "champion", "archived", "r"),
+                        (v3, "promote", "challenger", "champion", "r")])  # fmt: skip
+    reg.promote(v3, reason="r")
+    assert _stored_aliases(reg.table_uri) == {v1: "archived", v2: "archived", v3: "champion"}
+
+
 def test_metrics_json_is_strict(tmp_path):
     reg = ModelRegistry(str(tmp_path / "models"))
     v = _register(reg, "a", {"accuracy": float("nan"), "ece": 0.1})
