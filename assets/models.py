@@ -1,8 +1,10 @@
 """trained_model and model_evaluation: train on the curated dataset, gate promotion on the test split."""
 
 import json
+import os
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 import polars as pl
@@ -54,6 +56,16 @@ class TrainingConfig(dg.Config):
     )
 
 
+PROFILE_ENV = "LENSLINE_PROFILE"
+
+
+def unprotected_default() -> Literal["block", "report"]:
+    """``"block"`` on a plant (``LENSLINE_PROFILE=production``, set by the production profile's
+    environment), else ``"report"``. Read when the code location loads, so the launchpad shows
+    the resolved default and the gate's code version includes it."""
+    return "block" if os.environ.get(PROFILE_ENV) == "production" else "report"
+
+
 class PromotionConfig(dg.Config):
     """When a challenger replaces the champion."""
 
@@ -67,6 +79,17 @@ class PromotionConfig(dg.Config):
     )
     alpha: float = Field(
         default=0.05, description="Significance level of the regression tests (family-wise)."
+    )
+    power: float = Field(
+        default=0.8,
+        description="Each condition's minimum detectable drop is the drop its test frames "
+        "detect with this probability (exact McNemar power at alpha / number of tests).",
+    )
+    unprotected: Literal["block", "report"] = Field(
+        default=unprotected_default(),
+        description="A condition whose minimum detectable drop exceeds recall_tolerance is "
+        "unprotected: 'block' refuses promotion, 'report' names it in the decision. Default: "
+        "block when LENSLINE_PROFILE=production, else report.",
     )
     ensemble_top_k: int = Field(default=3, description="Also score the mean of the top-k models.")
 
@@ -188,7 +211,7 @@ def _reference(metadata) -> dict:
     ins={"trained_model": dg.AssetIn(input_manager_key="lake_io")},
     group_name="training",
     kinds={"pytorch"},
-    code_version=code_version("evaluate", 1, PromotionConfig().model_dump()),
+    code_version=code_version("evaluate", 2, PromotionConfig().model_dump()),  # 2: its power
     check_specs=[
         dg.AssetCheckSpec(
             "promotion_gate",
@@ -227,10 +250,12 @@ def model_evaluation(
     plots = {k: png_md(v) for k, v in result.plots().items()}
     if "slices" in plots:  # judged against a champion: the paired per-slice comparison
         plots["vs_champion"] = md_table(result.slice_table()) + "\n\n" + plots.pop("slices")
+    power = result.power()  # per condition: n, mdd_points, protected
     return dg.MaterializeResult(
         metadata={
             **result.summary(),
             "ensemble": dg.MetadataValue.json(result.ensemble),
+            **({"vs_champion_power": dg.MetadataValue.json(power)} if power else {}),
             "per_class": dg.MetadataValue.md(md_table(result.per_class())),
             **{k: dg.MetadataValue.md(v) for k, v in plots.items()},
         },
@@ -238,7 +263,14 @@ def model_evaluation(
             dg.AssetCheckResult(
                 check_name="promotion_gate",
                 passed=result.promoted,
-                metadata={"reasons": result.reasons},
+                metadata={
+                    "reasons": result.reasons,
+                    **(
+                        {"unprotected": result.decision.unprotected}
+                        if result.decision.unprotected
+                        else {}
+                    ),
+                },
             )
         ],
         # downstream (exports, drift reference) follows the champion, not every evaluation

@@ -121,6 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"materialised {', '.join(summary.downstream)}: {state}")
     for check in summary.failed_checks:
         console.print(f"[yellow]check did not pass[/] {escape(check)}", soft_wrap=True)
+    for note in summary.check_notes:
+        console.print(f"[yellow]note[/] {escape(note)}", soft_wrap=True)
     for failure in summary.step_failures:
         console.print(f"[red]step failed[/] {escape(failure)}", soft_wrap=True)
     code = summary.exit_code

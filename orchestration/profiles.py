@@ -54,6 +54,9 @@ ENV_EXAMPLE = """\
 # and every `dagster-celery worker` need. Names only: put the values in your secret store or
 # service manager (or a git-ignored .env), never in this file or in dagster.yaml.
 
+# A plant: the promotion gate blocks a condition with too few test frames to protect it.
+LENSLINE_PROFILE=production
+
 # Lake and artifacts in object storage; credentials from the standard AWS chain.
 LENSLINE_STORAGE=s3://BUCKET/PREFIX
 AWS_REGION=

@@ -78,6 +78,7 @@ class RunSummary:
     downstream_ok: bool = True
     stopped_reason: str | None = None
     failed_checks: list[str] = field(default_factory=list)
+    check_notes: list[str] = field(default_factory=list)  # e.g. conditions the gate cannot protect
     step_failures: list[str] = field(default_factory=list)
     landing_problems: list[str] = field(default_factory=list)
     rejected_labels: dict[str, str] = field(default_factory=dict)
@@ -408,6 +409,12 @@ def _collect(result: dg.ExecuteInProcessResult, summary: RunSummary) -> list[str
         for e in result.get_asset_check_evaluations()
         if not e.passed
     ]
+    summary.check_notes += [  # a passed gate that could not protect some conditions says so
+        f"{e.asset_key.to_user_string()}/{e.check_name}: {line}"
+        for e in result.get_asset_check_evaluations()
+        if e.passed and "unprotected" in (e.metadata or {})
+        for line in _lines(e.metadata["unprotected"].value)
+    ]
     failures = []
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
@@ -480,6 +487,11 @@ def _md_rows(table: str) -> dict[str, str]:
         name, _, error = chunk.partition(" | ")
         rows[name.strip()] = error.rstrip().removesuffix("|").rstrip()
     return rows
+
+
+def _lines(value: object) -> list[str]:
+    """A check's list-valued metadata (JSON) as lines."""
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def _check_text(evaluation) -> str:

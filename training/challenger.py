@@ -210,6 +210,15 @@ class ChallengerEvaluation:
     def slice_table(self) -> pl.DataFrame:
         return pl.DataFrame([p.as_dict() for p in self.slices()])
 
+    def power(self) -> list[dict[str, Any]]:
+        """Per condition (slice) judged against the champion: ``condition``, ``n``,
+        ``mdd_points`` (the smallest drop the gate detects there) and ``protected``."""
+        return [
+            {"condition": p.name, "n": p.n, "mdd_points": p.mdd_points, "protected": p.protected}
+            for p in self.slices()
+            if p.kind == "slice"
+        ]
+
     def plots(self) -> dict[str, bytes]:
         """PNGs: ``confusion``, ``calibration`` and, with a champion, ``slices``."""
         from training.evaluate import confusion_png, reliability_png, slices_png
@@ -240,6 +249,8 @@ def evaluate_challenger(
     margin: float = 0.0,
     recall_tolerance: float = 0.02,
     alpha: float = 0.05,
+    power: float = 0.8,
+    unprotected: str = "report",
     ensemble_top_k: int = 3,
 ) -> ChallengerEvaluation:
     """Score a trained model on the test split, register it, and promote or archive it.
@@ -276,8 +287,10 @@ def evaluate_challenger(
     images_for : callable
         ``images_for(spec) -> images`` of the same test split under another model's
         preprocessing contract.
-    margin, recall_tolerance, alpha : float
+    margin, recall_tolerance, alpha, power : float
         The promotion gate (:func:`training.promotion.decide_promotion_paired`).
+    unprotected : {"block", "report"}
+        What the gate does with a condition too small to protect its accuracy.
     ensemble_top_k : int
         Also score the mean of the top-k registered models (:func:`ensemble_accuracy`).
 
@@ -310,7 +323,8 @@ def evaluate_challenger(
             champ_pred = _predict(champion, classes, spec, images, load, images_for)
         decision = decide_promotion_paired(
             labels, champ_pred, probs.argmax(1), slices=slices, classes=classes,
-            margin=margin, recall_tolerance=recall_tolerance, alpha=alpha,
+            margin=margin, recall_tolerance=recall_tolerance, alpha=alpha, power=power,
+            unprotected=unprotected,
         )  # fmt: skip
         if decision.promote:
             registry.promote(version, reason="; ".join(decision.reasons))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,12 @@ __all__ = [
     "mcnemar",
     "decide_promotion",
     "decide_promotion_paired",
+    "mcnemar_power",
+    "min_detectable_drop",
 ]
+
+UNPROTECTED = ("block", "report")
+"""What the gate does with a condition too small to protect its accuracy (:func:`decide_promotion_paired`)."""
 
 LOWER_IS_BETTER = frozenset(
     {"log_loss", "ece", "false_reject_rate", "escape_rate", "loss", "val_loss"}
@@ -45,6 +50,8 @@ class SliceComparison:
     p_worse: float  # one-sided exact McNemar p-value of "the challenger is worse here"
     p_better: float  # one-sided exact McNemar p-value of "the challenger is better here"
     regression: bool = False  # a drop beyond the tolerance that survives Holm's correction
+    mdd_points: float | None = None  # slice: smallest drop (points) detected with the power
+    protected: bool | None = None  # slice: mdd_points within the tolerance (None: a class)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -58,6 +65,9 @@ class PromotionDecision:
     reasons: list[str]
     slices: list[SliceComparison] | None = None
     """Per-slice and per-class paired comparison, when decided by :func:`decide_promotion_paired`."""
+    unprotected: list[str] = field(default_factory=list)
+    """One line per condition too small to protect its accuracy ("unprotected: <name>: N frames,
+    could miss a drop of X points"); also among ``reasons``."""
 
 
 def decide_promotion(
@@ -168,6 +178,75 @@ def compare_slices(
     return out
 
 
+def _critical_counts(m: np.ndarray, level: float) -> np.ndarray:
+    """int: for each number of discordant frames ``m``, the smallest count ``k`` of
+    champion-only frames at which the one-sided exact McNemar test rejects, i.e. the smallest
+    ``k`` with ``P(Binomial(m, 1/2) >= k) < level`` (``m + 1``: never)."""
+    from scipy.stats import binom
+
+    k = np.asarray(binom.isf(level, m, 0.5), dtype=float)
+    k = np.nan_to_num(k, nan=0.0).astype(int) + 1
+    for _ in range(3):  # settle the discrete quantile's edge exactly (strict "< level")
+        k = np.where(binom.sf(k - 1, m, 0.5) >= level, k + 1, k)
+        k = np.where((k > 0) & (binom.sf(k - 2, m, 0.5) < level), k - 1, k)
+    return np.minimum(k, m + 1)
+
+
+def mcnemar_power(n: int, drop: float, *, level: float, discordance: float = 0.0) -> float:
+    """Probability that the one-sided exact McNemar test rejects "the challenger is not worse"
+    at ``level`` on ``n`` paired frames when its accuracy truly is ``drop`` lower.
+
+    The paired model: each frame is discordant with probability ``psi`` (``discordance``,
+    floored at ``drop``: a drop of ``d`` needs at least a share ``d`` of frames the champion
+    gets right and the challenger wrong); a discordant frame is the champion's with probability
+    ``(psi + drop) / (2 psi)``. Exact: the sum over the number of discordant frames
+    ``m ~ Binomial(n, psi)`` of the binomial power of the conditional test at ``m``.
+
+    Parameters
+    ----------
+    n : int
+        Paired test frames of the condition.
+    drop : float
+        True accuracy drop, a fraction in (0, 1].
+    level : float
+        The test's level (e.g. ``alpha`` over the number of tests).
+    discordance : float
+        Share of frames the two models disagree on being right (observed); floored at ``drop``.
+
+    Returns
+    -------
+    float
+        Power in [0, 1].
+    """
+    from scipy.stats import binom
+
+    if n <= 0 or drop <= 0:
+        return 0.0
+    psi = min(1.0, max(float(discordance), float(drop)))
+    q = min(1.0, (psi + drop) / (2 * psi))
+    m = np.arange(n + 1)
+    k = _critical_counts(m, level)
+    return float(np.sum(binom.pmf(m, n, psi) * binom.sf(k - 1, m, q)))
+
+
+def min_detectable_drop(
+    n: int, *, level: float, discordance: float = 0.0, power: float = 0.8, step: float = 0.5
+) -> float | None:
+    """The smallest accuracy drop, in points on a grid of ``step`` points up to 100, that the
+    gate's test detects with probability ``power`` on ``n`` paired frames
+    (:func:`mcnemar_power`); None when not even a 100-point drop is.
+
+    The power is increasing in the drop (a larger drop shifts the discordant frames to the
+    champion and, past ``discordance``, makes more of them), so the first grid point that
+    reaches ``power`` is the minimum.
+    """
+    for i in range(1, int(round(100 / step)) + 1):
+        drop = i * step
+        if mcnemar_power(n, drop / 100, level=level, discordance=discordance) >= power:
+            return drop
+    return None
+
+
 def decide_promotion_paired(
     y: np.ndarray,
     champion_pred: np.ndarray | None,
@@ -178,6 +257,8 @@ def decide_promotion_paired(
     margin: float = 0.0,
     recall_tolerance: float = 0.02,
     alpha: float = 0.05,
+    power: float = 0.8,
+    unprotected: str = "report",
 ) -> PromotionDecision:
     """Promotion on per-frame predictions of both models on the same test frames.
 
@@ -195,10 +276,24 @@ def decide_promotion_paired(
       over all slices and classes (a drop within the noise of a small slice does not block,
       a real one does).
 
-    ``champion_pred`` ``None``: no champion yet, the challenger is promoted.
+    * **a gate that knows its power**: for every slice, the smallest accuracy drop its ``n``
+      frames detect with probability ``power`` (``mdd_points``, :func:`min_detectable_drop`:
+      the exact power of this one-sided McNemar test, at the slice's observed share of
+      discordant frames floored at the drop). The level is ``alpha`` over the number of tests
+      (slices and classes): Holm's first step, the level a lone real regression among
+      unchanged slices and classes must reach, so the statement does not depend on the other
+      p-values. A slice whose ``mdd_points`` exceeds ``recall_tolerance`` is *unprotected*: a
+      drop beyond the tolerance could pass unseen. ``unprotected="report"`` names it in the
+      reasons ("unprotected: cam1/drift: 28 frames, could miss a drop of 37.5 points");
+      ``"block"`` also refuses promotion until the condition has enough test frames.
+
+    ``champion_pred`` ``None``: no champion yet, the challenger is promoted (nothing to
+    protect, whatever ``unprotected`` says).
     """
     from data_quality.drift.stats import holm
 
+    if unprotected not in UNPROTECTED:
+        raise ValueError(f"unprotected={unprotected!r}: one of {', '.join(UNPROTECTED)}")
     if champion_pred is None:
         return PromotionDecision(
             True, ["no champion yet: the first qualified model becomes champion"]
@@ -213,6 +308,8 @@ def decide_promotion_paired(
                                    and q < alpha))
         for p, q in zip(parts, adjusted, strict=True)
     ]  # fmt: skip
+    level = alpha / max(len(parts), 1)
+    parts = [_with_power(p, level=level, power=power, tolerance=recall_tolerance) for p in parts]
     slice_parts = [p for p in parts if p.kind == "slice"]
     old = float(np.mean([p.champion for p in slice_parts])) if slice_parts else 0.0
     new = float(np.mean([p.challenger for p in slice_parts])) if slice_parts else 0.0
@@ -244,7 +341,39 @@ def decide_promotion_paired(
             f"no slice or class drops significantly (Holm-adjusted McNemar at {alpha}) by more "
             f"than {recall_tolerance:.4f}"
         )
-    return PromotionDecision(beats and not bad, reasons, parts)
+    weak = [_unprotected_line(p) for p in slice_parts if not p.protected]
+    reasons += weak
+    if not weak:
+        reasons.append(
+            f"every condition is protected: its test frames detect a drop of "
+            f"{100 * recall_tolerance:g} points with power {power:g} (McNemar at "
+            f"{alpha}/{len(parts)})"
+        )
+    elif unprotected == "block":
+        reasons.append(
+            f"blocked: {len(weak)} condition(s) too small to protect a drop of "
+            f"{100 * recall_tolerance:g} points (unprotected='block'); add test frames or "
+            "raise the tolerance"
+        )
+    ok = beats and not bad and not (weak and unprotected == "block")
+    return PromotionDecision(ok, reasons, parts, weak)
+
+
+def _with_power(
+    p: SliceComparison, *, level: float, power: float, tolerance: float
+) -> SliceComparison:
+    """A slice's comparison with its minimum detectable drop and whether it is protected."""
+    if p.kind != "slice":
+        return p
+    discordance = (p.champion_only + p.challenger_only) / p.n if p.n else 0.0
+    mdd = min_detectable_drop(p.n, level=level, discordance=discordance, power=power)
+    protected = mdd is not None and mdd <= 100 * tolerance + 1e-9
+    return replace(p, mdd_points=mdd, protected=protected)
+
+
+def _unprotected_line(p: SliceComparison) -> str:
+    miss = "any drop" if p.mdd_points is None else f"a drop of {p.mdd_points:g} points"
+    return f"unprotected: {p.name}: {p.n} frames, could miss {miss}"
 
 
 def _number(value: Any) -> float | None:
