@@ -1,0 +1,28 @@
+"""lensline run reports a passed promotion gate's unprotected conditions as notes."""
+
+import dagster as dg
+
+from orchestration.runner import RunSummary, _collect
+
+LINE = "unprotected: cam1/drift: 28 frames, could miss a drop of 34.5 points"
+
+
+@dg.asset(check_specs=[dg.AssetCheckSpec("promotion_gate", asset="model_evaluation")])
+def model_evaluation():
+    return dg.MaterializeResult(
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="promotion_gate",
+                passed=True,
+                metadata={"reasons": "promoted\n" + LINE, "unprotected": [LINE]},
+            )
+        ]
+    )
+
+
+def test_a_passed_gate_with_unprotected_conditions_leaves_a_note():
+    summary = RunSummary()
+    result = dg.materialize([model_evaluation])
+    assert _collect(result, summary) == []
+    assert summary.failed_checks == []
+    assert summary.check_notes == [f"model_evaluation/promotion_gate: {LINE}"]
