@@ -24,6 +24,7 @@ from assets.line_config import for_camera
 from assets.previews import png_md
 from assets.provenance import code_version
 from assets.tables import md_table
+from lake.frames import video_frames
 from lake.partitions import videos_partitions
 from lake.resources import FiftyOneResource
 from lake.storage import LensStorage
@@ -237,9 +238,7 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, storage
 
 def _video_frames(storage: LensStorage, video_id: str) -> pl.DataFrame:
     """The video's sampled frames on the drift grid, in order (a Failure when not ingested)."""
-    frames = grid_frames(
-        storage, storage.read_table("frames").filter(pl.col("video_id") == video_id)
-    ).sort("frame_index")
+    frames = grid_frames(storage, video_frames(storage, video_id)).sort("frame_index")
     if frames.is_empty():
         raise dg.Failure(f"video {video_id!r} has no frames in the lake: ingest it first")
     return frames

@@ -7,6 +7,7 @@ import polars as pl
 
 from data_quality.contract import KEYS
 from lake.storage import LensStorage
+from lake.tables import table_schema
 
 
 def load_frame_images(
@@ -38,6 +39,30 @@ def ok_frames(storage: LensStorage) -> pl.DataFrame:
     return frames.join(ok, on="video_id").sort(KEYS)
 
 
+def video_frames(
+    storage: LensStorage, video_id: str, *, camera_id: str | None = None
+) -> pl.DataFrame:
+    """One video's rows of ``frames`` (empty if none), read with the filter pushed down.
+
+    With ``camera_id`` only that camera's partition is read; without it, files whose statistics
+    exclude the video are skipped.
+    """
+    where = pl.col("video_id") == video_id
+    if camera_id is not None:
+        where = (pl.col("camera_id") == camera_id) & where
+    return _frames(storage, where)
+
+
+def camera_frames(storage: LensStorage, camera_id: str) -> pl.DataFrame:
+    """One camera's rows of ``frames`` (empty if none): only its partition is read."""
+    return _frames(storage, pl.col("camera_id") == camera_id)
+
+
+def _frames(storage: LensStorage, where: pl.Expr) -> pl.DataFrame:
+    df = storage.read_table("frames", where=where)
+    return table_schema("frames").empty() if df is None else df
+
+
 def drift_labelled_videos(storage: LensStorage) -> list[str]:
     """Videos whose frames were queued for labels because they drifted (``drift_queue``)."""
     queue = storage.read_table("drift_queue")
@@ -51,9 +76,10 @@ def line_conditions(storage: LensStorage, rows: pl.DataFrame) -> np.ndarray:
     from training.evaluate import condition_slices
 
     if "camera_id" not in rows.columns:
+        videos = pl.col("video_id").is_in(rows["video_id"].unique().to_list())
         rows = rows.join(
-            storage.require_table("frames", columns=[*KEYS, "camera_id"]), on=KEYS, how="left",
-            maintain_order="left",
+            storage.require_table("frames", columns=[*KEYS, "camera_id"], where=videos), on=KEYS,
+            how="left", maintain_order="left",
         )  # fmt: skip
     return condition_slices(
         rows["camera_id"].fill_null("?").to_list(),

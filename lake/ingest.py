@@ -112,7 +112,11 @@ def _store_frames(
     with ThreadPoolExecutor(max_workers=4) as pool:  # file/object writes overlap
         list(pool.map(storage.write_bytes, uris, [f.jpeg for f in encoded]))
     frames = frame_rows(video_id, camera, sampled, uris)
-    storage.write_table(frames, "frames", replace_where=storage.eq_predicate("video_id", video_id))
+    try:  # the partition column first: Delta replaces and checks conflicts in that partition
+        where = storage.and_predicate(camera_id=camera, video_id=video_id)
+    except ValueError:  # a camera folder name no predicate can quote: the video's rows alone
+        where = storage.eq_predicate("video_id", video_id)
+    storage.write_table(frames, "frames", replace_where=where)
     stale = set(_frame_files(storage, video_id)) - set(uris)
     storage.delete(sorted(stale))
     return frames

@@ -4,6 +4,10 @@ without breaking time travel to a version anything still references.
 Owns no table; it rewrites the files of the tables in :data:`lake.tables.TABLES`. Per table, in
 this order (each step is deltalake's own operation):
 
+0. **Repartition** a table created before its schema named partition columns
+   (:attr:`lake.tables.TableSchema.partition_by`: ``frames`` by ``camera_id``): its rows are
+   rewritten, the same rows, partitioned, in one overwrite commit (``schema_mode="overwrite"``),
+   once; the table's old versions stay readable as long as vacuum keeps their files.
 1. **Compact** (``DeltaTable.optimize.compact``): small files are rewritten into few large ones in
    one ``OPTIMIZE`` commit (``dataChange=false``: the rows are the same). Only when the table has
    at least ``min_files`` active files, and never on :data:`VERSION_IS_DATA` tables, whose Delta
@@ -130,6 +134,7 @@ class TableReport:
     checkpoint: str = ""
     log_cleanup: str = ""
     dry_run: bool = False
+    partitioning: str = ""  # what repartitioning did, or "" when the table has its layout
     lost: list[int] = field(default_factory=list)  # referenced versions that no longer load
 
     def row(self) -> dict[str, Any]:
@@ -142,6 +147,7 @@ class TableReport:
             "active bytes": f"{_size(self.bytes_before)} -> {_size(self.bytes_after)}",
             "stored files": f"{self.stored_before} -> {self.stored_after}",
             "compaction": self.compacted,
+            **({"partitioning": self.partitioning} if self.partitioning else {}),
             "protected": (f"v{p.version}: {p.reason}" if p else "-")
             + (
                 f"; LOST (no longer loads): {', '.join(f'v{v}' for v in self.lost)}"
@@ -230,7 +236,10 @@ def maintain_table(
     files_before, bytes_before = _active(table)
     stored_before = _stored(storage, name)
 
-    compacted = _compact(table, name, files_before, opts, dry_run=dry_run, settings=settings)
+    partitioning = _repartition(storage, table, name, dry_run=dry_run)
+    table = DeltaTable(uri, storage_options=opts)
+    files = _active(table)[0] if partitioning and not dry_run else files_before
+    compacted = _compact(table, name, files, opts, dry_run=dry_run, settings=settings)
     table = DeltaTable(uri, storage_options=opts)
     checkpoint = _checkpoint(table, _last_checkpoint(storage, name), dry_run=dry_run)
     table = DeltaTable(uri, storage_options=opts)  # read from the checkpoint: what vacuum sees
@@ -264,6 +273,7 @@ def maintain_table(
         checkpoint=checkpoint,
         log_cleanup=log_cleanup,
         dry_run=dry_run,
+        partitioning=partitioning,
     )
 
 
@@ -279,6 +289,27 @@ def reports_markdown(reports: Sequence[TableReport]) -> str:
 
 
 # ---------------------------------------------------------------------------- steps
+
+
+def _repartition(storage: LensStorage, table, name: str, *, dry_run: bool) -> str:
+    """Rewrite a table whose partition columns are not its schema's, in one overwrite commit.
+
+    The overwrite is based on the version read (``table``), so a writer that commits in between
+    makes it fail (its files were read and are removed) instead of being lost.
+    """
+    want, have = list(TABLES[name].partition_by), list(table.metadata().partition_columns)
+    columns = {f.name for f in table.schema().fields}
+    if not want or want == have or not set(want) <= columns:
+        return ""
+    if dry_run:
+        return f"would repartition by {', '.join(want)}"
+    rows = storage.require_table(name, version=table.version())
+    rows.write_delta(
+        table,
+        mode="overwrite",
+        delta_write_options={"schema_mode": "overwrite", "partition_by": want},
+    )
+    return f"repartitioned by {', '.join(want)} ({rows.height} rows)"
 
 
 def _compact(

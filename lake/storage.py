@@ -295,9 +295,20 @@ class LensStorage(dg.ConfigurableResource):
 
     # ---- Delta tables -----------------------------------------------------------------
     def read_table(
-        self, name: str, *, version: int | None = None, columns: list[str] | None = None
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        columns: list[str] | None = None,
+        where: pl.Expr | None = None,
     ) -> pl.DataFrame | None:
-        """The table (or only ``columns`` of it) as a polars frame, or None if it was never written."""
+        """The table (or only ``columns`` of it) as a polars frame, or None if it was never written.
+
+        ``where`` (e.g. ``pl.col("camera_id") == "cam1"``) keeps only the matching rows and is
+        pushed down to the scan: a partition column's filter skips the other partitions' files,
+        any other column's skips files by their statistics (``where`` may use columns outside
+        ``columns``).
+        """
         from deltalake import DeltaTable
 
         uri = self.table_uri(name)
@@ -306,14 +317,22 @@ class LensStorage(dg.ConfigurableResource):
         opts = self.storage_options()
         if opts:  # polars reads the files with its own object store: its retry keys are ints
             opts = {k: v for k, v in opts.items() if k not in DELTA_RETRY_KEYS}
-        return pl.read_delta(uri, version=version, columns=columns, storage_options=opts)
+        if where is None:
+            return pl.read_delta(uri, version=version, columns=columns, storage_options=opts)
+        scan = pl.scan_delta(uri, version=version, storage_options=opts).filter(where)
+        return (scan.select(columns) if columns is not None else scan).collect()
 
     def require_table(
-        self, name: str, *, version: int | None = None, columns: list[str] | None = None
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        columns: list[str] | None = None,
+        where: pl.Expr | None = None,
     ) -> pl.DataFrame:
         """:meth:`read_table`, raising :class:`MissingTable` (naming the table's URI) when the
         table was never written: for readers that cannot go on without it."""
-        df = self.read_table(name, version=version, columns=columns)
+        df = self.read_table(name, version=version, columns=columns, where=where)
         if df is None:
             raise MissingTable(f"table {name!r} was never written at {self.table_uri(name)}")
         return df
@@ -355,6 +374,16 @@ class LensStorage(dg.ConfigurableResource):
             raise ValueError(f"refusing {value!r} in a Delta predicate on {column}")
         return f"{column} = '{value}'"
 
+    @classmethod
+    def and_predicate(cls, **values: str) -> str:
+        """``a = 'x' AND b = 'y'`` (each as :meth:`eq_predicate`), in the order given.
+
+        Name a partitioned table's partition column first in a ``replace_where``
+        (``and_predicate(camera_id="cam1", video_id="cam1__a")``): Delta then reads, replaces
+        and checks conflicts within that one partition.
+        """
+        return " AND ".join(cls.eq_predicate(c, v) for c, v in values.items())
+
     def write_table(
         self,
         df: pl.DataFrame,
@@ -367,7 +396,9 @@ class LensStorage(dg.ConfigurableResource):
         """Write ``df`` as one Delta commit and return the new table version.
 
         ``replace_where`` (a SQL predicate such as ``video_id = 'cam1__a'``) replaces only the
-        matching rows, atomically; without it ``mode`` is ``overwrite`` or ``append``. With
+        matching rows, atomically (on a partitioned table, name the partition column too:
+        :meth:`and_predicate`); without it ``mode`` is ``overwrite`` or ``append``. A table
+        is created with its schema's ``partition_by`` columns. With
         ``skip_unchanged`` an overwrite whose rows equal the table's (in any order) commits
         nothing, so a version (e.g. the dataset version) stays put on reruns.
 
@@ -378,7 +409,8 @@ class LensStorage(dg.ConfigurableResource):
         from deltalake import DeltaTable
         from deltalake.exceptions import CommitFailedError
 
-        df = table_schema(name).check(df)
+        schema = table_schema(name)
+        df = schema.check(df)
         uri = self.table_uri(name)
         for attempt in range(3):
             exists = DeltaTable.is_deltatable(uri, storage_options=self.storage_options())
@@ -391,7 +423,14 @@ class LensStorage(dg.ConfigurableResource):
                 ):
                     return DeltaTable(uri, storage_options=self.storage_options()).version()
             try:
-                self._write(df, uri, exists=exists, mode=mode, replace_where=replace_where)
+                self._write(
+                    df,
+                    uri,
+                    exists=exists,
+                    mode=mode,
+                    replace_where=replace_where,
+                    partition_by=schema.partition_by,
+                )
                 break
             except CommitFailedError:
                 # writers racing to create the table (eight videos ingested at once): the
@@ -402,7 +441,14 @@ class LensStorage(dg.ConfigurableResource):
         return DeltaTable(uri, storage_options=self.storage_options()).version()
 
     def _write(
-        self, df: pl.DataFrame, uri: str, *, exists: bool, mode: str, replace_where: str | None
+        self,
+        df: pl.DataFrame,
+        uri: str,
+        *,
+        exists: bool,
+        mode: str,
+        replace_where: str | None,
+        partition_by: tuple[str, ...] = (),
     ) -> None:
         options: dict = {"schema_mode": "merge"} if exists and mode == "append" else {}
         if replace_where and exists:
@@ -419,6 +465,11 @@ class LensStorage(dg.ConfigurableResource):
             # with them time travel to a model's dataset version. (Not on a create-by-append:
             # racing creators of per-video tables would then conflict on the metadata.)
             options = {**options, "configuration": NO_WRITER_LOG_CLEANUP}
+        if not exists and partition_by:
+            # only when creating: an existing table keeps its layout (deltalake refuses a write
+            # naming other partition columns; a table created unpartitioned stays so until
+            # lake_maintenance rewrites it), and an overwrite keeps the table's partitioning
+            options = {**options, "partition_by": list(partition_by)}
         df.write_delta(
             uri,
             mode="append" if (mode == "append" or create_by_append) else "overwrite",

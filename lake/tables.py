@@ -9,8 +9,11 @@ the column, and the table keeps its version. ``models`` and ``model_events`` are
 leaves); their schemas are the registry's own. ``videos`` and ``frames`` come from
 :mod:`data_quality.contract`, which ingestion conforms its rows to.
 
-Keys identify a row (``replace_where`` and joins use them). No table is Delta-partitioned today:
-the per-video writers (``replace_on``) replace one video's rows in one commit instead.
+Keys identify a row (``replace_where`` and joins use them). ``partition_by`` names a table's Delta
+partition columns, passed when :meth:`lake.storage.LensStorage.write_table` creates the table:
+``frames`` is partitioned by ``camera_id`` (docs/lake.md "Partitioning"); a table created before
+keeps its layout until ``lake_maintenance`` rewrites it. The per-video writers (``replace_on``)
+replace one video's rows in one commit.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class TableSchema:
     ``writer`` is the asset (or class) that owns the table; ``appenders`` are the other
     assets or tools that may write to it. ``replace_on`` is the column a writer's
     ``replace_where`` commit replaces rows by (one Dagster partition per value), if any.
+    ``partition_by``: the Delta partition columns the table is created with (none: one folder).
     """
 
     name: str
@@ -111,7 +115,7 @@ _ALL = [
     TableSchema(
         "frames", FRAMES, tuple(KEYS), "frames",
         "Sampled frames of ok videos: their JPEG, sha256 and quality statistics.",
-        replace_on="video_id",
+        partition_by=("camera_id",), replace_on="video_id",
     ),
     TableSchema(
         "label_reviews", _LABELS, (*KEYS, "annotator", "imported_at"), "label_reviews",

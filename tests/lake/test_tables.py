@@ -88,7 +88,8 @@ def test_every_schema_round_trips_through_delta(home, name):
     assert storage.write_table(df, name) == 0
     back = storage.read_table(name)
     assert back.schema == TABLES[name].schema
-    assert back.equals(df)
+    keys = list(TABLES[name].keys)  # a partitioned table (frames) reads partition by partition
+    assert back.sort(keys).equals(df.sort(keys))
 
 
 @pytest.mark.parametrize(
@@ -108,7 +109,7 @@ def test_a_frame_off_its_schema_is_refused_and_nothing_is_written(home, change, 
         storage.write_table(change(good), "frames", mode="append")
     assert says in str(err.value)
     assert storage.table_version("frames") == version
-    assert storage.read_table("frames").equals(good)
+    assert storage.read_table("frames").sort("video_id").equals(good.sort("video_id"))
     with pytest.raises(TableSchemaError, match="'frames'"):  # a first write is refused as well
         LensStorage(root=str(home / "other")).write_table(change(good), "frames")
     assert LensStorage(root=str(home / "other")).table_version("frames") is None
