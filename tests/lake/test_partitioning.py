@@ -174,3 +174,34 @@ def test_maintenance_repartitions_an_old_table_once_with_the_same_rows(home):
     assert DeltaTable(uri).version() == old + 1
     _put(storage, "cam1", "cam1__a", n=1)  # ingestion goes on, in the camera's partition
     assert {p.split("/")[0] for p in _files(storage)} == {"camera_id=cam1", "camera_id=cam2"}
+
+
+def test_after_compaction_writers_on_different_cameras_still_do_not_conflict(home):
+    """Compaction (lake_maintenance) merges files: unpartitioned, one file then holds every
+    video and concurrent per-video replaces conflict on it (deltalake: 'a concurrent
+    transaction added new data'); partitioned, each camera's rows stay in their own files."""
+    storage = LensStorage()
+    cameras = 4
+    for v in range(3):
+        for c in range(cameras):
+            _put(storage, f"cam{c}", f"cam{c}__v{v}")
+    DeltaTable(storage.table_uri("frames")).optimize.compact()
+    assert len(_files(storage)) == cameras
+    barrier = threading.Barrier(cameras)
+    errors: list[str] = []
+
+    def write(camera: str) -> None:
+        barrier.wait()
+        try:
+            _put(storage, camera, f"{camera}__v1", n=1)
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(f"{camera}: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=write, args=(f"cam{c}",)) for c in range(cameras)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    counts = dict(storage.require_table("frames").group_by("video_id").len().iter_rows())
+    assert counts == {f"cam{c}__v{v}": 1 if v == 1 else 4 for c in range(cameras) for v in range(3)}
