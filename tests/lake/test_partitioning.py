@@ -130,11 +130,11 @@ def test_reads_filtered_by_camera_or_video_equal_a_filtered_full_read(home):
 def _unpartitioned(storage: LensStorage) -> pl.DataFrame:
     """A ``frames`` table as homes made before partitioning have it: one folder, one video per
     commit (the old writer appended the first video, then replaced per video)."""
-    uri = storage.table_uri("frames")
+    uri, opts = storage.table_uri("frames"), storage.storage_options()
     rows = [_rows("cam1", "cam1__a"), _rows("cam1", "cam1__b"), _rows("cam2", "cam2__a")]
     for df in rows:
-        df.write_delta(uri, mode="append")
-    assert DeltaTable(uri).metadata().partition_columns == []
+        df.write_delta(uri, mode="append", storage_options=opts)
+    assert DeltaTable(uri, storage_options=opts).metadata().partition_columns == []
     return pl.concat(rows)
 
 
@@ -205,3 +205,17 @@ def test_after_compaction_writers_on_different_cameras_still_do_not_conflict(hom
     assert errors == []
     counts = dict(storage.require_table("frames").group_by("video_id").len().iter_rows())
     assert counts == {f"cam{c}__v{v}": 1 if v == 1 else 4 for c in range(cameras) for v in range(3)}
+
+
+def test_maintenance_repartitions_on_s3(s3_env):
+    storage = LensStorage()
+    assert storage.is_s3
+    rows = _unpartitioned(storage)
+    report = maintain_table(storage, "frames")
+    assert report.partitioning == "repartitioned by camera_id (12 rows)"
+    table = DeltaTable(storage.table_uri("frames"), storage_options=storage.storage_options())
+    assert table.metadata().partition_columns == ["camera_id"]
+    assert _sorted(storage.require_table("frames")).equals(_sorted(rows))
+    assert _sorted(camera_frames(storage, "cam2")).equals(
+        _sorted(rows.filter(pl.col("camera_id") == "cam2"))
+    )
