@@ -85,6 +85,9 @@ __all__ = [
 #: compacted (a rewrite commit would change the version downstream assets key on)
 VERSION_IS_DATA = ("dataset", "labels", "label_reviews", "label_classes", "frame_embeddings")
 
+#: custom commit metadata that marks maintenance's repartitioning commit
+REPARTITION_MARK = "lensline.repartition"
+
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 
 
@@ -294,21 +297,40 @@ def reports_markdown(reports: Sequence[TableReport]) -> str:
 def _repartition(storage: LensStorage, table, name: str, *, dry_run: bool) -> str:
     """Rewrite a table whose partition columns are not its schema's, in one overwrite commit.
 
-    The overwrite is based on the version read (``table``), so a writer that commits in between
-    makes it fail (its files were read and are removed) instead of being lost.
+    deltalake does not fail a full overwrite when another writer committed after the version it
+    read: that writer's files would stay, unpartitioned, in a partitioned table (which polars
+    cannot read). So if any commit landed between the version read and the rewrite, the rewrite
+    is undone at once (``restore`` of the version before it: the other writer's rows, the old
+    layout) and the next run tries again. The job runs as a lake writer, so normally none does.
     """
+    from deltalake import CommitProperties, DeltaTable
+
     want, have = list(TABLES[name].partition_by), list(table.metadata().partition_columns)
     columns = {f.name for f in table.schema().fields}
     if not want or want == have or not set(want) <= columns:
         return ""
     if dry_run:
         return f"would repartition by {', '.join(want)}"
-    rows = storage.require_table(name, version=table.version())
+    read = table.version()
+    rows = storage.require_table(name, version=read)
+    marker = {REPARTITION_MARK: ",".join(want)}
     rows.write_delta(
         table,
         mode="overwrite",
-        delta_write_options={"schema_mode": "overwrite", "partition_by": want},
+        delta_write_options={
+            "schema_mode": "overwrite",
+            "partition_by": want,
+            "commit_properties": CommitProperties(custom_metadata=marker),
+        },
     )
+    latest = DeltaTable(table.table_uri, storage_options=storage.storage_options())
+    ours = max(
+        (h["version"] for h in latest.history(latest.version() - read) if REPARTITION_MARK in h),
+        default=None,
+    )
+    if ours is not None and ours != read + 1:
+        latest.restore(ours - 1)
+        return f"skipped: a writer committed during repartitioning (undone: v{ours - 1} restored)"
     return f"repartitioned by {', '.join(want)} ({rows.height} rows)"
 
 

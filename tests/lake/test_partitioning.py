@@ -219,3 +219,29 @@ def test_maintenance_repartitions_on_s3(s3_env):
     assert _sorted(camera_frames(storage, "cam2")).equals(
         _sorted(rows.filter(pl.col("camera_id") == "cam2"))
     )
+
+
+def test_a_writer_committing_during_repartitioning_is_not_lost(home, monkeypatch):
+    """deltalake lets a full overwrite commit over a concurrent writer's commit; maintenance
+    sees it (its commit is not the next version), restores the version before its rewrite
+    (the writer's rows, unpartitioned) and reports it skipped; the next run repartitions."""
+    storage = LensStorage()
+    rows = _unpartitioned(storage)
+    read = LensStorage.require_table
+
+    def read_then_a_writer_commits(self, name, **kw):
+        out = read(self, name, **kw)
+        monkeypatch.setattr(LensStorage, "require_table", read)
+        _put(storage, "cam3", "cam3__new", n=2)  # ingestion, between maintenance's read and write
+        return out
+
+    monkeypatch.setattr(LensStorage, "require_table", read_then_a_writer_commits)
+    report = maintain_table(storage, "frames")
+    assert report.partitioning.startswith("skipped: a writer committed during repartitioning")
+    assert DeltaTable(storage.table_uri("frames")).metadata().partition_columns == []
+    expected = pl.concat([rows, _rows("cam3", "cam3__new", 2)])
+    assert _sorted(storage.require_table("frames")).equals(_sorted(expected))
+
+    again = maintain_table(storage, "frames")
+    assert again.partitioning == "repartitioned by camera_id (14 rows)"
+    assert _sorted(storage.require_table("frames")).equals(_sorted(expected))
