@@ -432,11 +432,15 @@ class LensStorage(dg.ConfigurableResource):
                     partition_by=schema.partition_by,
                 )
                 break
-            except CommitFailedError:
+            except CommitFailedError as e:
                 # writers racing to create the table (eight videos ingested at once): the
-                # losers' first commit fails ("protocol changed"); write again onto the table
-                # the winner made. Conflicts on an existing table are deltalake's own retries.
-                if exists or attempt == 2:
+                # losers' first commit fails ("protocol changed"), and a writer that saw the
+                # table just created can still meet a loser's creation landing after it
+                # ("metadata changed since last commit"); write again onto the table as it is
+                # now (nothing of a failed commit is in the log). Other conflicts on an
+                # existing table are deltalake's own retries.
+                racing_creation = "changed since last commit" in str(e).lower()
+                if (exists and not racing_creation) or attempt == 2:
                     raise
         return DeltaTable(uri, storage_options=self.storage_options()).version()
 
