@@ -22,7 +22,8 @@ pinned, older than the state in force, a bundle whose sha256 or verification fai
 as ``Change.problems`` with no cameras, never raised: the service keeps what runs. A refused
 document is not reported again until its bytes change; a refused or unreachable bundle is tried
 again on the next poll (the source may be repaired). Bundles are
-cached by sha256 under ``cache_dir`` and stay there, so a rollback needs no download.
+cached by sha256 under ``cache_dir``: the ones in force and the ``keep_bundles`` most recently in
+force stay, so a rollback needs no download; older ones are pruned when a change is applied.
 
 Standard library, :mod:`edge_export.bundle` and ``cryptography``; boto3 only for ``s3://``.
 """
@@ -219,6 +220,7 @@ class DesiredStateWatcher:
         trusted_key: str | bytes | os.PathLike | TrustedKey | None,
         cache_dir: str | os.PathLike,
         poll_s: float = 10.0,
+        keep_bundles: int = 4,
     ):
         self.source = str(source).rstrip("/") if str(source).startswith("s3://") else str(source)
         self.box, self.poll_s = box, poll_s
@@ -232,6 +234,10 @@ class DesiredStateWatcher:
         self.last_problem: str | None = None
         self._seen: bytes | None = None  # sha256 of the last document handled (applied or refused)
         self._bundles: dict[str, Bundle] = {}  # sha256 -> verified bundle, kept for rollbacks
+        # the bundles in force plus the ``keep_bundles`` most recently in force stay cached (an
+        # instant rollback); older ones are removed from the disk when a change is applied
+        self.keep_bundles = keep_bundles
+        self._recent: list[str] = []  # sha256s in the order they were last in force
         self._client: Any = None
 
     @property
@@ -288,7 +294,26 @@ class DesiredStateWatcher:
             self.current = change
             return None
         self.current = change
+        self._prune(change)
         return change
+
+    def _prune(self, change: Change) -> list[str]:
+        """Remove cached bundles neither in force nor among the ``keep_bundles`` most recently
+        in force (a box runs for months: its cache must not grow with every deployment).
+        The sha256s removed."""
+        in_force = [sha for shas in _digests(change).values() for sha in shas.values()]
+        self._recent = [s for s in self._recent if s not in in_force] + in_force
+        keep = set(in_force) | set(self._recent[-(len(in_force) + self.keep_bundles) :])
+        removed = []
+        for tar in sorted(self.cache_dir.glob("*.tar.gz")):
+            sha = tar.name.removesuffix(".tar.gz")
+            if sha in keep:
+                continue
+            tar.unlink(missing_ok=True)
+            shutil.rmtree(self.cache_dir / sha, ignore_errors=True)
+            self._bundles.pop(sha, None)
+            removed.append(sha)
+        return removed
 
     # -- helpers -------------------------------------------------------------------------------
     def _refuse(self, seq: int | None, problem: str, remember: bytes | None) -> Change:

@@ -178,7 +178,10 @@ class Service:
             self._refuse(problem)
         if not change.ok:
             return None
-        return self._load(change, [c.id for c in self.config.cameras])
+        loaded = self._load(change, [c.id for c in self.config.cameras])
+        for key in [k for k in self._models if not Path(k.rsplit(":", 1)[0]).exists()]:
+            del self._models[key]  # its bundle left the watcher's cache (pruned): not kept warm
+        return loaded
 
     def _load(self, change: Any, camera_ids: list[str]) -> dict[str, Deployed]:
         """Each camera's models under ``change`` (the desired state), loaded and warmed."""

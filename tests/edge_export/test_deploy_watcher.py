@@ -172,3 +172,29 @@ def test_the_watcher_reads_an_s3_prefix(s3_env, lake, keys, tmp_path):
     bundle = change.cameras["*"]["champion"]
     assert bundle.model_version == "m-001" and bundle.signature.kind == "trusted"
     assert bundle.path.parent == tmp_path / "cache"
+
+
+def test_the_cache_keeps_what_runs_and_the_last_few_for_rollback(home, lake, keys, tmp_path):
+    """A box runs for months: each change prunes the cache to the bundles in force plus the
+    ``keep_bundles`` most recently in force; going back to a pruned one downloads it again."""
+    storage = lake.storage
+    w = DesiredStateWatcher(home, "b1", trusted_key=keys[0][1], cache_dir=tmp_path / "cache",
+                            keep_bundles=2)  # fmt: skip
+    sha = {}
+    for i in range(1, 7):
+        version = f"m-00{i}"
+        lake(version)
+        deploy(storage, version, box="b1", by="ana")
+        publish(storage, "b1", signing_key=keys[0][0])
+        change = w.poll()
+        assert change is not None and change.ok, w.last_problem
+        sha[version] = change.cameras["*"]["champion"].sha256
+    cached = {p.name.removesuffix(".tar.gz") for p in (tmp_path / "cache").glob("*.tar.gz")}
+    assert cached == {sha["m-006"], sha["m-005"], sha["m-004"]}
+    assert {p.name for p in (tmp_path / "cache").iterdir() if p.is_dir()} <= cached
+    deploy(storage, "m-001", box="b1", by="ana", reason="back to the first")
+    publish(storage, "b1", signing_key=keys[0][0])
+    change = w.poll()
+    assert change is not None and change.ok
+    assert change.cameras["*"]["champion"].model_version == "m-001"
+    assert (tmp_path / "cache" / f"{sha['m-001']}.tar.gz").is_file()  # fetched and verified again
