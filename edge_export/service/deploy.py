@@ -301,7 +301,7 @@ class DesiredStateWatcher:
         """Remove cached bundles neither in force nor among the ``keep_bundles`` most recently
         in force (a box runs for months: its cache must not grow with every deployment).
         The sha256s removed."""
-        in_force = [sha for shas in _digests(change).values() for sha in shas.values()]
+        in_force = list(dict.fromkeys(s for r in _digests(change).values() for s in r.values()))
         self._recent = [s for s in self._recent if s not in in_force] + in_force
         keep = set(in_force) | set(self._recent[-(len(in_force) + self.keep_bundles) :])
         removed = []
