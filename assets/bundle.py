@@ -60,25 +60,12 @@ def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage
     signed ``bundle.tar.gz`` (sha256 of every file and every source video in its manifest)."""
     from edge_export.bundle import load_signing_key
     from edge_export.bundle.package import bundle_files, bundle_targets, package_bundle
-    from edge_export.postprocess import AlarmRules, RulesError
     from edge_export.tensorrt import available
 
     champion = load_champion(storage)
     failure = _gate_failure(context, "openvino_model", "openvino_int8_accuracy")
     targets = bundle_targets(tensorrt=available(), openvino_int8_failure=failure)
-    line = bundle_rules(storage)  # a line configuration in force takes precedence
-    settings: dict = (
-        {**line[0], "version": line[1]}
-        if line
-        else {**config.model_dump(), "ignore_classes": tuple(config.ignore_classes)}
-    )
-    rules = AlarmRules(**settings)
-    try:
-        rules = rules.resolved(champion.classes)
-    except RulesError as e:  # the line names classes the champion lacks: ship, alarms off
-        if not line:
-            raise
-        rules = rules.disabled(f"line configuration {line[1]} does not fit the champion: {e}")
+    rules, line = _alarm_rules(storage, config, champion.classes)
     if not rules.enabled:
         context.log.warning(f"edge bundle ships with alarms off: {rules.disabled_reason}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,7 +93,7 @@ def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage
             "edge_bundles_version": version,
             "try_it": dg.MetadataValue.md(try_it),
             "alarm_roles": dg.MetadataValue.json(bundle.roles()),
-            "line_config": line[1] if line else "none (edge_bundle config)",
+            "line_config": line or "none (edge_bundle config)",
         },
         check_results=[
             dg.AssetCheckResult(
@@ -117,6 +104,26 @@ def edge_bundle(context: dg.AssetExecutionContext, config: BundleConfig, storage
             )
         ],
     )
+
+
+def _alarm_rules(storage: LensStorage, config: BundleConfig, classes) -> tuple:
+    """The bundle's alarm rules resolved against the champion's ``classes``, and the line
+    version they come from (None: the asset's config). A line configuration in force takes
+    precedence; one naming classes the champion lacks ships the bundle with alarms off."""
+    from edge_export.postprocess import AlarmRules, RulesError
+
+    line = bundle_rules(storage)
+    if line is None:
+        settings = {**config.model_dump(), "ignore_classes": tuple(config.ignore_classes)}
+        return AlarmRules(**settings).resolved(classes), None
+    kwargs, version = line
+    rules = AlarmRules(**kwargs, version=version)
+    try:
+        return rules.resolved(classes), version
+    except RulesError as e:
+        return rules.disabled(
+            f"line configuration {version} does not fit the champion: {e}"
+        ), version
 
 
 def _gate_failure(context: dg.AssetExecutionContext, asset: str, check: str) -> str | None:
