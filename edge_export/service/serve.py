@@ -421,6 +421,9 @@ class Service:
         shadow agreement, frame statistics: :mod:`edge_export.service.telemetry`), written to
         the telemetry segment and sent to the plant signals."""
         beats = {}
+        # box-wide counters, read once per heartbeat
+        captures, requested = self.capture.stats(), self.requested.stats()
+        signals = self.signals.stats() if self.signals is not None else {}
         for camera in self.config.cameras:
             run = self.cameras.get(camera.id)
             stats = self.sources[camera.id].stats()
@@ -445,9 +448,9 @@ class Service:
                 "latency_p95_s": float(np.percentile(lat, 95)) if lat.size else None,
                 "stream": stats,
                 "refused": self.refusals[-3:],
-                "shadow_captures": self.capture.stats(),
-                "capture_requests": self._requested_stats(camera.id),
-                "signals": self.signals.stats() if self.signals is not None else {},
+                "shadow_captures": captures,
+                "capture_requests": _of_camera(requested, camera.id),
+                "signals": signals,
                 "frame_stats": (run.window if run else FrameStatsWindow()).take(),
             }
             if run is not None:
@@ -456,13 +459,6 @@ class Service:
             if self.signals is not None:
                 self.signals.heartbeat(camera.id, beats[camera.id])
         return beats
-
-    def _requested_stats(self, camera: str) -> dict[str, Any]:
-        """What this camera's capture requests sent and skipped (for its heartbeat)."""
-        stats = self.requested.stats()
-        mine = {k: v for k, v in stats["requests"].items() if v["camera"] == camera}
-        return {"requests": mine, "skipped_line_cap": stats["skipped_line_cap"],
-                "refused": stats["refused"]}  # fmt: skip
 
     def _fps(self, camera: str, frames: int) -> float:
         """Inspected frames per second since the previous heartbeat."""
@@ -550,6 +546,12 @@ class Service:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+
+
+def _of_camera(requested: dict[str, Any], camera: str) -> dict[str, Any]:
+    """What ``camera``'s capture requests sent and skipped, from the engine's ``stats()``."""
+    mine = {k: v for k, v in requested["requests"].items() if v["camera"] == camera}
+    return {**requested, "requests": mine}
 
 
 def _prepare(
