@@ -100,6 +100,11 @@ class CurationConfig(dg.Config):
         description="With fewer videos than splits (time-block splits): frames this close to a "
         "frame of another split are dropped.",
     )
+    stable_splits: bool = Field(
+        default=True,
+        description="Videos keep the split the previous dataset gave them; only new videos are "
+        "balanced around them (a warm-started model never meets its training frames in test).",
+    )
     max_quality_drop_share: float = Field(
         default=0.1,
         description="frame_quality_drop warns when frame-quality rules drop more than this "
@@ -111,7 +116,13 @@ class CurationConfig(dg.Config):
         from data_quality.curate import CurationPolicy
 
         options = self.model_dump(
-            exclude={"seed", "split_guard_frames", "max_quality_drop_share", "split_by_camera"}
+            exclude={
+                "seed",
+                "split_guard_frames",
+                "max_quality_drop_share",
+                "split_by_camera",
+                "stable_splits",
+            }  # fmt: skip
         )
         return CurationPolicy(**{**options, "drop_frame_quality": tuple(self.drop_frame_quality)})
 
@@ -134,7 +145,7 @@ def curated_dataset(
     context: dg.AssetExecutionContext, config: CurationConfig, storage: LensStorage
 ):
     """The cleaned dataset, split train/val/test by video (or time block); its Delta version is the dataset version."""
-    from data_quality.curate.dataset import curate_dataset
+    from data_quality.curate.dataset import curate_dataset, stable_splits
 
     frames = ok_frames(storage)
     consensus = storage.read_table("label_consensus").join(
@@ -152,6 +163,7 @@ def curated_dataset(
         seed=config.seed,
         guard_frames=config.split_guard_frames,
         split_by_condition=config.split_by_camera,
+        pinned=stable_splits(storage.read_table("dataset")) if config.stable_splits else None,
     )
     version = storage.write_table(curated.dataset, "dataset", skip_unchanged=True)
     storage.write_table(curated.log, "curation_log")

@@ -1,8 +1,11 @@
 """trained_model and model_evaluation: train on the curated dataset, gate promotion on the test split."""
 
+import contextlib
 import json
 import os
 import tempfile
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -13,13 +16,13 @@ from pydantic import Field
 from assets.line_config import KEYS as LINE_KEYS
 from assets.line_config import with_line_crops
 from assets.previews import png_md
-from assets.provenance import code_version, unchanged
+from assets.provenance import code_version, last_metadata, unchanged
 from assets.tables import md_table
 from lake.frames import KEYS, line_conditions, load_frame_images
 from lake.resources import PreprocessResource
 from lake.storage import LensStorage
 
-TRAIN_REVISION = 2  # 2: the preprocessing contract recorded in the checkpoint
+TRAIN_REVISION = 3  # 2: the preprocessing contract recorded in the checkpoint; 3: warm starts
 
 
 CONDITION_BALANCE = 1.0
@@ -53,6 +56,22 @@ class TrainingConfig(dg.Config):
     )
     init_checkpoint: str | None = Field(
         default=None, description="Local or s3:// safetensors to fine-tune from."
+    )
+    refresh: Literal["auto", "full"] = Field(
+        default="auto",
+        description="auto: warm-start from the champion on the new training frames and a "
+        "replay of past ones when nothing else changed (training.incremental); full: train "
+        "from scratch (or init_checkpoint) on the whole train split.",
+    )
+    full_every_days: float = Field(
+        default=7.0, description="auto: a full retrain when the last one is this many days old."
+    )
+    warm_epochs: int = Field(default=10, description="Epochs of a warm start.")
+    replay_share: float = Field(
+        default=0.5, description="Share of past training frames a warm start replays (per class)."
+    )
+    warm_lr_scale: float = Field(
+        default=0.5, description="A warm start's peak learning rate: the champion's times this."
     )
 
 
@@ -143,11 +162,17 @@ def trained_model(
         )
     dataset = storage.read_table("dataset", version=dataset_version)
     classes = sorted(dataset["label"].unique().to_list())
+    plan, warm, last_full_at = _plan_refresh(context, storage, config, spec, classes, dataset)
+    context.log.info(f"refresh {plan.path}: {plan.reason}")
     x_tr, y_tr, keys_tr = split_images(storage, "train", classes, spec, version=dataset_version)
     x_va, y_va, _ = split_images(storage, "val", classes, spec, version=dataset_version)
+    cfg, trials, replay = _train_config(storage, config, spec), config.sweep_trials, {}
+    if warm is not None:  # warm start: every new training frame and a replay of past ones
+        rows, cfg, replay = _warm_start(config, cfg, warm, keys_tr, y_tr)
+        x_tr, y_tr, keys_tr, trials = x_tr[rows], y_tr[rows], keys_tr[rows], 0
     run = train_challenger(
         x_tr, y_tr, x_va, y_va, classes=classes, groups=line_conditions(storage, keys_tr),
-        config=_train_config(storage, config, spec), sweep_trials=config.sweep_trials,
+        config=cfg, sweep_trials=trials,
         sweep_space={"lr": config.sweep_lr, "width": config.sweep_width}, log=context.log.info,
     )  # fmt: skip
     if config.sweep_trials:
@@ -163,6 +188,9 @@ def trained_model(
         metadata={
             **metadata,
             **summary,
+            **plan.metadata(),
+            **replay,
+            "last_full_at": last_full_at,
             "preprocess": dg.MetadataValue.json(spec.to_dict()),
             "trials": dg.MetadataValue.md(md_table(pl.DataFrame(run.trials))),
             "curves": dg.MetadataValue.md(png_md(run.curves_png(), alt="training curves")),
@@ -180,6 +208,72 @@ def _train_config(storage: LensStorage, config: TrainingConfig, spec):
     init = str(storage.fetch_local([config.init_checkpoint])[0]) if config.init_checkpoint else None
     knobs = config.model_dump(include=TRAIN_KNOBS)
     return TrainConfig(**knobs, image_size=spec.image_size, init_checkpoint=init)
+
+
+def _plan_refresh(context, storage: LensStorage, config: TrainingConfig, spec, classes, dataset):
+    """(:class:`training.incremental.Refresh`, the warm start or None, ``last_full_at``): the
+    champion (registry), the previous materialisation's metadata and the two train splits."""
+    from training.incremental import plan_training
+    from training.registry import RegistryError
+
+    last, registry = last_metadata(context), storage.registry()
+    champion = registry.champion() if config.refresh == "auto" else None
+    meta, path, past = None, None, None
+    if champion is not None:
+        path, meta = _champion_checkpoint(storage, champion)
+        from deltalake.exceptions import DeltaError
+
+        # a version vacuumed away: no past split to compare with, the full path says so
+        with contextlib.suppress(DeltaError, OSError):
+            past = _train_rows(storage.read_table("dataset", version=champion.dataset_version))
+    try:
+        alias = registry.get(last["model_version"]).alias if last.get("model_version") else None
+    except RegistryError:
+        alias = None
+    plan = plan_training(
+        refresh=config.refresh, champion=champion, champion_meta=meta, last=last,
+        last_alias=alias, code_version=CODE_VERSION, classes=classes, spec=spec,
+        widths=config.sweep_width if config.sweep_trials else [config.width], past=past,
+        train=_train_rows(dataset), now=datetime.now(UTC), full_every_days=config.full_every_days,
+    )  # fmt: skip
+    if plan.path == "full":
+        return plan, None, datetime.now(UTC).isoformat()
+    assert meta is not None and past is not None
+    return plan, (path, json.loads(meta["config"]), past), last["last_full_at"]
+
+
+def _champion_checkpoint(storage: LensStorage, champion):
+    """The champion's checkpoint fetched locally and verified: (path, its metadata)."""
+    from training.checkpoint import load_checkpoint
+
+    local = storage.fetch_local([champion.checkpoint_uri])[0]
+    return str(local), load_checkpoint(local, expected_sha256=champion.checkpoint_sha256)[1]
+
+
+def _train_rows(dataset: pl.DataFrame) -> pl.DataFrame:
+    return dataset.filter(pl.col("split") == "train").select(*KEYS, "label")
+
+
+def _warm_start(config: TrainingConfig, cfg, warm, keys, labels):
+    """Rows of the train split a warm start trains on, its TrainConfig (the champion's width
+    and learning rate, fewer epochs, init from the champion) and what it replayed."""
+    from training.incremental import replay_rows
+
+    path, champion_config, past = warm
+    is_new = keys.join(
+        past.select(KEYS).with_columns(_past=pl.lit(True)), on=KEYS, how="left",
+        maintain_order="left",
+    )["_past"].is_null().to_numpy()  # fmt: skip
+    rows = replay_rows(is_new, labels, share=config.replay_share, seed=config.seed)
+    cfg = replace(
+        cfg, epochs=config.warm_epochs, width=champion_config["width"], init_checkpoint=path,
+        lr=champion_config["lr"] * config.warm_lr_scale,
+    )  # fmt: skip
+    replay = {
+        "new_train_frames": int(is_new.sum()),
+        "replayed_frames": len(rows) - int(is_new.sum()),
+    }
+    return rows, cfg, replay
 
 
 def _store_checkpoint(storage: LensStorage, run, *, versions: dict, spec) -> dict:

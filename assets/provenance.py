@@ -65,6 +65,14 @@ def unchanged(context: dg.AssetExecutionContext) -> dg.MaterializeResult | None:
     )
 
 
+def last_metadata(context: dg.AssetExecutionContext) -> dict:
+    """This asset's latest materialisation metadata as plain values (empty: none yet); e.g. the
+    refresh state it recorded for the next run (training.incremental)."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    mat = event.asset_materialization if event is not None else None
+    return {k: getattr(v, "value", v) for k, v in (mat.metadata if mat else {}).items()}
+
+
 def with_verdicts(result: dg.MaterializeResult) -> dg.MaterializeResult:
     """``result`` with its check results recorded in its metadata (for :func:`unchanged`).
     Check metadata must be JSON-serialisable plain values."""

@@ -55,6 +55,7 @@ from training.train import TrainConfig
 __all__ = [
     "MIN_EPOCHS",
     "NEAR_DUPLICATE_SHARE",
+    "at_side",
     "cross_val_predict",
     "fold_side",
     "tta_predict",
@@ -86,6 +87,7 @@ def cross_val_predict(
     n_views: int | None = None,
     fold_images: int | None = None,
     image_size: int | None = None,
+    return_models: bool = False,
 ) -> Any:
     """K-fold out-of-sample class probabilities and embeddings.
 
@@ -140,6 +142,9 @@ def cross_val_predict(
         Train and score the fold models on the images resized to this side (``INTER_AREA``)
         when it is smaller than S, e.g. :func:`fold_side` (frames smaller than S hold no
         more detail at S); None: S.
+    return_models
+        Also return the fold models (:mod:`training.incremental` keeps them: frames of a new
+        video are held out of every one of them).
 
     Returns
     -------
@@ -153,6 +158,8 @@ def cross_val_predict(
         ``{"grouping": "video" | "time_block" | "frame", "blocks": n, "guard_frames": g,
         "guard_left_out": frames left out of training summed over folds, "near_share": the
         measured share (None when not measurable)}``.
+    models : list, only with ``return_models``
+        The k fold models (:class:`training.model.LenslineNet`, eval mode), fold order.
 
     Raises
     ------
@@ -165,10 +172,7 @@ def cross_val_predict(
 
     config = config or TrainConfig()
     if image_size is not None and image_size < images.shape[1]:
-        import cv2
-
-        size = (image_size, image_size)
-        images = np.stack([cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in images])
+        images = at_side(images, image_size)
         config = replace(config, image_size=image_size)
     videos = np.asarray(groups)
     frames = _positions(videos) if frame_indices is None else np.asarray(frame_indices, np.int64)
@@ -196,6 +200,7 @@ def cross_val_predict(
     embeddings: np.ndarray | None = None
     fold_of = np.full(len(labels), -1, np.int64)
     left_out = 0
+    models: list[Any] = []
     for fold, (train, test) in enumerate(
         splitter.split(images, labels, None if kind is StratifiedKFold else fold_groups)
     ):
@@ -222,15 +227,28 @@ def cross_val_predict(
             classes=list(classes),
             config=replace(config, epochs=epochs),
         )
+        models.append(result.model)
         probs[test], emb = tta_predict(result.model, images[test], views, config.num_threads)
         if embeddings is None:
             embeddings = np.zeros((len(labels), emb.shape[1]), np.float32)
         embeddings[test] = emb
         fold_of[test] = fold
     assert embeddings is not None
+    out: tuple[Any, ...] = (probs, embeddings, fold_of)
     if return_grouping:
-        return probs, embeddings, fold_of, {**grouping, "guard_left_out": left_out}
-    return probs, embeddings, fold_of
+        out = (*out, {**grouping, "guard_left_out": left_out})
+    return (*out, models) if return_models else out
+
+
+def at_side(images: np.ndarray, side: int) -> np.ndarray:
+    """uint8 (N, side, side, 3): ``images`` (N, S, S, 3) resized with ``INTER_AREA`` when
+    ``side < S`` (as the fold models train), else themselves."""
+    if side >= images.shape[1]:
+        return images
+    import cv2
+
+    size = (side, side)
+    return np.stack([cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in images])
 
 
 def fold_side(

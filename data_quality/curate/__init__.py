@@ -20,7 +20,7 @@ The two steps live in :mod:`.actions` (the policy, per-frame actions, reviews) a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 import polars as pl
@@ -61,6 +61,7 @@ def curate(
     guard_frames: int = 15,
     return_grouping: bool = False,
     strata_col: str | None = None,
+    pinned: Mapping[str, str] | None = None,
 ) -> pl.DataFrame | tuple[pl.DataFrame, dict]:
     """Curate the dataset: decide per-frame actions, then split by video (or time block).
 
@@ -68,7 +69,7 @@ def curate(
     ----------
     consensus_frames, issues, policy
         See :func:`decide_actions`.
-    split_fractions, seed, group_col, guard_frames, return_grouping, strata_col
+    split_fractions, seed, group_col, guard_frames, return_grouping, strata_col, pinned
         See :func:`assign_splits`; only frames that are not dropped are split. ``strata_col``
         (e.g. ``camera_id``) is taken from ``consensus_frames``.
 
@@ -98,6 +99,7 @@ def curate(
             guard_frames=guard_frames,
             return_grouping=True,
             strata_col=strata_col,
+            pinned=pinned,
         ),
     )
     out = decided.join(split.select(*_KEYS, "split", "split_group"), on=_KEYS, how="left")

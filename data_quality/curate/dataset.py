@@ -9,7 +9,7 @@ the frame-quality rules dropped per camera. It gets data frames, never storage.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -26,7 +26,7 @@ from data_quality.curate.actions import (
 )
 from data_quality.curate.splits import SPLITS, split_drift_videos
 
-__all__ = ["CuratedDataset", "curate_dataset"]
+__all__ = ["CuratedDataset", "curate_dataset", "stable_splits"]
 
 DATASET_COLUMNS = (*_KEYS, "label", "split", "action", "original_label")
 """Columns of the ``dataset`` table."""
@@ -97,6 +97,7 @@ def curate_dataset(
     seed: int = 0,
     guard_frames: int = 15,
     split_by_condition: bool = True,
+    pinned: Mapping[str, str] | None = None,
 ) -> CuratedDataset:
     """Curate and split the dataset; see the module docstring for the steps.
 
@@ -124,6 +125,10 @@ def curate_dataset(
         With time-block splits: frames this close to a frame of another split are dropped.
     split_by_condition : bool, optional
         Split each line condition on its own (else all frames together).
+    pinned : mapping of str to str, optional
+        ``{video_id: split}`` of videos split before, which keep their split
+        (:func:`data_quality.curate.assign_splits`); :func:`stable_splits` makes it from the
+        previous dataset.
 
     Returns
     -------
@@ -140,6 +145,7 @@ def curate_dataset(
             guard_frames=guard_frames,
             return_grouping=True,
             strata_col="condition" if split_by_condition else None,
+            pinned=pinned,
         ),
     )
     log = split_drift_videos(apply_reviews(curated, reviews), queue)
@@ -148,3 +154,17 @@ def curate_dataset(
         grouping=grouping,
         quality_drops=quality_drops(log, frames, policy.drop_frame_quality),
     )
+
+
+def stable_splits(previous: pl.DataFrame | None) -> dict[str, str]:
+    """``{video_id: split}`` of the videos whose kept frames all sit in one split of a previous
+    ``dataset`` table (a video split by time, e.g. a drift video, is not pinned)."""
+    if previous is None or previous.is_empty():
+        return {}
+    per = (
+        previous.filter(pl.col("split").is_not_null())
+        .group_by("video_id")
+        .agg(pl.col("split").unique())
+        .filter(pl.col("split").list.len() == 1)
+    )
+    return dict(zip(per["video_id"].to_list(), per["split"].list.first().to_list(), strict=True))

@@ -9,7 +9,7 @@ a guard gap of a frame in another split (:mod:`data_quality.splits`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -58,6 +58,7 @@ def assign_splits(
     guard_frames: int = 15,
     return_grouping: bool = False,
     strata_col: str | None = None,
+    pinned: Mapping[str, str] | None = None,
 ) -> pl.DataFrame | tuple[pl.DataFrame, dict]:
     """Assign whole groups to train / val / test, balancing per-class counts.
 
@@ -95,6 +96,13 @@ def assign_splits(
     return_grouping : bool
         Also return ``{"grouping": "video" | "time_block", "blocks": n, "guard_frames": g,
         "guard_dropped": frames given no split}``.
+    pinned : mapping of str to str, optional
+        Split of groups assigned before (``{video_id: "train" | "val" | "test"}``, e.g. the
+        previous dataset's): they keep it, and only the other groups are balanced around
+        them, so a new video never moves a past one between splits (a model warm-started
+        from the champion never meets its own training frames in val or test). A unit of
+        groups pinned to several splits takes the later one (test over val over train).
+        Time blocks (``"<video>@<block>"``) are never pinned.
 
     Returns
     -------
@@ -133,7 +141,7 @@ def assign_splits(
         groups = videos.astype(str).astype(object)
         info["blocks"] = len(set(groups))
     frames = frames.with_columns(split_group=pl.Series(groups, dtype=pl.String))
-    out = _assign_units(frames, fractions, active, seed, "split_group")
+    out = _assign_units(frames, fractions, active, seed, "split_group", pinned or {})
     if info["grouping"] == "time_block":
         split = out["split"].to_numpy().astype(object)
         frame_index = out["frame_index"].to_numpy()
@@ -172,7 +180,12 @@ def _split_strata(
 
 
 def _assign_units(
-    frames: pl.DataFrame, fractions: np.ndarray, active: list[int], seed: int, group_col: str
+    frames: pl.DataFrame,
+    fractions: np.ndarray,
+    active: list[int],
+    seed: int,
+    group_col: str,
+    pinned: Mapping[str, str],
 ) -> pl.DataFrame:
     """The greedy, class-balancing assignment of :func:`assign_splits` over ``group_col``."""
     unit_of = _units(frames, group_col)
@@ -197,9 +210,17 @@ def _assign_units(
     order = sorted(range(len(names)), key=lambda u: (-mat[u].sum(), tiebreak[u]))
     got = np.zeros((3, mat.shape[1] + 1))
     split_of: dict[str, int] = {}
-    if len(names) >= len(active):
-        seeds = order[::-1][: len(active)]  # smallest units
-        for u, s in zip(seeds, sorted(active, key=lambda s: (fractions[s], s)), strict=True):
+    for g, unit in unit_of.items():  # pinned units first: the later split wins
+        if pinned.get(g) in SPLITS:
+            split_of[unit] = max(split_of.get(unit, 0), SPLITS.index(pinned[g]))
+    for u, name in enumerate(names):
+        if name in split_of:
+            got[split_of[name]] += np.r_[mat[u], mat[u].sum()]
+    empty = [s for s in active if got[s, -1] == 0]
+    free = [u for u in order if names[u] not in split_of]
+    if len(free) >= len(empty):
+        seeds = free[::-1][: len(empty)]  # smallest units
+        for u, s in zip(seeds, sorted(empty, key=lambda s: (fractions[s], s)), strict=True):
             split_of[names[u]] = s
             got[s] += np.r_[mat[u], mat[u].sum()]
     for u in order:

@@ -149,6 +149,20 @@ def test_splits_are_by_video_balanced_and_deterministic():
     assert (defect_rate["label"] - overall).abs().max() < 0.05
 
 
+def test_pinned_videos_keep_their_split_and_new_ones_balance_around_them():
+    frames = _frames(n_videos=24, per=20).rename({"consensus_label": "label"})
+    new = "cam2__line_0023"
+    before = assign_splits(frames.filter(pl.col("video_id") != new), seed=0)
+    pinned = dict(before.select("video_id", "split").unique().iter_rows())
+    after = assign_splits(frames, seed=0, pinned=pinned)
+    moved = after.join(before, on=["video_id", "frame_index"], suffix="_before").filter(
+        pl.col("split") != pl.col("split_before")
+    )
+    assert moved.is_empty()
+    assert after.filter(pl.col("video_id") == new)["split"].n_unique() == 1
+    assert assign_splits(frames, seed=0, pinned={}).equals(assign_splits(frames, seed=0))
+
+
 def test_few_videos_still_fill_every_split_and_near_duplicates_stay_together():
     frames = _frames(n_videos=3, per=10, seed=1)
     split = curate(frames, _issues(frames))

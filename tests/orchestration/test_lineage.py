@@ -34,6 +34,9 @@ READ_ACROSS: dict[tuple[str, str], str] = {
     ("curated_dataset", "drift_queue"): "drift loop: queued videos split apart",
     ("trained_model", "drift_queue"): "drift loop: condition-balanced sampling",
     ("model_evaluation", "drift_queue"): "drift loop: the gate's per-condition slices",
+    # a warm start (training.incremental) begins from the champion model_evaluation promoted
+    # and asks whether the last warm-started model lost the gate; declaring it is a cycle
+    ("trained_model", "models"): "warm start: the champion and the last gate decision",
 }
 
 
