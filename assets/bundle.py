@@ -15,6 +15,7 @@ from assets.line_config import KEYS as LINE_KEYS
 from assets.line_config import bundle_rules
 from assets.provenance import code_version, latest_check
 from assets.tables import md_table
+from lake import pools
 from lake.storage import LensStorage
 
 
@@ -42,6 +43,7 @@ class BundleConfig(dg.Config):
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     deps=["onnx_model", "int8_onnx", "openvino_model", LINE_KEYS["classes"]],
     group_name="edge",
     kinds={"delta", "tar"},
@@ -172,6 +174,7 @@ SHADOW_COLUMNS = [
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     group_name="edge",
     kinds={"delta"},
     code_version=code_version("shadow_comparison", 1),

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from assets.provenance import code_version
 from assets.tables import md_table
+from lake import pools
 from lake.storage import LensStorage
 
 
@@ -33,6 +34,7 @@ class CaptureRequestsConfig(dg.Config):
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     deps=["drift_report", "line_drift", "line_config_capture"],
     group_name="drift",
     kinds={"delta", "json"},

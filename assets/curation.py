@@ -10,6 +10,7 @@ from assets.labels import held_out
 from assets.previews import png_md
 from assets.provenance import code_version
 from assets.tables import md_table
+from lake import pools
 from lake.frames import KEYS, line_conditions, load_frame_images, ok_frames
 from lake.resources import FiftyOneResource
 from lake.storage import LensStorage
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     deps=["label_consensus", "frame_embeddings"],
     group_name="labels",
     kinds={"delta", "cleanlab"},
@@ -128,6 +130,7 @@ class CurationConfig(dg.Config):
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     deps=["label_issues"],
     group_name="labels",
     kinds={"delta"},
@@ -194,6 +197,7 @@ def curated_dataset(
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     deps=["curated_dataset", "label_issues"],
     group_name="labels",
     kinds={"fiftyone"},
@@ -207,6 +211,7 @@ def fiftyone_dataset(
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     deps=["model_evaluation", "fiftyone_dataset"],
     group_name="training",
     kinds={"fiftyone"},

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from assets.provenance import code_version
 from assets.tables import md_table
+from lake import pools
 from lake.storage import LensStorage
 
 AUTOMATION = "lensline automation"
@@ -37,6 +38,7 @@ class DeploymentsConfig(dg.Config):
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     deps=["edge_bundle"],
     group_name="edge",
     kinds={"delta", "json"},

@@ -24,6 +24,7 @@ from assets.line_config import for_camera
 from assets.previews import png_md
 from assets.provenance import code_version
 from assets.tables import md_table
+from lake import pools
 from lake.frames import video_frames
 from lake.partitions import videos_partitions
 from lake.resources import FiftyOneResource
@@ -114,6 +115,7 @@ def _champion_or_none(storage: LensStorage) -> Champion | None:
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     deps=["model_evaluation"],
     group_name="drift",
     kinds={"numpy", "delta"},
@@ -176,6 +178,7 @@ def load_reference(storage: LensStorage, camera_id: str, model_version: str | No
 
 
 @dg.asset(
+    pool=pools.INGEST,
     partitions_def=videos_partitions,
     deps=["frames", "drift_reference", LINE_KEYS["drift_policy"]],
     group_name="drift",
@@ -324,6 +327,7 @@ def _plots(reference, new, drifted: list[str]) -> str:
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     deps=["drift_report", "shadow_comparison"],
     group_name="drift",
     kinds={"fiftyone"},

@@ -27,6 +27,7 @@ from edge_export.targets import (
     OpenVinoTarget,
     version,
 )
+from lake import pools
 from lake.storage import LensStorage
 
 
@@ -56,6 +57,7 @@ def export_asset(target: ExportTarget, *, deps: list[str], kinds: set[str], desc
     store; its code version is the target's (gate thresholds and export settings included)."""
 
     @dg.asset(
+        pool=pools.GRAPH,
         name=target.name,
         deps=deps,
         group_name="edge",
@@ -162,6 +164,7 @@ onnx_model, int8_onnx, openvino_model = export_assets()
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     deps=["int8_onnx"],
     group_name="edge",
     kinds={"tensorrt"},

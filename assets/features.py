@@ -23,6 +23,7 @@ from pydantic import Field
 from assets.line_config import KEYS as LINE_KEYS
 from assets.line_config import with_line_crops
 from assets.provenance import code_version, last_metadata, unchanged
+from lake import pools
 from lake.frames import KEYS, load_frame_images, ok_frames
 from lake.resources import PreprocessResource
 from lake.storage import LensStorage
@@ -87,6 +88,7 @@ def majority_vote(labels: pl.DataFrame, frames: pl.DataFrame) -> pl.DataFrame:
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     deps=["labels", "frames", LINE_KEYS["crop"]],
     group_name="labels",
     kinds={"pytorch", "delta"},

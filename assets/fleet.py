@@ -18,6 +18,7 @@ from pydantic import Field
 from assets.previews import png_md
 from assets.provenance import code_version
 from assets.tables import md_table
+from lake import pools
 from lake.storage import LensStorage
 
 _PLOT_BEATS = 360  # newest heartbeats per camera in the plots (an hour at 10 s)
@@ -32,6 +33,7 @@ class FleetConfig(dg.Config):
 
 
 @dg.asset(
+    pool=pools.FLEET,
     deps=["deployments"],
     group_name="edge",
     kinds={"delta"},
@@ -136,6 +138,7 @@ class LineDriftConfig(dg.Config):
 
 
 @dg.asset(
+    pool=pools.FLEET,
     deps=["edge_fleet", "drift_reference"],
     group_name="drift",
     kinds={"delta"},

@@ -16,6 +16,7 @@ from pydantic import Field
 from assets.previews import thumbnail_strip_md
 from assets.provenance import code_version
 from data_quality.ingest import CheckVerdict, sample_video, summarize_ingest
+from lake import pools
 from lake.ingest import commit_ingest, labeled_frames
 from lake.landing import discover_videos
 from lake.partitions import videos_partitions
@@ -35,6 +36,7 @@ class IngestConfig(dg.Config):
 
 
 @dg.multi_asset(
+    pool=pools.INGEST,
     specs=[
         dg.AssetSpec(
             "raw_video",

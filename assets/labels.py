@@ -13,6 +13,7 @@ from assets.tables import md_table
 from data_quality.label_merge import LABELS_SCHEMA as LABELS_SCHEMA  # re-exported
 from data_quality.label_merge import LabelSource, merge_labels, review_rows
 from data_quality.labels import check_class_names
+from lake import pools
 from lake.frames import KEYS
 from lake.landing import label_files
 from lake.resources import FiftyOneResource
@@ -31,7 +32,10 @@ class LabelsConfig(dg.Config):
 
 
 @dg.asset(
-    group_name="labels", kinds={"fiftyone", "delta"}, code_version=code_version("label_reviews", 1)
+    pool=pools.GRAPH,
+    group_name="labels",
+    kinds={"fiftyone", "delta"},
+    code_version=code_version("label_reviews", 1),
 )
 def label_reviews(
     context: dg.AssetExecutionContext, storage: LensStorage, fiftyone: FiftyOneResource
@@ -68,6 +72,7 @@ def label_reviews(
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     deps=["frames", "label_reviews"],
     group_name="labels",
     kinds={"delta"},
@@ -133,6 +138,7 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, storage: Len
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     deps=["labels", "frame_embeddings"],
     group_name="labels",
     kinds={"delta", "cleanlab"},

@@ -18,6 +18,7 @@ from assets.line_config import with_line_crops
 from assets.previews import png_md
 from assets.provenance import code_version, last_metadata, unchanged
 from assets.tables import md_table
+from lake import pools
 from lake.frames import KEYS, line_conditions, load_frame_images
 from lake.resources import PreprocessResource
 from lake.storage import LensStorage
@@ -137,6 +138,7 @@ CODE_VERSION = code_version("train", TRAIN_REVISION, TrainingConfig().model_dump
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     deps=["curated_dataset", LINE_KEYS["crop"]],
     group_name="training",
     kinds={"pytorch", "safetensors"},
@@ -302,6 +304,7 @@ def _reference(metadata) -> dict:
 
 
 @dg.asset(
+    pool=pools.GRAPH,
     ins={"trained_model": dg.AssetIn(input_manager_key="lake_io")},
     group_name="training",
     kinds={"pytorch"},

@@ -86,7 +86,8 @@ def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
 def process_alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this host (this process counts as alive).
 
-    A process that exists but belongs to another user (``PermissionError``) is alive.
+    A process that exists but belongs to another user (``PermissionError``) is alive; a zombie
+    (exited, not yet reaped: a killed process whose parent died too, where no init reaps) is not.
     """
     if pid == os.getpid():
         return True
@@ -96,4 +97,8 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs (macOS): existence is all we know
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]

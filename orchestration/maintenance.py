@@ -11,8 +11,8 @@ default one in the UI.
 import dagster as dg
 from pydantic import Field
 
+from lake import pools
 from lake.storage import LensStorage
-from orchestration.jobs import LAKE_WRITER
 
 __all__ = ["DEFAULT_CRON", "MaintenanceConfig", "lake_maintenance_job", "maintenance_schedule"]
 
@@ -35,7 +35,9 @@ class MaintenanceConfig(dg.Config):
     min_files: int = Field(default=16, description="Compact a table with at least this many files.")
 
 
-@dg.op(tags=LAKE_WRITER)
+# lake_graph: never beside a graph run's whole-table rewrites. Ingestion may commit meanwhile:
+# Delta's optimistic concurrency arbitrates (a compaction that loses fails whole, next week redoes)
+@dg.op(pool=pools.GRAPH)
 def lake_maintenance(
     context: dg.OpExecutionContext, config: MaintenanceConfig, storage: LensStorage
 ):
@@ -66,9 +68,7 @@ def lake_maintenance(
     return dg.Output(len(reports), metadata=metadata)
 
 
-@dg.job(
-    tags=LAKE_WRITER, description="Compact, vacuum and checkpoint every Delta table of the lake."
-)
+@dg.job(description="Compact, vacuum and checkpoint every Delta table of the lake.")
 def lake_maintenance_job():
     lake_maintenance()
 
@@ -83,6 +83,6 @@ def maintenance_schedule(
         cron_schedule=cron_schedule,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        tags={"lensline/reason": "weekly lake maintenance", **LAKE_WRITER},
+        tags={"lensline/reason": "weekly lake maintenance"},
         description="Compact small files, checkpoint and vacuum the lake every week.",
     )

@@ -9,8 +9,12 @@ The unpartitioned part runs in two stages: first ``labels`` (and ``label_reviews
 files, reviews or videos changed since the latest settled labels run; then everything else when
 the tables it reads (frames, videos, labels, label classes) changed since the latest settled run
 of that stage. A label file that is rejected changes no table, so it retrains nothing.
-The caller holds the home's writer lock (``orchestration.lock``) while this runs; runs that a
-killed ``lensline run`` left STARTED are then marked failed (``fail_dead_runs``).
+Every run is submitted to the instance's run queue (``orchestration.queue``): it is admitted by
+the lake's concurrency pools (``lake.pools``) like any sensor or UI run, and executed by the
+instance's daemon when one runs, else by this process's own run workers (ingestion of several
+videos side by side). The caller holds the home's writer lock (``orchestration.lock``) while this
+runs; runs that a killed ``lensline run`` left STARTED are then marked failed
+(``fail_dead_runs``).
 """
 
 from __future__ import annotations
@@ -29,9 +33,25 @@ from edge_export.fsutil import process_alive
 from lake.landing import LandingProblems, discover_videos, label_files, stale_videos
 from lake.partitions import videos_partitions
 from lake.storage import LensStorage, lensline_home
+from orchestration.queue import WORKER_PID_TAG, QueueClient
 
-# the instance Lensline creates: no telemetry, and lake-writing runs (jobs.LAKE_WRITER) one at a time
+# the instance Lensline creates: no telemetry, run monitoring, and the run queue admitting runs by
+# the lake's concurrency pools (lake.pools: one graph writer, ingestion of several videos at once)
 INSTANCE_YAML = """telemetry:
+  enabled: false
+run_monitoring:
+  enabled: true
+run_queue: {}
+concurrency:
+  runs:
+    max_concurrent_runs: 10
+  pools:
+    granularity: run
+    default_limit: 1
+"""
+# what earlier Lensline versions wrote (one global lake-writer tag): replaced by INSTANCE_YAML
+PREVIOUS_INSTANCE_YAMLS = (
+    """telemetry:
   enabled: false
 run_monitoring:
   enabled: true
@@ -40,7 +60,8 @@ run_queue:
     - key: "lensline/lake"
       value: "writer"
       limit: 1
-"""
+""",
+)
 INGEST_KEYS = {dg.AssetKey("raw_video"), dg.AssetKey("frames")}
 LABEL_KEYS = {dg.AssetKey("label_reviews"), dg.AssetKey("labels")}
 LABEL_CHECK = dg.AssetCheckKey(dg.AssetKey("labels"), "label_files_valid")
@@ -57,8 +78,11 @@ def prepare_instance_home(home: Path | None = None) -> Path:
         os.environ["DAGSTER_HOME"] = str(path)
     path.mkdir(parents=True, exist_ok=True)
     yaml = path / "dagster.yaml"
-    if not yaml.exists():
-        yaml.write_text(INSTANCE_YAML)
+    if not yaml.exists() or yaml.read_text() in PREVIOUS_INSTANCE_YAMLS:
+        from edge_export.fsutil import atomic_write
+
+        with atomic_write(yaml, "w") as f:  # Lensline's own earlier default: upgraded in place
+            f.write(INSTANCE_YAML)
     return path
 
 
@@ -125,29 +149,40 @@ def resolve_selection(defs: dg.Definitions, select: str | None) -> set[dg.AssetK
 
 
 def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Mark runs of ``lensline run`` left STARTING/STARTED by a killed process as failed.
+    """Mark runs of ``lensline run`` left QUEUED, STARTING or STARTED by a killed process as
+    failed (queued ones as canceled: the next run plans its own).
 
     Call it holding the home's writer lock: no other ``lensline run`` of this home is alive then,
-    so such a run is dead unless its recorded process (``lensline/pid`` on this host) still
-    runs. Runs launched by ``dagster dev`` are left to Dagster's run monitoring (enabled in the
-    instance Lensline creates). Returns the ids of the runs marked failed.
+    so such a run is dead unless its recorded client (``lensline/pid`` on this host) or the run
+    worker executing it (``lensline/worker_pid``) still runs. Runs launched by ``dagster dev`` are
+    left to Dagster's run monitoring (enabled in the instance Lensline creates). Returns the ids
+    of the runs marked.
     """
     runs = instance.get_runs(
         filters=dg.RunsFilter(
-            statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+            statuses=[
+                dg.DagsterRunStatus.QUEUED,
+                dg.DagsterRunStatus.STARTED,
+                dg.DagsterRunStatus.STARTING,
+            ],
             tags={"lensline/trigger": RUNNER_TRIGGER},
         )
     )
     failed = []
     for run in runs:
         pid, host = run.tags.get("lensline/pid"), run.tags.get("lensline/host")
-        if pid and host == socket.gethostname() and process_alive(int(pid)):
-            continue
-        instance.report_run_failed(
-            run,
-            message=f"the lensline run process (pid {pid or 'unknown'} on {host or 'unknown'}) "
-            "died before the run finished; marked failed by the next lensline run",
+        worker = run.tags.get(WORKER_PID_TAG)
+        here = host == socket.gethostname()
+        if here and any(p and process_alive(int(p)) for p in (pid, worker)):
+            continue  # its client, or the run worker executing it, still runs
+        why = (
+            f"the lensline run process (pid {pid or 'unknown'} on {host or 'unknown'}) died "
+            "before the run finished"
         )
+        if run.status == dg.DagsterRunStatus.QUEUED:
+            instance.report_run_canceled(run, message=f"{why}; canceled by the next lensline run")
+        else:
+            instance.report_run_failed(run, message=f"{why}; marked failed by the next lensline run")
         failed.append(run.run_id)
     return failed
 
@@ -170,6 +205,24 @@ def run_pending(
     asset was never materialised, or with ``force``. ``run_config`` configures those runs (e.g.
     epochs). Raises ``SelectionError`` for a bad ``select``.
     """
+    with QueueClient(defs, instance) as queue:
+        return _run_pending(
+            queue, defs, instance, select=select, on_progress=on_progress, tags=tags,
+            run_config=run_config, force=force,
+        )  # fmt: skip
+
+
+def _run_pending(
+    queue: QueueClient,
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    *,
+    select: str | None,
+    on_progress: Callable[[str, int, int], None] | None,
+    tags: dict[str, str] | None,
+    run_config: dict | None,
+    force: bool,
+) -> RunSummary:
     storage: LensStorage = defs.resources["storage"]  # type: ignore[assignment]
     graph = defs.resolve_asset_graph()
     selected = resolve_selection(defs, select)
@@ -200,26 +253,39 @@ def run_pending(
         )
         summary.up_to_date = len(videos) - len(todo)
         job = defs.resolve_job_def("ingest_video")
-        for i, vid in enumerate(todo):
-            if on_progress:
-                on_progress(f"ingest {vid}", i, len(todo))
-            job.execute_in_process(
+        reason = "forced" if force else "new, changed or incomplete video"
+        if on_progress:
+            on_progress("ingest (queued)", 0, len(todo))
+        runs = {
+            queue.submit(
+                job,
                 partition_key=vid,
-                instance=instance,
-                raise_on_error=False,
                 run_config=QUIET,
-                tags={
-                    **run_tags,
-                    "lensline/reason": "forced" if force else "new, changed or incomplete video",
-                },
-            )
+                tags={**run_tags, "lensline/reason": reason},
+            ): vid
+            for vid in todo
+        }
+        outcomes: dict[str, VideoOutcome] = {}
+
+        def ingested(run: dg.DagsterRun) -> None:
+            vid = runs[run.run_id]
             try:
-                summary.ingested.append(_outcome(storage, vid))
+                outcomes[vid] = _outcome(storage, vid)
             except (OSError, BotoCoreError) as exc:  # the store itself is unreachable: stop
-                reason = storage_unreachable(storage, exc)
-                summary.ingested.append(VideoOutcome(vid, "failed", reason))
-                summary.stopped_reason = reason
-                return summary
+                outcomes[vid] = VideoOutcome(vid, "failed", storage_unreachable(storage, exc))
+                summary.stopped_reason = summary.stopped_reason or outcomes[vid].error
+                queue.cancel_queued()
+            if on_progress:
+                on_progress("ingest", len(outcomes), len(todo))
+
+        queue.wait(list(runs), on_done=ingested)
+        summary.ingested = [
+            outcomes.get(vid)
+            or VideoOutcome(vid, "failed", "not run: " + str(summary.stopped_reason))
+            for vid in todo
+        ]
+        if summary.stopped_reason:
+            return summary
         if on_progress:
             on_progress("ingest", len(todo), len(todo))
 
@@ -301,10 +367,9 @@ def run_pending(
             continue
         if on_progress:
             on_progress(f"{stage}: " + ", ".join(k.to_user_string() for k in keys), 0, 1)
-        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        run_id = queue.submit(
+            defs.resolve_implicit_global_asset_job_def(),
             asset_selection=keys,
-            instance=instance,
-            raise_on_error=False,
             run_config={**QUIET, **(run_config or {})},
             tags={
                 **run_tags,
@@ -314,12 +379,13 @@ def run_pending(
                 "lensline/inputs": fingerprint,
             },
         )
+        queue.wait([run_id])
         if stage == "graph":
             if cursor_requested is not None:
                 instance.run_storage.set_cursor_values(cursor_requested)
             tick(defs, instance, keys)  # this run's own updates are handled, not re-requested
         summary.downstream += [k.to_user_string() for k in keys]
-        failures = _collect(result, summary)
+        failures = _collect(instance, run_id, summary)
         if stage == "labels":
             summary.rejected_labels = _label_rejections(instance)
         if failures:
@@ -333,7 +399,7 @@ def run_pending(
         ):  # importing reviews changes what this stage reads: that is settled too
             after = labels_fingerprint(storage, pending_reviews(defs.resources["fiftyone"]), keys)  # type: ignore[arg-type]
             settled["lensline/inputs_after"] = after
-        instance.add_run_tags(result.run_id, settled)
+        instance.add_run_tags(run_id, settled)
     if summary.downstream_ok and not summary.downstream:
         summary.stopped_reason = (
             "downstream assets are up to date with the frames, labels and reviews"
@@ -402,25 +468,41 @@ def _latest_settled(instance: dg.DagsterInstance, stage: str) -> set[str]:
     return {tags[k] for k in ("lensline/inputs", "lensline/inputs_after") if k in tags}
 
 
-def _collect(result: dg.ExecuteInProcessResult, summary: RunSummary) -> list[str]:
-    """Add a run's failed checks and crashed steps to ``summary``; return the crashed steps."""
+def _collect(instance: dg.DagsterInstance, run_id: str, summary: RunSummary) -> list[str]:
+    """Add a run's failed checks and crashed steps (from its stored events) to ``summary``;
+    return the crashed steps (a run that failed with no step failing: the run's own error)."""
+    evaluations, failures = [], []
+    run_failure = None
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None:
+            continue
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluations.append(event.event_specific_data)
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            error = event.step_failure_data.error
+            if error is not None and "DagsterAssetCheckFailedError" in (error.cls_name or ""):
+                continue  # a blocking check said no: reported above, not a crash
+            failures.append(f"{event.step_key}: {error.message.strip() if error else 'failed'}")
+        elif event.event_type == dg.DagsterEventType.RUN_FAILURE:
+            run_failure = event.message
     summary.failed_checks += [
         f"{e.asset_key.to_user_string()}/{e.check_name}: {_check_text(e)}"
-        for e in result.get_asset_check_evaluations()
+        for e in evaluations
         if not e.passed
     ]
     summary.check_notes += [  # a passed gate that could not protect some conditions says so
         f"{e.asset_key.to_user_string()}/{e.check_name}: {line}"
-        for e in result.get_asset_check_evaluations()
+        for e in evaluations
         if e.passed and "unprotected" in (e.metadata or {})
         for line in _lines(e.metadata["unprotected"].value)
     ]
-    failures = []
-    for event in result.get_step_failure_events():
-        error = event.step_failure_data.error
-        if error is not None and "DagsterAssetCheckFailedError" in (error.cls_name or ""):
-            continue  # a blocking check said no: reported above, not a crash
-        failures.append(f"{event.step_key}: {error.message.strip() if error else 'failed'}")
+    run = instance.get_run_by_id(run_id)
+    if not failures and run is not None and run.status != dg.DagsterRunStatus.SUCCESS:
+        if run.status == dg.DagsterRunStatus.FAILURE and any(not e.passed for e in evaluations):
+            pass  # only a blocking check stopped it
+        else:
+            failures.append(f"run {run_id}: {run_failure or run.status.value}")
     summary.step_failures += failures
     return failures
 
@@ -461,7 +543,9 @@ def _label_rejections(instance: dg.DagsterInstance) -> dict[str, str]:
     table of the ``labels`` materialisation of the same run.
     """
     record = instance.get_latest_asset_check_evaluation_record(LABEL_CHECK)
-    if record is None or record.evaluation is None or record.evaluation.passed:
+    if record is None or not isinstance(record.evaluation, dg.AssetCheckEvaluation):
+        return {}  # never evaluated, or only planned by a run that died before evaluating it
+    if record.evaluation.passed:
         return {}
     evaluation = record.evaluation
     meta = evaluation.metadata or {}

@@ -9,7 +9,7 @@ from lake.landing import LandingProblems, discover_videos, label_files, stale_vi
 from lake.partitions import videos_partitions
 from lake.resources import FiftyOneResource
 from lake.storage import LensStorage
-from orchestration.jobs import LAKE_WRITER, ingest_job
+from orchestration.jobs import ingest_job
 
 
 def plan_video_runs(storage: LensStorage, cursor: str | None, known: set[str]):
@@ -94,10 +94,7 @@ def fiftyone_review_sensor(context: dg.SensorEvaluationContext, fiftyone: FiftyO
     if not pending:
         return dg.SkipReason("no new corrections in FiftyOne")
     return dg.RunRequest(
-        tags={
-            "lensline/reason": f"{pending} label correction(s) from FiftyOne review",
-            **LAKE_WRITER,
-        }
+        tags={"lensline/reason": f"{pending} label correction(s) from FiftyOne review"}
     )
 
 
@@ -159,7 +156,6 @@ def new_labels_sensor(context: dg.SensorEvaluationContext, storage: LensStorage)
                 tags={
                     "lensline/reason": f"label files {'; '.join(what)}"[:250],
                     **drift_tags(storage),
-                    **LAKE_WRITER,
                 },
             )
         ],
@@ -260,6 +256,6 @@ retrain_schedule = dg.ScheduleDefinition(
     target=DOWNSTREAM_OF_LABELS,
     cron_schedule="0 2 * * *",
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    tags={"lensline/reason": "scheduled retraining", **LAKE_WRITER},
+    tags={"lensline/reason": "scheduled retraining"},
     description="Rebuild labels -> dataset -> model every night (switch on in the UI).",
 )

@@ -259,15 +259,16 @@ def test_the_job_runs_in_a_temp_home_and_reports_metadata(home):
     assert DeltaTable(storage.table_uri("frames")).get_add_actions().num_rows == 1
 
 
-def test_the_schedule_is_weekly_and_queues_as_a_lake_writer():
+def test_the_schedule_is_weekly_and_queues_in_the_graph_writers_pool():
+    from lake import pools
     from orchestration.definitions import defs
-    from orchestration.jobs import LAKE_WRITER
     from orchestration.maintenance import maintenance_schedule
 
     schedule = defs.resolve_schedule_def("lake_maintenance_schedule")
     assert schedule.cron_schedule == "0 3 * * 0"
     assert schedule.job_name == "lake_maintenance_job"
-    assert LAKE_WRITER.items() <= dict(schedule.tags).items()
+    job = defs.resolve_job_def("lake_maintenance_job")
+    assert {n.definition.pool for n in job.graph.nodes} == {pools.GRAPH}
     assert maintenance_schedule("0 2 * * 6").cron_schedule == "0 2 * * 6"
     assert isinstance(schedule, dg.ScheduleDefinition)
 

@@ -35,12 +35,22 @@ def test_workspace_yaml_points_at_definitions():
     assert dg.__version__.startswith("1.13")
 
 
-def test_instance_yaml_queues_lake_writers_one_at_a_time(tmp_path, monkeypatch):
-    from orchestration.runner import prepare_instance_home
+def test_instance_yaml_queues_runs_by_the_lakes_pools(tmp_path, monkeypatch):
+    from dagster._core.instance.config import PoolGranularity
+
+    from lake.pools import ensure_pool_slots
+    from orchestration.runner import PREVIOUS_INSTANCE_YAMLS, prepare_instance_home
 
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster/dagster.yaml").write_text(PREVIOUS_INSTANCE_YAMLS[0])  # an older home
     path = prepare_instance_home(tmp_path)
     with dg.DagsterInstance.get() as instance:
         assert str(instance.root_directory) == str(path)
-        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
-    assert limits == [{"key": "lensline/lake", "value": "writer", "limit": 1}]
+        config = instance.get_concurrency_config()
+        assert config.pool_config.pool_granularity == PoolGranularity.RUN
+        assert config.pool_config.default_pool_limit == 1
+        assert config.run_queue_config.tag_concurrency_limits == []  # no global writer tag
+        assert ensure_pool_slots(instance) == {"lake_ingest": 8, "lake_graph": 1, "lake_fleet": 1}
+        instance.event_log_storage.set_concurrency_slots("lake_ingest", 3)  # an operator's say
+        assert ensure_pool_slots(instance)["lake_ingest"] == 3

@@ -30,7 +30,6 @@ def test_new_label_files_request_the_labels_chain(home):
         result, _ = evaluate(instance)
         [request] = result.run_requests
         assert "batch1.csv" in request.tags["lensline/reason"]
-        assert request.tags["lensline/lake"] == "writer"  # queued behind other lake writers
         again, _ = evaluate(instance, cursor=result.cursor)
         assert isinstance(again, dg.SkipReason)
 
@@ -51,7 +50,13 @@ def test_new_label_files_request_the_labels_chain(home):
     targeted = {k.to_user_string() for k in DOWNSTREAM_OF_LABELS.resolve(graph)}
     assert {"labels", "curated_dataset", "trained_model", "model_evaluation"} <= targeted
     assert "frames" not in targeted
-    assert defs.resolve_job_def("ingest_video").tags["lensline/lake"] == "writer"
+    # the pools, not tags, queue writers: an ingestion run beside others, the graph one at a time
+    ingest = defs.resolve_job_def("ingest_video")
+    assert {n.definition.pool for n in ingest.graph.nodes} == {"lake_ingest"}
+    labels = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey("labels")}
+    )
+    assert {n.definition.pool for n in labels.graph.nodes} == {"lake_graph"}
     schedule = defs.resolve_schedule_def("nightly_retrain")
     assert schedule.cron_schedule == "0 2 * * *"
 
@@ -90,7 +95,6 @@ def test_fiftyone_review_sensor_requests_labels_for_new_corrections(fo_home, tmp
     request = evaluate(resource)
     assert isinstance(request, dg.RunRequest)
     assert request.tags["lensline/reason"] == "1 label correction(s) from FiftyOne review"
-    assert request.tags["lensline/lake"] == "writer"
 
     mark_corrections_imported("review", pull_corrections("review"))
     assert isinstance(evaluate(resource), dg.SkipReason)

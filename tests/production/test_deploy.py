@@ -17,8 +17,10 @@ def test_helm_values():
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["postgresql"]["enabled"] is False
     assert values["generatePostgresqlPasswordSecret"] is False
-    limits = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
-    assert {"key": "lensline/lake", "value": "writer", "limit": 1} in limits["tagConcurrencyLimits"]
+    assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
+    # the same queue rules as the embedded dagster.yaml: the lake's pools, admitted per run
+    assert values["concurrency"]["pools"] == {"granularity": "run", "defaultLimit": 1}
+    assert values["concurrency"]["runs"]["maxConcurrentRuns"] == 20
     assert "postgresqlPassword" not in values["postgresql"]  # from the Secret only
     assert values["global"]["postgresqlSecretName"]
 

@@ -28,8 +28,7 @@ def test_production_files_hold_names_not_secrets(home, monkeypatch):
     assert pg["password"] == {"env": "LENSLINE_PG_PASSWORD"}
     assert all(v == {"env": v["env"]} for k, v in pg.items() if k != "scheme")
     assert pg["scheme"] == "postgresql+psycopg2"
-    limits = config["run_queue"]["tag_concurrency_limits"]
-    assert {"key": "lensline/lake", "value": "writer", "limit": 1} in limits
+    assert config["concurrency"]["pools"] == {"granularity": "run", "default_limit": 1}
     assert config["run_monitoring"]["enabled"] is True
     env_example = (home / "dagster" / ".env.example").read_text()
     assert env_example == ENV_EXAMPLE

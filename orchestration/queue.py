@@ -1,0 +1,380 @@
+"""``lensline run`` as a client of the Dagster instance's run queue.
+
+Every run ``lensline run`` starts is created in the instance and *submitted* to its run
+coordinator (``instance.submit_run``): it shows QUEUED in the UI and is admitted by Dagster's own
+queue rules (asset pools, ``max_concurrent_runs``, tag limits: ``orchestration.pools``), the same
+rules that hold sensor, schedule, automation and UI runs. Who then dequeues it:
+
+- a ``dagster-daemon`` of this instance is alive (production, or ``dagster dev`` beside the
+  command): the daemon does, and launches it with the instance's run launcher (a run worker
+  process; its steps on the configured executor, e.g. Celery workers). ``lensline run`` waits.
+- no daemon (the embedded default: nothing to start by hand): ``lensline run`` drives the queue
+  itself with Dagster's queue daemon logic (``QueuedRunCoordinatorDaemon.run_iteration``) and
+  launches what it admits on :class:`ProcessRunLauncher`: warm run-worker processes of its own
+  (``LENSLINE_RUN_WORKERS``, default the CPU count), each executing one run at a time on the
+  run's executor, so runs the queue admits side by side (ingestion of different videos) run
+  side by side. They die with ``lensline run``; the next one marks their runs failed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.launcher import RunLauncher
+from dagster._serdes import ConfigurableClass
+
+from lake.pools import ensure_pool_slots
+
+LOCATION = "lensline"  # the code location's name in workspace.yaml
+MODULE, ATTRIBUTE = "orchestration.definitions", "defs"
+REPOSITORY = "__repository__"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WORKERS_ENV = "LENSLINE_RUN_WORKERS"
+WORKER_PID_TAG = "lensline/worker_pid"
+DAEMON_FRESH_S = 90.0  # a queue daemon heartbeat newer than this: the daemon dequeues
+# imported once by the fork server, so each run's fork starts warm: third-party libraries whose
+# import reads no Lensline setting (Lensline's own modules read the environment: each fork
+# imports them after taking the submitter's environment)
+PRELOAD = ["dagster", "torch", "sklearn.linear_model", "cleanlab.filter", "onnxruntime", "av"]
+DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+# run id -> what executes it here (set by QueueClient.submit, read by ProcessRunLauncher)
+_JOBS: dict[str, object] = {}
+_JOBS_LOCK = threading.Lock()
+
+
+def run_workers() -> int:
+    """Runs this process executes at once: ``LENSLINE_RUN_WORKERS``, default the CPU count
+    (at most 8). The queue's pools decide which runs may overlap; this bounds the threads."""
+    raw = os.environ.get(WORKERS_ENV, "")
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{WORKERS_ENV}={raw!r} is not a whole number") from None
+        if value < 1:
+            raise ValueError(f"{WORKERS_ENV}={raw!r}: at least 1")
+        return value
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def daemon_alive(instance: dg.DagsterInstance, *, within_s: float = DAEMON_FRESH_S) -> bool:
+    """A ``dagster-daemon`` of this instance ran its queue coordinator within ``within_s``."""
+    try:
+        beats = instance.get_daemon_heartbeats()
+    except Exception:  # noqa: BLE001 (a storage without heartbeats: no daemon to rely on)
+        return False
+    beat = beats.get("QUEUED_RUN_COORDINATOR")
+    return beat is not None and time.time() - beat.timestamp < within_s
+
+
+def is_queued_instance(instance: dg.DagsterInstance) -> bool:
+    """The instance has a run queue and storage other processes can see (not ephemeral)."""
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    return not instance.is_ephemeral and isinstance(instance.run_coordinator, QueuedRunCoordinator)
+
+
+def _origins(job_name: str):
+    """(remote origin, python origin) of ``job_name`` in the ``lensline`` code location, as
+    ``dagster dev``/the daemon load it from workspace.yaml: the UI can re-execute the run and a
+    daemon's run launcher can find its code."""
+    from dagster._core.code_pointer import ModuleCodePointer
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.remote_origin import (
+        ManagedGrpcPythonEnvCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    target = LoadableTargetOrigin(
+        executable_path=sys.executable,
+        module_name=MODULE,
+        attribute=ATTRIBUTE,
+        working_directory=str(REPO_ROOT),
+    )
+    location = ManagedGrpcPythonEnvCodeLocationOrigin(target, location_name=LOCATION)
+    remote = RemoteJobOrigin(RemoteRepositoryOrigin(location, REPOSITORY), job_name)
+    pointer = ModuleCodePointer(MODULE, ATTRIBUTE, str(REPO_ROOT))
+    recon = ReconstructableRepository(pointer, executable_path=sys.executable)
+    return remote, recon.get_reconstructable_job(job_name)
+
+
+def _is_code_location_defs(defs: dg.Definitions) -> bool:
+    module = sys.modules.get(MODULE)
+    return module is not None and getattr(module, ATTRIBUTE, None) is defs
+
+
+class ProcessRunLauncher(RunLauncher, ConfigurableClass):
+    """Executes the runs the queue admits for ``lensline run`` when no daemon does.
+
+    A run of the code location's definitions executes in one of ``workers`` warm run-worker
+    processes (spawned once per ``lensline run``, definitions imported once; its executor as
+    configured), so runs the queue admits side by side run side by side. Dagster executes one
+    run per process: two runs in threads of one process deadlock in its log handlers. A run
+    submitted from other definitions (a test's smaller graph) executes here, in the calling
+    thread, one at a time. A queued run of another client (a sensor's, while no daemon runs)
+    executes from its recorded code origin, as a daemon's run worker would.
+    """
+
+    def __init__(self, workers: int = 1, inst_data=None):
+        self._inst_data = inst_data
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self.futures: dict[str, Future] = {}
+        super().__init__()
+
+    @property
+    def inst_data(self):
+        return self._inst_data
+
+    @classmethod
+    def config_type(cls):
+        return {"workers": dg.Field(int, default_value=1)}
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(workers=config_value["workers"], inst_data=inst_data)
+
+    def launch_run(self, context) -> None:
+        from dagster._core.definitions.reconstruct import ReconstructableJob
+
+        run = context.dagster_run
+        with _JOBS_LOCK:
+            job = _JOBS.get(run.run_id)
+        if job is not None and not isinstance(job, ReconstructableJob):
+            _execute_here(job, run.run_id, self._instance)  # type: ignore[arg-type]
+            return
+        if self._pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(PRELOAD)
+            # forks of the warm fork server, kept for this lensline run's runs
+            self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=context)
+        env = dict(os.environ)  # the fork server keeps the environment it started with
+        self.futures[run.run_id] = self._pool.submit(
+            _execute_in_worker, run.run_id, env, os.getcwd()
+        )
+
+    def terminate(self, run_id: str) -> bool:
+        return False  # the run ends with its worker; `dagster` marks it failed if it dies
+
+    def dispose(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+def _execute_here(job, run_id: str, instance: dg.DagsterInstance | None) -> None:
+    from dagster._core.execution.api import execute_run
+
+    assert instance is not None
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    try:
+        execute_run(job, run, instance)
+    except Exception as exc:  # noqa: BLE001 (a run that cannot start is failed, not lost)
+        current = instance.get_run_by_id(run_id)
+        if current is not None and current.status not in DONE:
+            instance.report_run_failed(current, message=f"the run could not execute: {exc}")
+
+
+def _execute_in_worker(run_id: str, env: Mapping[str, str], cwd: str) -> str:
+    """In a run worker (a fork of the fork server): take the submitting process's environment
+    and folder, then execute ``run_id`` from its code origin on the instance of
+    ``DAGSTER_HOME``, recording this worker's pid on the run."""
+    from dagster._utils.hosted_user_process import recon_job_from_origin
+
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(run_id)
+        if run is None:
+            return "missing"
+        instance.add_run_tags(run_id, {WORKER_PID_TAG: str(os.getpid())})
+        job = recon_job_from_origin(run.job_code_origin)  # type: ignore[arg-type]
+        _execute_here(job, run_id, instance)
+    return "done"
+
+
+@dataclass
+class _Workspace:
+    """What the queue daemon needs of a workspace: the instance (launching goes through our
+    launcher, which needs no code server)."""
+
+    instance: dg.DagsterInstance
+
+    def create_request_context(self, source=None):
+        return None
+
+
+@dataclass
+class QueueClient:
+    """Submit runs to ``instance``'s queue and wait for them (module docstring)."""
+
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    workers: int = field(default_factory=run_workers)
+    submitted: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from dagster._serdes import ConfigurableClassData
+
+        ref = self.instance.get_ref() if not self.instance.is_ephemeral else None
+        launcher = ConfigurableClassData(
+            "orchestration.queue", "ProcessRunLauncher", f"workers: {self.workers}\n"
+        )
+        # the same instance (storage, queue, pools) with this process's run workers as its run
+        # launcher; the stored dagster.yaml is not changed
+        self._queued = is_queued_instance(self.instance)
+        self._driver = (
+            dg.DagsterInstance.from_ref(ref._replace(run_launcher_data=launcher))
+            if self._queued and ref is not None
+            else self.instance
+        )
+        self._reconstructable = _is_code_location_defs(self.defs)
+        if self._queued:
+            ensure_pool_slots(self.instance)
+
+    def close(self) -> None:
+        with _JOBS_LOCK:
+            for run_id in self.submitted:
+                _JOBS.pop(run_id, None)
+        if self._driver is not self.instance:
+            self._driver.run_launcher.dispose()
+            self._driver.dispose()
+
+    def cancel_queued(self) -> list[str]:
+        """Cancel this client's runs that are still queued (e.g. the store went away)."""
+        cancelled = []
+        for run in self.instance.get_runs(
+            filters=dg.RunsFilter(run_ids=self.submitted, statuses=[dg.DagsterRunStatus.QUEUED])
+        ):
+            if self.instance.run_coordinator.cancel_run(run.run_id):
+                cancelled.append(run.run_id)
+        return cancelled
+
+    def __enter__(self) -> QueueClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def submit(
+        self,
+        job_def: dg.JobDefinition,
+        *,
+        tags: Mapping[str, str],
+        run_config: Mapping[str, object] | None = None,
+        asset_selection: Iterable[dg.AssetKey] | None = None,
+        partition_key: str | None = None,
+    ) -> str:
+        """Create the run of ``job_def`` (subset to ``asset_selection``) and queue it."""
+        from dagster._core.definitions.job_base import InMemoryJob
+        from dagster._core.execution.api import create_execution_plan
+
+        if not self._reconstructable:  # other definitions execute here, step after step
+            job_def = job_def.with_executor_def(dg.in_process_executor)
+        selection = frozenset(asset_selection) if asset_selection is not None else None
+        run_tags = {**job_def.tags, **tags}
+        if partition_key is not None:
+            run_tags["dagster/partition"] = partition_key
+        subset = job_def.get_subset(asset_selection=selection) if selection else job_def
+        config = dict(run_config or {})
+        plan = create_execution_plan(
+            subset, run_config=config, instance_ref=self.instance.get_ref(), tags=run_tags
+        )
+        remote_origin, recon = _origins(job_def.name)
+        run = self.instance.create_run_for_job(
+            job_def=subset,
+            execution_plan=plan,
+            run_config=config,
+            tags=run_tags,
+            asset_selection=selection,
+            remote_job_origin=remote_origin,
+            job_code_origin=recon.get_python_origin(),
+        )
+        executes = recon if self._reconstructable else InMemoryJob(job_def)
+        with _JOBS_LOCK:
+            _JOBS[run.run_id] = executes
+        self.submitted.append(run.run_id)
+        if self._queued:
+            self.instance.submit_run(run.run_id, None)  # type: ignore[arg-type]
+        return run.run_id
+
+    def wait(
+        self,
+        run_ids: list[str],
+        *,
+        on_done: Callable[[dg.DagsterRun], None] | None = None,
+        poll_s: float = 0.1,
+    ) -> dict[str, dg.DagsterRun]:
+        """Drive the queue (when no daemon does) until every run in ``run_ids`` ended; calls
+        ``on_done`` for each as it ends. Returns the ended runs by id."""
+        from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
+            QueuedRunCoordinatorDaemon,
+        )
+
+        ended: dict[str, dg.DagsterRun] = {}
+        if not self._queued:  # an ephemeral or queue-less instance: one after another, here
+            for run_id in run_ids:
+                with _JOBS_LOCK:
+                    job = _JOBS[run_id]
+                _execute_here(job, run_id, self.instance)
+                run = self.instance.get_run_by_id(run_id)
+                assert run is not None
+                ended[run_id] = run
+                if on_done:
+                    on_done(run)
+            return ended
+        workspace = _Workspace(self._driver)
+        with QueuedRunCoordinatorDaemon(interval_seconds=1) as daemon:
+            while len(ended) < len(run_ids):
+                if not daemon_alive(self.instance):
+                    for _ in daemon.run_iteration(workspace):  # type: ignore[arg-type]
+                        pass
+                self._fail_crashed_workers(run_ids, ended)
+                records = self.instance.get_runs(
+                    filters=dg.RunsFilter(run_ids=[r for r in run_ids if r not in ended])
+                )
+                for run in records:
+                    if run.status in DONE:
+                        ended[run.run_id] = run
+                        if on_done:
+                            on_done(run)
+                if len(ended) < len(run_ids):
+                    time.sleep(poll_s)
+        return ended
+
+    def _fail_crashed_workers(self, run_ids: list[str], ended: Mapping[str, object]) -> None:
+        """A run whose worker raised or died (the pool broken) is marked failed with why."""
+        launcher = self._driver.run_launcher
+        futures = getattr(launcher, "futures", {})
+        for run_id in run_ids:
+            future = futures.get(run_id)
+            if run_id in ended or future is None or not future.done():
+                continue
+            exc = future.exception()
+            run = self.instance.get_run_by_id(run_id)
+            if exc is not None and run is not None and run.status not in DONE:
+                self.instance.report_run_failed(run, message=_crash_message(exc))
+
+
+def _crash_message(exc: BaseException) -> str:
+    return f"the run worker process failed before the run ended: {type(exc).__name__}: {exc}"
+
+
+def host_tags() -> dict[str, str]:
+    """The tags that let the next ``lensline run`` tell a dead client's runs (``fail_dead_runs``)."""
+    return {"lensline/pid": str(os.getpid()), "lensline/host": socket.gethostname()}
