@@ -170,16 +170,16 @@ def trained_model(
     x_va, y_va, _ = split_images(storage, "val", classes, spec, version=dataset_version)
     cfg, trials, replay = _train_config(storage, config, spec), config.sweep_trials, {}
     if warm is not None:  # warm start: every new training frame and a replay of past ones
-        rows, cfg, replay = _warm_start(config, cfg, warm, keys_tr, y_tr)
+        rows, cfg, replay = _warm_start(config, cfg, warm, keys_tr, y_tr, classes)
         x_tr, y_tr, keys_tr, trials = x_tr[rows], y_tr[rows], keys_tr[rows], 0
     run = train_challenger(
         x_tr, y_tr, x_va, y_va, classes=classes, groups=line_conditions(storage, keys_tr),
         config=cfg, sweep_trials=trials,
         sweep_space={"lr": config.sweep_lr, "width": config.sweep_width}, log=context.log.info,
     )  # fmt: skip
-    if config.sweep_trials:
-        trials = pl.DataFrame(run.trials).select(pl.lit(context.run_id).alias("run_id"), pl.all())
-        storage.write_table(trials, "sweep_trials", mode="append")
+    if trials:  # a sweep ran (never on a warm start)
+        rows = pl.DataFrame(run.trials).select(pl.lit(context.run_id).alias("run_id"), pl.all())
+        storage.write_table(rows, "sweep_trials", mode="append")
     versions = {"dataset_version": str(dataset_version), "label_version": str(label_version),
                 "code_version": CODE_VERSION}  # fmt: skip
     metadata = _store_checkpoint(storage, run, versions=versions, spec=spec)
@@ -236,7 +236,8 @@ def _plan_refresh(context, storage: LensStorage, config: TrainingConfig, spec, c
         refresh=config.refresh, champion=champion, champion_meta=meta, last=last,
         last_alias=alias, code_version=CODE_VERSION, classes=classes, spec=spec,
         widths=config.sweep_width if config.sweep_trials else [config.width], past=past,
-        train=_train_rows(dataset), now=datetime.now(UTC), full_every_days=config.full_every_days,
+        dataset=dataset.select(*KEYS, "label", "split"), now=datetime.now(UTC),
+        full_every_days=config.full_every_days,
     )  # fmt: skip
     if plan.path == "full":
         return plan, None, datetime.now(UTC).isoformat()
@@ -256,16 +257,18 @@ def _train_rows(dataset: pl.DataFrame) -> pl.DataFrame:
     return dataset.filter(pl.col("split") == "train").select(*KEYS, "label")
 
 
-def _warm_start(config: TrainingConfig, cfg, warm, keys, labels):
+def _warm_start(config: TrainingConfig, cfg, warm, keys, labels, classes):
     """Rows of the train split a warm start trains on, its TrainConfig (the champion's width
     and learning rate, fewer epochs, init from the champion) and what it replayed."""
     from training.incremental import replay_rows
 
     path, champion_config, past = warm
-    is_new = keys.join(
-        past.select(KEYS).with_columns(_past=pl.lit(True)), on=KEYS, how="left",
+    rows = keys.with_columns(label=pl.Series(labels))  # indices into classes
+    seen = past.with_columns(label=pl.col("label").replace_strict(classes, range(len(classes))))
+    is_new = rows.join(
+        seen.with_columns(_past=pl.lit(True)), on=[*KEYS, "label"], how="left",
         maintain_order="left",
-    )["_past"].is_null().to_numpy()  # fmt: skip
+    )["_past"].is_null().to_numpy()  # new, or relabelled since the champion: trained on  # fmt: skip
     rows = replay_rows(is_new, labels, share=config.replay_share, seed=config.seed)
     cfg = replace(
         cfg, epochs=config.warm_epochs, width=champion_config["width"], init_checkpoint=path,

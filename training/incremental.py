@@ -19,7 +19,9 @@ last full build is older than ``full_every_days``.
 past ones (:func:`replay_rows`) for fewer epochs; it trains in full when no full retrain is on
 record within ``full_every_days``, when the last warm-started model lost the promotion gate,
 when the champion was trained by other code, on other classes, preprocessing or architecture,
-or when the labels or membership of its past training frames changed.
+or when any of its training frames now sits in val or test (a video that moved split: curation
+keeps them, ``CurationConfig.stable_splits``). A past training frame whose label changed is
+trained on again like a new one; one curation dropped is simply not replayed.
 
 No Dagster and no lake here: the assets hand in tables and arrays and write what comes back.
 Fold models are checkpoints (:func:`training.checkpoint.save_checkpoint`, safetensors) at the
@@ -256,7 +258,7 @@ def plan_training(
     spec: Any,
     widths: Sequence[int],
     past: pl.DataFrame | None,
-    train: pl.DataFrame,
+    dataset: pl.DataFrame,
     now: datetime,
     full_every_days: float,
 ) -> Refresh:
@@ -281,8 +283,10 @@ def plan_training(
         This run's class map and :class:`training.preprocess.PreprocessSpec`.
     widths
         Model widths this run may train (the config's, or the sweep's).
-    past, train
-        ``video_id, frame_index, label`` of the champion's training split and of this run's.
+    past
+        ``video_id, frame_index, label`` of the champion's training split.
+    dataset
+        ``video_id, frame_index, label, split`` of this run's dataset (kept frames).
     now, full_every_days
         A full retrain when the last one is at least this old (0: always).
     """
@@ -312,11 +316,14 @@ def plan_training(
         return full("the champion's width is not one this config trains")
     if past is None:
         return full(f"the champion's dataset version {champion.dataset_version} is unreadable")
-    now_rows = past.join(train, on=KEYS, how="left", suffix="_now")
-    if (now_rows["label_now"].is_null() | (now_rows["label"] != now_rows["label_now"])).any():
-        return full("labels or membership of the champion's training frames changed")
-    new = train.height - past.height
-    return Refresh("incremental", f"warm start from {champion.model_version}: {new} new frames")
+    held = past.join(dataset.filter(pl.col("split").is_in(["val", "test"])), on=KEYS, how="semi")
+    if held.height:
+        return full(f"{held.height} of the champion's training frames are now in val or test")
+    train = dataset.filter(pl.col("split") == "train")
+    new = train.join(past, on=[*KEYS, "label"], how="anti").height
+    return Refresh(
+        "incremental", f"warm start from {champion.model_version}: {new} new or relabelled frames"
+    )
 
 
 def replay_rows(is_new: np.ndarray, labels: np.ndarray, *, share: float, seed: int) -> np.ndarray:

@@ -117,7 +117,7 @@ def assign_splits(
         return _split_strata(
             frames, strata_col, return_grouping,
             split_fractions=split_fractions, seed=seed, group_col=group_col,
-            guard_frames=guard_frames,
+            guard_frames=guard_frames, pinned=pinned,
         )  # fmt: skip
     active = [s for s in range(3) if fractions[s] > 0]
     info = {"grouping": "video", "blocks": 0, "guard_frames": 0, "guard_dropped": 0}

@@ -152,9 +152,10 @@ def test_splits_are_by_video_balanced_and_deterministic():
 def test_pinned_videos_keep_their_split_and_new_ones_balance_around_them():
     frames = _frames(n_videos=24, per=20).rename({"consensus_label": "label"})
     new = "cam2__line_0023"
-    before = assign_splits(frames.filter(pl.col("video_id") != new), seed=0)
+    frames = frames.with_columns(camera=pl.col("video_id").str.slice(0, 4))
+    before = assign_splits(frames.filter(pl.col("video_id") != new), seed=0, strata_col="camera")
     pinned = dict(before.select("video_id", "split").unique().iter_rows())
-    after = assign_splits(frames, seed=0, pinned=pinned)
+    after = assign_splits(frames, seed=0, strata_col="camera", pinned=pinned)
     moved = after.join(before, on=["video_id", "frame_index"], suffix="_before").filter(
         pl.col("split") != pl.col("split_before")
     )

@@ -92,13 +92,15 @@ def test_training_plan_falls_back_to_full():
     champion = SimpleNamespace(model_version="m-1", code_version="c", dataset_version=1)
     meta = {"classes": '["dent", "good"]', "preprocess": spec.to_json(), "config": '{"width": 16}'}
     past = pl.DataFrame({"video_id": ["a", "a"], "frame_index": [0, 1], "label": ["good"] * 2})
-    train = pl.concat([past, past.with_columns(video_id=pl.lit("b"))])
+    dataset = pl.concat([past, past.with_columns(video_id=pl.lit("b"))]).with_columns(
+        split=pl.lit("train")
+    )
     last = {"refresh": "full", "model_version": "m-1", "last_full_at": NOW.isoformat()}
 
     def plan(**kw) -> Refresh:
         options = {"refresh": "auto", "champion": champion, "champion_meta": meta, "last": last,
                    "last_alias": "champion", "code_version": "c", "classes": ["dent", "good"],
-                   "spec": spec, "widths": [16], "past": past, "train": train, "now": NOW,
+                   "spec": spec, "widths": [16], "past": past, "dataset": dataset, "now": NOW,
                    "full_every_days": 7.0}  # fmt: skip
         return plan_training(**{**options, **kw})
 
@@ -110,8 +112,11 @@ def test_training_plan_falls_back_to_full():
     assert plan(code_version="d").path == "full"
     assert plan(classes=["a", "dent", "good"]).path == "full"
     assert plan(widths=[24]).path == "full"
-    relabelled = train.with_columns(label=pl.lit("dent"))
-    assert "changed" in plan(train=relabelled).reason
+    assert plan().reason.endswith("2 new or relabelled frames")
+    relabelled = dataset.with_columns(label=pl.lit("dent"))
+    assert plan(dataset=relabelled).reason.endswith("4 new or relabelled frames")
+    moved = dataset.with_columns(split=pl.lit("test"))
+    assert "now in val or test" in plan(dataset=moved).reason
     assert plan(refresh="full").reason == "refresh=full in the config"
 
 
@@ -229,6 +234,14 @@ def test_a_new_labelled_video_refreshes_incrementally(home):
         assert model["refresh"] == "incremental", model["refresh_reason"]
         assert model["new_train_frames"] > 0 and model["replayed_frames"] > 0
         incremental_acc = meta["model_evaluation"]["accuracy"]
+        again = _materialize(instance, TINY, ["frame_embeddings", "trained_model"])
+        assert "reused_from_run" in again["trained_model"]  # unchanged: the same weights
+        # frame_embeddings reads the partitioned `frames`, whose provenance version never
+        # equals its latest partition's (assets.provenance.unchanged does not reuse it): it
+        # extends by nothing instead, training nothing
+        assert again["frame_embeddings"]["refresh"] == "incremental"
+        assert again["frame_embeddings"]["new_frames"] == 0
+        assert again["frame_embeddings"]["table_version"] == emb["table_version"]
         incremental_agreement = emb["held_out_agreement_with_vote"]
 
         # the same state rebuilt in full: the same kind of answer
