@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
+import numpy as np
 import polars as pl
 from pydantic import Field
 
@@ -119,6 +120,15 @@ def split_images(
 ):
     """(images, label indices, keys) of one split of the curated dataset (at ``version``), made
     with the :class:`training.preprocess.PreprocessSpec` ``spec``."""
+    rows, labels = split_rows(storage, split, classes, version=version)
+    return load_frame_images(storage, rows, spec), labels, rows.select(KEYS)
+
+
+def split_rows(
+    storage: LensStorage, split: str, classes: list[str], *, version: int | None = None
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """(rows with the frames' ``camera_id, uri, sha256``, label indices) of one split of the
+    curated dataset (at ``version``), by key: what :func:`split_images` loads."""
     dataset = (
         storage.read_table("dataset", version=version).filter(pl.col("split") == split).sort(KEYS)
     )
@@ -130,7 +140,7 @@ def split_images(
     frames = storage.read_table("frames").select(*KEYS, "camera_id", "uri", "sha256")
     rows = dataset.join(frames, on=KEYS, maintain_order="left")
     labels = rows["label"].replace_strict(classes, list(range(len(classes)))).to_numpy()
-    return load_frame_images(storage, rows, spec), labels, rows.select(KEYS)
+    return rows, labels
 
 
 TRAIN_KNOBS = {"epochs", "lr", "batch_size", "width", "augment", "condition_balance", "seed"}
@@ -166,12 +176,13 @@ def trained_model(
     classes = sorted(dataset["label"].unique().to_list())
     plan, warm, last_full_at = _plan_refresh(context, storage, config, spec, classes, dataset)
     context.log.info(f"refresh {plan.path}: {plan.reason}")
-    x_tr, y_tr, keys_tr = split_images(storage, "train", classes, spec, version=dataset_version)
-    x_va, y_va, _ = split_images(storage, "val", classes, spec, version=dataset_version)
+    rows, y_tr = split_rows(storage, "train", classes, version=dataset_version)
     cfg, trials, replay = _train_config(storage, config, spec), config.sweep_trials, {}
     if warm is not None:  # warm start: every new training frame and a replay of past ones
-        rows, cfg, replay = _warm_start(config, cfg, warm, keys_tr, y_tr, classes)
-        x_tr, y_tr, keys_tr, trials = x_tr[rows], y_tr[rows], keys_tr[rows], 0
+        keep, cfg, replay = _warm_start(config, cfg, warm, rows.select(KEYS), y_tr, classes)
+        rows, y_tr, trials = rows[keep], y_tr[keep], 0
+    x_tr, keys_tr = load_frame_images(storage, rows, spec), rows.select(KEYS)
+    x_va, y_va, _ = split_images(storage, "val", classes, spec, version=dataset_version)
     run = train_challenger(
         x_tr, y_tr, x_va, y_va, classes=classes, groups=line_conditions(storage, keys_tr),
         config=cfg, sweep_trials=trials,
