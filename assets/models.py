@@ -226,6 +226,8 @@ def _train_config(storage: LensStorage, config: TrainingConfig, spec):
 def _plan_refresh(context, storage: LensStorage, config: TrainingConfig, spec, classes, dataset):
     """(:class:`training.incremental.Refresh`, the warm start or None, ``last_full_at``): the
     champion (registry), the previous materialisation's metadata and the two train splits."""
+    from deltalake.exceptions import DeltaError
+
     from training.incremental import plan_training
     from training.registry import RegistryError
 
@@ -234,8 +236,6 @@ def _plan_refresh(context, storage: LensStorage, config: TrainingConfig, spec, c
     meta, path, past = None, None, None
     if champion is not None:
         path, meta = _champion_checkpoint(storage, champion)
-        from deltalake.exceptions import DeltaError
-
         # a version vacuumed away: no past split to compare with, the full path says so
         with contextlib.suppress(DeltaError, OSError):
             past = _train_rows(storage.read_table("dataset", version=champion.dataset_version))
