@@ -4,17 +4,19 @@ Reproduce:  .venv/bin/python benchmarks/scale.py              (about 6 minutes o
             .venv/bin/python benchmarks/scale.py --videos 4   (quicker)
 
 What is measured, each in a fresh home and a fresh process:
-- **embedded**: ``lensline run``'s ingestion (``run_pending``, ``--select key:raw_video``): one
-  in-process Dagster run per video, SQLite instance, local lake.
-- **celery, 1 and 2 workers**: the production profile (``lensline init --profile production``:
-  run/event storage in a real PostgreSQL 15, Redis broker, ``LENSLINE_EXECUTOR=celery``); the
-  same ``ingest_video`` runs, one per video, each step a Celery task executed by a real
-  ``dagster-celery worker`` (``--concurrency=1`` each). Runs are submitted one after another,
-  as the production run queue admits them: ``ingest_video`` carries ``lensline/lake: writer``
-  and the queue lets one lake writer run at a time (orchestration/jobs.py), so a second worker
-  can only help steps of one run that may run side by side. Workers start before the clock.
-  The run-launcher's own process per run (``dagster api execute_run``, seconds of imports under
-  the daemon) is not included: the runs are driven from this process.
+- **in process, one by one** (the baseline: what ``lensline run`` did before it was a queue
+  client): one ``execute_in_process`` run per video, SQLite instance, local lake.
+- **embedded, N run workers**: ``lensline run``'s ingestion (``run_pending``, ``--select
+  key:raw_video``): every run QUEUED in the SQLite instance, admitted by the lake's pools
+  (``lake_ingest``: videos side by side), executed by ``lensline run``'s own run workers
+  (``LENSLINE_RUN_WORKERS``), no daemon.
+- **celery, N workers**: the production profile (``lensline init --profile production``:
+  run/event storage in a real PostgreSQL 15, Redis broker, ``LENSLINE_EXECUTOR=celery``): the
+  same ``run_pending``, its runs queued in Postgres, each step a Celery task executed by one of
+  N real ``dagster-celery worker`` processes (``--concurrency=1`` each). Workers start before
+  the clock.
+- **bare PyAV** (the physical baseline): decoding every frame of the same videos in one
+  process, nothing else: what one core can decode.
 - per-run overhead: a 1-video run's wall time minus the time its steps spent executing
   (STEP_START -> STEP_SUCCESS from the run's events).
 - projection: 20 cameras x 24 h sampled at 2 fps = 40 sampled frames/s and 20 video-seconds per
@@ -248,22 +250,30 @@ def measure(profile: str, home: Path, workers: int) -> dict:
     from orchestration.profiles import write_profile
 
     os.environ.update(LENSLINE_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
-    write_profile(home / "dagster", "embedded" if profile == "embedded" else "production")
+    os.environ["LENSLINE_RUN_WORKERS"] = str(max(workers, 1))
+    write_profile(home / "dagster", "production" if profile == "celery" else "embedded")
     from orchestration.definitions import defs
+    from orchestration.runner import QUIET, run_pending
 
     with dg.DagsterInstance.get() as instance:
-        if profile == "embedded":
-            from orchestration.runner import run_pending
-
+        ready = 0.0
+        if profile == "inprocess":
+            videos = sorted(discover_videos(defs.resources["storage"]))
+            job = defs.resolve_job_def("ingest_video")
+            t0 = time.perf_counter()
+            instance.add_dynamic_partitions("videos", videos)
+            for vid in videos:
+                result = job.execute_in_process(
+                    partition_key=vid, instance=instance, run_config=QUIET, raise_on_error=False
+                )
+                assert result.success
+            wall = time.perf_counter() - t0
+        elif profile == "embedded":
             t0 = time.perf_counter()
             summary = run_pending(defs, instance, select="key:raw_video")
             wall = time.perf_counter() - t0
             assert all(o.status == "ok" for o in summary.ingested), summary.ingested
-            run_ids = [r.run_id for r in instance.get_runs()]
-            ready = 0.0
         else:
-            videos = sorted(discover_videos(defs.resources["storage"]))
-            instance.add_dynamic_partitions("videos", videos)
             backend = os.environ["LENSLINE_CELERY_BROKER"].rsplit("/", 1)[0] + "/1"
             os.environ["LENSLINE_CELERY_BACKEND"] = backend
             workdir = Path(tempfile.mkdtemp(prefix="lensline-celery-"))
@@ -271,19 +281,39 @@ def measure(profile: str, home: Path, workers: int) -> dict:
                 workers, os.environ["LENSLINE_CELERY_BROKER"], backend, workdir
             ) as ready:
                 t0 = time.perf_counter()
-                run_ids = []
-                for vid in videos:  # one lake writer at a time, as the run queue admits them
-                    with dg.execute_job(
-                        dg.reconstructable(ingest_video_job),
-                        instance,
-                        tags={"dagster/partition": vid, "lensline/reason": "benchmark"},
-                    ) as result:
-                        assert result.success, (workdir / "worker0.log").read_text()[-3000:]
-                        run_ids.append(result.run_id)
+                summary = run_pending(defs, instance, select="key:raw_video")
                 wall = time.perf_counter() - t0
+                assert all(o.status == "ok" for o in summary.ingested), (
+                    workdir / "worker0.log"
+                ).read_text()[-3000:]
             shutil.rmtree(workdir, ignore_errors=True)
+        run_ids = [r.run_id for r in instance.get_runs()]
         steps = sum(_step_seconds(instance, r) for r in run_ids)
-    return {"wall": wall, "runs": len(run_ids), "steps": steps, "ready": ready, **_lake_totals()}
+    slots = 1 if profile == "inprocess" else max(workers, 1)
+    return {
+        "wall": wall,
+        "runs": len(run_ids),
+        "steps": steps,
+        "ready": ready,
+        "slots": slots,
+        **_lake_totals(),
+    }
+
+
+def bare_decode(src: Path, videos: int) -> dict:
+    """Every frame of the same videos decoded with PyAV in this process, nothing kept."""
+    import av
+
+    chosen = sorted(src.glob("videos/*/*.mp4"))[:videos]
+    t0 = time.perf_counter()
+    seconds = 0.0
+    for path in chosen:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            frames = sum(1 for _ in container.decode(stream))
+            seconds += frames / float(stream.average_rate or 15)
+    wall = time.perf_counter() - t0
+    return {"wall": wall, "video_s": seconds}
 
 
 def _landed_home(src: Path, root: Path, videos: int) -> Path:
@@ -316,9 +346,12 @@ def run_case(profile: str, workers: int, videos: int, src: Path, root: Path, env
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--videos", type=int, default=8)
-    ap.add_argument("--seconds", type=float, default=15.0, help="length of each demo video")
-    ap.add_argument("--measure", choices=["embedded", "celery"], help=argparse.SUPPRESS)
+    ap.add_argument("--videos", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=60.0, help="length of each demo video")
+    ap.add_argument("--no-celery", action="store_true", help="skip the Celery rows")
+    ap.add_argument(
+        "--measure", choices=["inprocess", "embedded", "celery"], help=argparse.SUPPRESS
+    )
     ap.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -340,48 +373,70 @@ def main() -> None:
     )
 
     rows: list[tuple[str, dict, dict]] = []
-    one = run_case("embedded", 0, 1, src, root, {})
-    rows.append(
-        ("embedded (in process, SQLite)", one, run_case("embedded", 0, args.videos, src, root, {}))
-    )
-    celery_missing = ""
-    try:
-        with postgres() as pg, redis() as broker:
-            env = {**pg, "LENSLINE_EXECUTOR": "celery", "LENSLINE_CELERY_BROKER": broker}
-            for workers in (1, 2):
-                one = run_case("celery", workers, 1, src, root, env)
-                many = run_case("celery", workers, args.videos, src, root, env)
-                rows.append(
-                    (f"celery, {workers} worker{'s' * (workers > 1)} (Postgres, Redis)", one, many)
-                )
-    except (RuntimeError, OSError, KeyError) as exc:
-        celery_missing = f"celery rows missing: {exc}"
+    cases = [("in process, one by one (before)", "inprocess", 1)]
+    cases += [(f"embedded, {n} run worker{'s' * (n > 1)}", "embedded", n) for n in (1, 2)]
+    for name, profile, n in cases:
+        one = run_case(profile, n, 1, src, root, {})
+        rows.append((name, one, run_case(profile, n, args.videos, src, root, {})))
+    celery_missing = "celery rows skipped (--no-celery)" if args.no_celery else ""
+    if not args.no_celery:
+        try:
+            with postgres() as pg, redis() as broker:
+                env = {**pg, "LENSLINE_EXECUTOR": "celery", "LENSLINE_CELERY_BROKER": broker}
+                for workers in (1, 2):
+                    one = run_case("celery", workers, 1, src, root, env)
+                    many = run_case("celery", workers, args.videos, src, root, env)
+                    name = f"celery, {workers} worker{'s' * (workers > 1)} (Postgres, Redis)"
+                    rows.append((name, one, many))
+        except (RuntimeError, OSError, KeyError) as exc:
+            celery_missing = f"celery rows missing: {exc}"
+    bare = bare_decode(src, args.videos)
     shutil.rmtree(root, ignore_errors=True)
-    report(rows, args.videos, celery_missing)
+    report(rows, args.videos, celery_missing, bare)
 
 
-def report(rows: list[tuple[str, dict, dict]], videos: int, celery_missing: str) -> None:
+def report(
+    rows: list[tuple[str, dict, dict]], videos: int, celery_missing: str, bare: dict
+) -> None:
     needed_fps = CAMERAS * SAMPLE_FPS
     print(
-        f"\n{'profile':<38} {'wall N':>8} {'per video':>9} {'speed-up':>8} {'run overhead':>12} "
-        f"{'frames/s':>8} {'video-s/s':>9} {'workers up':>10}"
+        f"\n{'profile':<38} {'wall N':>8} {'per video':>9} {'speed-up':>8} {'start-up':>8} "
+        f"{'per run':>7} {'frames/s':>8} {'video-s/s':>9} {'workers up':>10}"
     )
     base = rows[0][2]["wall"]
-    celery_one = next((m["wall"] for name, _, m in rows if "1 worker" in name), None)
+    pairs = {  # the 2-worker row against the 1-worker row of the same profile
+        name: next(
+            (
+                m["wall"]
+                for n, _, m in rows
+                if n == name.replace("2 ", "1 ").replace("workers", "worker")
+            ),
+            None,
+        )
+        for name, _, _ in rows
+        if "2 " in name
+    }
     for name, one, many in rows:
         assert many["videos_ok"] == videos, (name, many)
-        overhead = one["wall"] - one["steps"]
+        startup = one["wall"] - one["steps"]  # a 1-video run: all that is not its steps
+        # worker-seconds of the N-video run not spent in steps, per run (idle slots included)
+        per_run = (many["slots"] * many["wall"] - many["steps"]) / many["runs"]
         speed = base / many["wall"]
         extra = ""
-        if "2 workers" in name and celery_one:
-            extra = f" (x{celery_one / many['wall']:.2f} vs 1 worker)"
+        if pairs.get(name):
+            extra = f" (x{pairs[name] / many['wall']:.2f} vs 1)"
         print(
             f"{name:<38} {many['wall']:>7.1f}s {many['wall'] / videos:>8.2f}s {speed:>7.2f}x "
-            f"{overhead:>11.2f}s {many['frames'] / many['wall']:>8.1f} "
+            f"{startup:>7.2f}s {per_run:>6.2f}s {many['frames'] / many['wall']:>8.1f} "
             f"{many['video_s'] / many['wall']:>9.1f} {many['ready']:>9.1f}s{extra}"
         )
     if celery_missing:
         print(celery_missing)
+    print(
+        f"{'bare PyAV decode, 1 process (ceiling)':<38} {bare['wall']:>7.1f}s "
+        f"{bare['wall'] / videos:>8.2f}s {base / bare['wall']:>7.2f}x {'':>8} {'':>7} {'':>8} "
+        f"{bare['video_s'] / bare['wall']:>9.1f}"
+    )
     print(
         f"\nprojection: {CAMERAS} cameras x {HOURS} h at {SAMPLE_FPS:g} fps = "
         f"{needed_fps * 3600 * HOURS:,.0f} sampled frames/day: needs {needed_fps:.0f} frames/s "

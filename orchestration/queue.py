@@ -13,7 +13,9 @@ rules that hold sensor, schedule, automation and UI runs. Who then dequeues it:
   launches what it admits on :class:`ProcessRunLauncher`: warm run-worker processes of its own
   (``LENSLINE_RUN_WORKERS``, default the CPU count), each executing one run at a time on the
   run's executor, so runs the queue admits side by side (ingestion of different videos) run
-  side by side. They die with ``lensline run``; the next one marks their runs failed.
+  side by side. They die with ``lensline run``; the next one marks their runs failed. A run
+  waited for alone (a graph stage, one video) executes in ``lensline run``'s own process: no
+  worker to start for nothing to run beside it.
 """
 
 from __future__ import annotations
@@ -45,11 +47,13 @@ DAEMON_FRESH_S = 90.0  # a queue daemon heartbeat newer than this: the daemon de
 # imported once by the fork server, so each run's fork starts warm: third-party libraries whose
 # import reads no Lensline setting (Lensline's own modules read the environment: each fork
 # imports them after taking the submitter's environment)
-PRELOAD = ["dagster", "torch", "sklearn.linear_model", "cleanlab.filter", "onnxruntime", "av"]
+PRELOAD = ["dagster", "av", "cv2", "polars", "deltalake", "pyarrow.dataset", "PIL.Image"]
 DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 # run id -> what executes it here (set by QueueClient.submit, read by ProcessRunLauncher)
 _JOBS: dict[str, object] = {}
+# runs waited for alone: nothing to run beside them, so they execute in this process, no worker
+_INLINE: set[str] = set()
 _JOBS_LOCK = threading.Lock()
 
 
@@ -153,7 +157,7 @@ class ProcessRunLauncher(RunLauncher, ConfigurableClass):
         run = context.dagster_run
         with _JOBS_LOCK:
             job = _JOBS.get(run.run_id)
-        if job is not None and not isinstance(job, ReconstructableJob):
+        if job is not None and (not isinstance(job, ReconstructableJob) or run.run_id in _INLINE):
             _execute_here(job, run.run_id, self._instance)  # type: ignore[arg-type]
             return
         if self._pool is None:
@@ -251,6 +255,7 @@ class QueueClient:
         with _JOBS_LOCK:
             for run_id in self.submitted:
                 _JOBS.pop(run_id, None)
+                _INLINE.discard(run_id)
         if self._driver is not self.instance:
             self._driver.run_launcher.dispose()
             self._driver.dispose()
@@ -338,6 +343,9 @@ class QueueClient:
                 if on_done:
                     on_done(run)
             return ended
+        if len(run_ids) == 1:
+            with _JOBS_LOCK:
+                _INLINE.update(run_ids)
         workspace = _Workspace(self._driver)
         with QueuedRunCoordinatorDaemon(interval_seconds=1) as daemon:
             while len(ended) < len(run_ids):

@@ -38,7 +38,9 @@ def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("DAGSTER_HOME", str(h / "dagster"))
     monkeypatch.delenv("LENSLINE_STORAGE", raising=False)
     (h / "dagster").mkdir()
-    (h / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    from orchestration.runner import INSTANCE_YAML  # the instance `lensline run` creates
+
+    (h / "dagster" / "dagster.yaml").write_text(INSTANCE_YAML)
     return h
 
 

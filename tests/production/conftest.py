@@ -229,7 +229,9 @@ class CeleryWorker:
 
 
 @contextlib.contextmanager
-def celery_worker(broker: str, backend: str, workdir: Path) -> Iterator[CeleryWorker]:
+def celery_worker(
+    broker: str, backend: str, workdir: Path, *, suffix: str = ""
+) -> Iterator[CeleryWorker]:
     """``dagster-celery worker start`` in this environment (instance, storage, AWS), one pool
     process, repo root on PYTHONPATH; ready once it answers a ping; stopped by PID."""
     import sys
@@ -238,13 +240,13 @@ def celery_worker(broker: str, backend: str, workdir: Path) -> Iterator[CeleryWo
     import yaml
 
     exe = Path(sys.executable).parent / "dagster-celery"
-    config = workdir / "celery.yaml"
+    config = workdir / f"celery{suffix}.yaml"
     # the same block as the executor's run config (dagster-celery reads execution.config)
     config.write_text(
         yaml.safe_dump({"execution": {"config": {"broker": broker, "backend": backend}}})
     )
-    name = f"lensline-test-{os.getpid()}"
-    log = workdir / "worker.log"
+    name = f"lensline-test-{os.getpid()}{suffix}"
+    log = workdir / f"worker{suffix}.log"
     repo = Path(__file__).resolve().parents[2]
     # dagster-celery execs `celery` from PATH: the one beside this interpreter
     path = os.pathsep.join([str(exe.parent), os.environ.get("PATH", "")])
@@ -256,7 +258,7 @@ def celery_worker(broker: str, backend: str, workdir: Path) -> Iterator[CeleryWo
     app = celery.Celery(broker=broker, backend=backend)
     deadline = time.time() + 60
     try:
-        while not app.control.ping(timeout=1.0):
+        while not any(name in k for r in app.control.ping(timeout=1.0) for k in r):
             if proc.poll() is not None or time.time() > deadline:
                 pytest.fail(f"celery worker did not start:\n{log.read_text()[-3000:]}")
         yield CeleryWorker(proc, name, log)
