@@ -155,20 +155,37 @@ def cmd_ui(args: argparse.Namespace) -> int:
     home = lensline_home()
     dagster_home = prepare_instance_home(home)
     env = {**os.environ, "LENSLINE_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
+    import dagster as dg
+
+    # create the instance's SQLite schema now: the UI's daemon and a `lensline run` started
+    # beside it would otherwise both stamp a fresh database (Dagster then refuses to open it)
+    with dg.DagsterInstance.get() as instance:
+        instance.get_runs(limit=1)
     bindir = Path(sys.executable).parent
     dagster = shutil.which("dagster", path=str(bindir)) or shutil.which("dagster") or "dagster"
-    commands = [
-        [dagster, "dev", "-h", "127.0.0.1", "-p", str(args.port), "-m", "orchestration.definitions"]
-    ]
+    from orchestration.queue import LOCATION, MODULE, REPO_ROOT
+
+    # a temp cwd: nothing is written into the user's folder, and no stray .env there is read;
+    # the workspace names the code location as workspace.yaml does, so a run `lensline run`
+    # queued is found and launched by this daemon
+    workdir_cm = tempfile.TemporaryDirectory(prefix="lensline-ui-")
+    workdir = workdir_cm.name
+    workspace = Path(workdir) / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_module:\n"
+        f"      module_name: {MODULE}\n      location_name: {LOCATION}\n"
+        f"      working_directory: {REPO_ROOT}\n"
+    )
+    commands = [[dagster, "dev", "-h", "127.0.0.1", "-p", str(args.port), "-w", str(workspace)]]
     if args.fiftyone:
         commands.append([sys.executable, "-m", "orchestration.fiftyone_app"])
     print(f"LENSLINE_HOME={home}\nDAGSTER_HOME={dagster_home}")
     for cmd in commands:
         print(" ".join(cmd), flush=True)
     if args.dry_run:
+        workdir_cm.cleanup()
         return 0
-    # a temp cwd: nothing is written into the user's folder, and no stray .env there is read
-    with tempfile.TemporaryDirectory(prefix="lensline-ui-") as workdir:
+    with workdir_cm:
         procs = [subprocess.Popen(cmd, cwd=workdir, env=env) for cmd in commands]
         try:
             return procs[0].wait()

@@ -37,6 +37,7 @@ from orchestration.queue import WORKER_PID_TAG, QueueClient
 
 # the instance Lensline creates: no telemetry, run monitoring, and the run queue admitting runs by
 # the lake's concurrency pools (lake.pools: one graph writer, ingestion of several videos at once)
+# and one run per video at a time (a sensor's and lensline run's runs of one new video)
 INSTANCE_YAML = """telemetry:
   enabled: false
 run_monitoring:
@@ -45,6 +46,11 @@ run_queue: {}
 concurrency:
   runs:
     max_concurrent_runs: 10
+    tag_concurrency_limits:
+      - key: "dagster/partition"
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
   pools:
     granularity: run
     default_limit: 1
@@ -182,7 +188,9 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         if run.status == dg.DagsterRunStatus.QUEUED:
             instance.report_run_canceled(run, message=f"{why}; canceled by the next lensline run")
         else:
-            instance.report_run_failed(run, message=f"{why}; marked failed by the next lensline run")
+            instance.report_run_failed(
+                run, message=f"{why}; marked failed by the next lensline run"
+            )
         failed.append(run.run_id)
     return failed
 

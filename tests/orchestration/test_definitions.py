@@ -50,7 +50,10 @@ def test_instance_yaml_queues_runs_by_the_lakes_pools(tmp_path, monkeypatch):
         config = instance.get_concurrency_config()
         assert config.pool_config.pool_granularity == PoolGranularity.RUN
         assert config.pool_config.default_pool_limit == 1
-        assert config.run_queue_config.tag_concurrency_limits == []  # no global writer tag
+        # no global writer tag: one run per video (partition) at a time
+        assert config.run_queue_config.tag_concurrency_limits == [
+            {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+        ]
         assert ensure_pool_slots(instance) == {"lake_ingest": 8, "lake_graph": 1, "lake_fleet": 1}
         instance.event_log_storage.set_concurrency_slots("lake_ingest", 3)  # an operator's say
         assert ensure_pool_slots(instance)["lake_ingest"] == 3

@@ -111,6 +111,25 @@ def test_the_pools_admit_ingestion_side_by_side_and_the_graph_one_at_a_time(home
         }
 
 
+def test_one_run_per_video_at_a_time(home):
+    """A sensor's and lensline run's ingestion of one new video never overlap; two videos do."""
+    (home / "dagster/dagster.yaml").write_text(INSTANCE_YAML)
+    parts = dg.DynamicPartitionsDefinition(name="videos")
+
+    @dg.asset(pool=pools.INGEST, partitions_def=parts)
+    def video() -> None: ...
+
+    defs = dg.Definitions(assets=[video], jobs=[dg.define_asset_job("ingest", [video])])
+    job = defs.resolve_job_def("ingest")
+    with dg.DagsterInstance.get() as instance, QueueClient(defs, instance) as queue:
+        instance.add_dynamic_partitions("videos", ["a", "b"])
+        first = queue.submit(job, partition_key="a", tags={})
+        again = queue.submit(job, partition_key="a", tags={"dagster/sensor_name": "new_video"})
+        other = queue.submit(job, partition_key="b", tags={})
+        assert set(_admit_once(instance)) == {first, other}
+        assert instance.get_run_by_id(again).status == dg.DagsterRunStatus.QUEUED
+
+
 def test_a_sensors_run_waits_behind_lensline_runs_graph_run(home):
     """A run another client queued (as a sensor's RunRequest would) obeys the same pool."""
     (home / "dagster/dagster.yaml").write_text(INSTANCE_YAML)

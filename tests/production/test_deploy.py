@@ -21,6 +21,12 @@ def test_helm_values():
     # the same queue rules as the embedded dagster.yaml: the lake's pools, admitted per run
     assert values["concurrency"]["pools"] == {"granularity": "run", "defaultLimit": 1}
     assert values["concurrency"]["runs"]["maxConcurrentRuns"] == 20
+    [per_video] = values["concurrency"]["runs"]["tagConcurrencyLimits"]
+    assert per_video == {
+        "key": "dagster/partition",
+        "value": {"applyLimitPerUniqueValue": True},
+        "limit": 1,
+    }
     assert "postgresqlPassword" not in values["postgresql"]  # from the Secret only
     assert values["global"]["postgresqlSecretName"]
 
