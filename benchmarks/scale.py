@@ -198,7 +198,8 @@ def celery_workers(n: int, broker: str, backend: str, workdir: Path) -> Iterator
         for i in range(n):
             name = f"lensline-bench-{os.getpid()}-{i}"
             cmd = [str(exe), "worker", "start", "-A", "dagster_celery.app", "-y", str(config)]
-            cmd += ["-n", name, "--", "--concurrency=1", "--without-heartbeat", "--without-gossip"]
+            cmd += ["-n", name, "--", "--concurrency=1", "--prefetch-multiplier=1", "-O", "fair"]
+            cmd += ["--without-heartbeat", "--without-gossip"]
             log = open(workdir / f"worker{i}.log", "wb")  # noqa: SIM115 (closed with the worker)
             procs.append((subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=log), log))
         app = celery.Celery(broker=broker, backend=backend)

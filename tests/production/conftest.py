@@ -252,7 +252,8 @@ def celery_worker(
     path = os.pathsep.join([str(exe.parent), os.environ.get("PATH", "")])
     env = {**os.environ, "PYTHONPATH": str(repo), "PATH": path}
     cmd = [str(exe), "worker", "start", "-A", "dagster_celery.app", "-y", str(config)]
-    cmd += ["-n", name, "--", "--concurrency=1", "--without-heartbeat", "--without-gossip"]
+    cmd += ["-n", name, "--", "--concurrency=1", "--prefetch-multiplier=1", "-O", "fair"]
+    cmd += ["--without-heartbeat", "--without-gossip"]  # one task reserved at a time: fair
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)
     app = celery.Celery(broker=broker, backend=backend)
