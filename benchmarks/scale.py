@@ -13,8 +13,8 @@ What is measured, each in a fresh home and a fresh process:
 - **celery, N workers**: the production profile (``lensline init --profile production``:
   run/event storage in a real PostgreSQL 15, Redis broker, ``LENSLINE_EXECUTOR=celery``): the
   same ``run_pending``, its runs queued in Postgres, each step a Celery task executed by one of
-  N real ``dagster-celery worker`` processes (``--concurrency=1`` each). Workers start before
-  the clock.
+  N real ``dagster-celery worker`` processes (``--concurrency=1`` each), ``lensline run`` with
+  2N run workers (a run waits for its two steps in turn). Workers start before the clock.
 - **bare PyAV** (the physical baseline): decoding every frame of the same videos in one
   process, nothing else: what one core can decode.
 - per-run overhead: a 1-video run's wall time minus the time its steps spent executing
@@ -251,7 +251,9 @@ def measure(profile: str, home: Path, workers: int) -> dict:
     from orchestration.profiles import write_profile
 
     os.environ.update(LENSLINE_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
-    os.environ["LENSLINE_RUN_WORKERS"] = str(max(workers, 1))
+    # Celery: runs mostly wait for their steps, two per run in turn: two runs per worker keep
+    # every worker busy
+    os.environ["LENSLINE_RUN_WORKERS"] = str(max(workers, 1) * (2 if profile == "celery" else 1))
     write_profile(home / "dagster", "production" if profile == "celery" else "embedded")
     from orchestration.definitions import defs
     from orchestration.runner import QUIET, run_pending

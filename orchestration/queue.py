@@ -27,7 +27,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -347,11 +348,21 @@ class QueueClient:
             with _JOBS_LOCK:
                 _INLINE.update(run_ids)
         workspace = _Workspace(self._driver)
+        launcher = self._driver.run_launcher
+        futures: dict[str, Future] = getattr(launcher, "futures", {})
+        daemon_checked, daemon_up, admit_at, seen_done = 0.0, False, 0.0, -1
         with QueuedRunCoordinatorDaemon(interval_seconds=1) as daemon:
             while len(ended) < len(run_ids):
-                if not daemon_alive(self.instance):
+                now = time.monotonic()
+                if now - daemon_checked > 5.0:  # a daemon started or stopped meanwhile
+                    daemon_up, daemon_checked = daemon_alive(self.instance), now
+                done_now = sum(f.done() for f in futures.values())
+                # admit when a worker freed up, else every 2 s (another client's run may have
+                # ended): each pass reads the whole queue, so not at every poll
+                if not daemon_up and (done_now != seen_done or now >= admit_at):
                     for _ in daemon.run_iteration(workspace):  # type: ignore[arg-type]
                         pass
+                    seen_done, admit_at = done_now, now + 2.0
                 self._fail_crashed_workers(run_ids, ended)
                 records = self.instance.get_runs(
                     filters=dg.RunsFilter(run_ids=[r for r in run_ids if r not in ended])
@@ -362,7 +373,13 @@ class QueueClient:
                         if on_done:
                             on_done(run)
                 if len(ended) < len(run_ids):
-                    time.sleep(poll_s)
+                    running = [f for f in futures.values() if not f.done()]
+                    if running:  # wake as soon as a run worker finishes
+                        wait_futures(
+                            running, timeout=max(poll_s, 0.25), return_when=FIRST_COMPLETED
+                        )
+                    else:
+                        time.sleep(poll_s)
         return ended
 
     def _fail_crashed_workers(self, run_ids: list[str], ended: Mapping[str, object]) -> None:
