@@ -264,15 +264,17 @@ def _run_pending(
         reason = "forced" if force else "new, changed or incomplete video"
         if on_progress:
             on_progress("ingest (queued)", 0, len(todo))
-        runs = {
-            queue.submit(
+        runs: dict[str, str] = {}
+        for vid in todo:
+            run_id = queue.submit(
                 job,
                 partition_key=vid,
                 run_config=QUIET,
                 tags={**run_tags, "lensline/reason": reason},
-            ): vid
-            for vid in todo
-        }
+            )
+            runs[run_id] = vid
+            if len(todo) > 1:  # start executing while the rest are being submitted
+                queue.pump()
         outcomes: dict[str, VideoOutcome] = {}
 
         def ingested(run: dg.DagsterRun) -> None:
