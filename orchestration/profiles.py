@@ -4,8 +4,8 @@ Both profiles run the same code; only ``<LENSLINE_HOME>/dagster/dagster.yaml`` a
 environment differ (README "Production profile").
 
 - ``embedded`` (the default, what ``lensline run`` writes when there is no file): SQLite
-  run/event/schedule storage in the home, the run queue that admits one lake writer at a time,
-  run monitoring on.
+  run/event/schedule storage in the home, the run queue that admits runs by the lake's
+  concurrency pools (``lake.pools``) and one run per video at a time, run monitoring on.
 - ``production``: the same queue and monitoring, with run/event/schedule storage on PostgreSQL
   (dagster-postgres). Every connection setting is an ``env:`` reference, so the file holds no
   secret; ``.env.example`` beside it lists the variable NAMES to set (storage on S3, Postgres,
@@ -74,6 +74,8 @@ LENSLINE_PG_DB=
 # Where steps run: in_process | multiprocess | celery (orchestration/executors.py).
 LENSLINE_EXECUTOR=celery
 # LENSLINE_MAX_CONCURRENT=      (multiprocess: processes per run; default the CPU count)
+# LENSLINE_RUN_WORKERS=         (lensline run with no daemon alive: runs it executes at once;
+#                                default the CPU count; with celery, two per Celery worker)
 LENSLINE_CELERY_BROKER=redis://REDIS_HOST:6379/0
 LENSLINE_CELERY_BACKEND=redis://REDIS_HOST:6379/1
 """
