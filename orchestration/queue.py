@@ -24,7 +24,6 @@ import multiprocessing
 import os
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
@@ -51,11 +50,11 @@ DAEMON_FRESH_S = 90.0  # a queue daemon heartbeat newer than this: the daemon de
 PRELOAD = ["dagster", "av", "cv2", "polars", "deltalake", "pyarrow.dataset", "PIL.Image"]
 DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
-# run id -> what executes it here (set by QueueClient.submit, read by ProcessRunLauncher)
+# run id -> what executes it here (set by QueueClient.submit, read by ProcessRunLauncher; all
+# in the driving thread: launch_run is called from its admission passes)
 _JOBS: dict[str, object] = {}
 # runs waited for alone: nothing to run beside them, so they execute in this process, no worker
 _INLINE: set[str] = set()
-_JOBS_LOCK = threading.Lock()
 
 
 def run_workers() -> int:
@@ -156,8 +155,7 @@ class ProcessRunLauncher(RunLauncher, ConfigurableClass):
         from dagster._core.definitions.reconstruct import ReconstructableJob
 
         run = context.dagster_run
-        with _JOBS_LOCK:
-            job = _JOBS.get(run.run_id)
+        job = _JOBS.get(run.run_id)
         if job is not None and (not isinstance(job, ReconstructableJob) or run.run_id in _INLINE):
             _execute_here(job, run.run_id, self._instance)  # type: ignore[arg-type]
             return
@@ -255,10 +253,9 @@ class QueueClient:
             ensure_pool_slots(self.instance)
 
     def close(self) -> None:
-        with _JOBS_LOCK:
-            for run_id in self.submitted:
-                _JOBS.pop(run_id, None)
-                _INLINE.discard(run_id)
+        for run_id in self.submitted:
+            _JOBS.pop(run_id, None)
+            _INLINE.discard(run_id)
         if self._daemon is not None:
             self._daemon.__exit__(None, None, None)
             self._daemon = None
@@ -317,8 +314,7 @@ class QueueClient:
             job_code_origin=recon.get_python_origin(),
         )
         executes = recon if self._reconstructable else InMemoryJob(job_def)
-        with _JOBS_LOCK:
-            _JOBS[run.run_id] = executes
+        _JOBS[run.run_id] = executes
         self.submitted.append(run.run_id)
         if self._queued:
             self.instance.submit_run(run.run_id, None)  # type: ignore[arg-type]
@@ -337,8 +333,7 @@ class QueueClient:
         ended: dict[str, dg.DagsterRun] = {}
         if not self._queued:  # an ephemeral or queue-less instance: one after another, here
             for run_id in run_ids:
-                with _JOBS_LOCK:
-                    job = _JOBS[run_id]
+                job = _JOBS[run_id]
                 _execute_here(job, run_id, self.instance)
                 run = self.instance.get_run_by_id(run_id)
                 assert run is not None
@@ -347,8 +342,7 @@ class QueueClient:
                     on_done(run)
             return ended
         if len(run_ids) == 1:
-            with _JOBS_LOCK:
-                _INLINE.update(run_ids)
+            _INLINE.update(run_ids)
         futures = self._futures()
         admit_at, seen_done = 0.0, -1
         while len(ended) < len(run_ids):
