@@ -10,6 +10,7 @@ without their queue rows for that video; the next materialisation of the partiti
 both (each write is one Delta commit, keyed by ``video_id``).
 """
 
+import hashlib
 import io
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ import polars as pl
 from pydantic import Field
 
 from assets.champion import Champion, load_champion
+from assets.ingest import BATCH
 from assets.line_config import KEYS as LINE_KEYS
 from assets.line_config import for_camera
 from assets.previews import png_md
@@ -180,6 +182,7 @@ def load_reference(storage: LensStorage, camera_id: str, model_version: str | No
 @dg.asset(
     pool=pools.INGEST,
     partitions_def=videos_partitions,
+    backfill_policy=BATCH,
     deps=["frames", "drift_reference", LINE_KEYS["drift_policy"]],
     group_name="drift",
     kinds={"delta"},
@@ -194,20 +197,55 @@ def load_reference(storage: LensStorage, camera_id: str, model_version: str | No
     code_version=code_version("drift_report", 1, DriftConfig().model_dump()),
 )
 def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, storage: LensStorage):
-    """Data, viewpoint and prediction drift of one video against its camera's reference, and the
-    frames to label first when it drifted."""
+    """Data, viewpoint and prediction drift of each of the run's videos (one, or a batch: a
+    partition range) against its camera's reference, and the frames to label first when it
+    drifted."""
+    videos = context.partition_keys
+    champion = _champion_or_none(storage)
+    references: dict[str, object] = {}  # camera -> its reference, loaded once per run
+    reports = [_assess(storage, config, v, champion, references) for v in videos]
+    if len(videos) == 1:
+        metadata, version, checks = reports[0]
+        return dg.MaterializeResult(metadata=metadata, data_version=version, check_results=checks)
+    for video_id, (metadata, _, _) in zip(videos, reports, strict=True):
+        context.add_asset_metadata(metadata, partition_key=video_id)
+    digest = hashlib.sha256("\n".join(v.value for _, v, _ in reports).encode()).hexdigest()
+    drifted = [v for v, (m, _, _) in zip(videos, reports, strict=True) if m["drifted"] != "none"]
+    return dg.MaterializeResult(
+        metadata={
+            "batch_videos": len(videos),
+            "batch": f"{videos[0]} .. {videos[-1]}",
+            "drifted_videos": ", ".join(drifted) or "none",
+        },
+        data_version=dg.DataVersion(digest[:24]),
+        check_results=[
+            _batch_check(name, [(v, r[2][i]) for v, r in zip(videos, reports, strict=True)])
+            for i, name in enumerate(KINDS.values())
+        ],
+    )
+
+
+def _assess(
+    storage: LensStorage,
+    config: DriftConfig,
+    video_id: str,
+    champion: Champion | None,
+    references: dict,
+) -> tuple[dict, dg.DataVersion, list[dg.AssetCheckResult]]:
+    """One video's drift verdicts written to ``drift``/``drift_queue``: its metadata, data
+    version and check results."""
     from data_quality.drift import DriftConfig as Options
     from data_quality.drift.per_camera import assess_video
 
-    video_id = context.partition_key
     frames = _video_frames(storage, video_id)
-    champion = _champion_or_none(storage)
     camera = frames["camera_id"][0]
     if (line := for_camera(storage, camera)) is not None:  # the line's policy takes precedence
         config = config.model_copy(
             update={"severity": line.drift.severity, "label_budget": line.label_budget}
         )
-    reference = load_reference(storage, camera, champion.version if champion else None)
+    if camera not in references:
+        references[camera] = load_reference(storage, camera, champion.version if champion else None)
+    reference = references[camera]
     new, emb, probs = _summarise(storage, frames, champion, reference)
     options = Options(alpha=config.alpha, max_shift_px=config.max_shift_px,
                       max_rotation_deg=config.max_rotation_deg)  # fmt: skip
@@ -217,25 +255,43 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, storage
     storage.write_table(result.table, "drift", replace_where=where)
     if result.queue.height or storage.read_table("drift_queue") is not None:
         storage.write_table(result.queue, "drift_queue", replace_where=where)
-    ref = reference.version if reference else "none"
-    return dg.MaterializeResult(
+    ref = reference.version if reference else "none"  # type: ignore[attr-defined]
+    metadata = {
+        "camera_id": camera,
+        "reference_version": ref if reference else "none (no champion reference yet)",
+        "verdict": dg.MetadataValue.json(result.verdict),
+        "drifted": ", ".join(result.drifted_statistics) or "none",
+        "queued_for_labels": result.queue.height,
+        "action": _action(result.verdict),
+        "tests": dg.MetadataValue.md(
+            md_table(result.table.drop("video_id", "camera_id", "computed_at"))
+        ),
+        "plots": dg.MetadataValue.md(_plots(reference, new, result.drifted_statistics)),
+    }
+    checks = [
+        _check(kind, name, result.tests, result.verdict[kind], config.severity)
+        for kind, name in KINDS.items()
+    ]
+    return metadata, dg.DataVersion(f"{ref}:{len(result.drifted_statistics)}"), checks
+
+
+def _batch_check(name: str, results: list[tuple[str, dg.AssetCheckResult]]) -> dg.AssetCheckResult:
+    """One drift check over a batch: passed when it passed for every video, at the worst
+    failure's severity; each video's verdict in the metadata."""
+    failed = [(v, r) for v, r in results if not r.passed]
+    error = any(r.severity == dg.AssetCheckSeverity.ERROR for _, r in failed)
+    rows = "\n".join(f"| {v} | {r.description} |" for v, r in results)
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR if error else dg.AssetCheckSeverity.WARN,
+        description="; ".join(f"{v}: {r.description}" for v, r in failed)
+        or f"none of {len(results)} videos drifted",
         metadata={
-            "camera_id": camera,
-            "reference_version": ref if reference else "none (no champion reference yet)",
-            "verdict": dg.MetadataValue.json(result.verdict),
-            "drifted": ", ".join(result.drifted_statistics) or "none",
-            "queued_for_labels": result.queue.height,
-            "action": _action(result.verdict),
-            "tests": dg.MetadataValue.md(
-                md_table(result.table.drop("video_id", "camera_id", "computed_at"))
-            ),
-            "plots": dg.MetadataValue.md(_plots(reference, new, result.drifted_statistics)),
+            "videos": len(results),
+            "failed_videos": ", ".join(v for v, _ in failed) or "none",
+            "per_video": dg.MetadataValue.md("| video | verdict |\n|---|---|\n" + rows),
         },
-        data_version=dg.DataVersion(f"{ref}:{len(result.drifted_statistics)}"),
-        check_results=[
-            _check(kind, name, result.tests, result.verdict[kind], config.severity)
-            for kind, name in KINDS.items()
-        ],
     )
 
 

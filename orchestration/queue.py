@@ -287,10 +287,14 @@ class QueueClient:
         run_config: Mapping[str, object] | None = None,
         asset_selection: Iterable[dg.AssetKey] | None = None,
         partition_key: str | None = None,
+        partition_range: tuple[str, str] | None = None,
     ) -> str:
-        """Create the run of ``job_def`` (subset to ``asset_selection``) and queue it."""
+        """Create the run of ``job_def`` (subset to ``asset_selection``, for one partition or
+        an inclusive range of them) and queue it."""
         from dagster._core.definitions.job_base import InMemoryJob
         from dagster._core.execution.api import create_execution_plan
+
+        from orchestration.batches import RANGE_END_TAG, RANGE_START_TAG
 
         if not self._reconstructable:  # other definitions execute here, step after step
             job_def = job_def.with_executor_def(dg.in_process_executor)
@@ -298,6 +302,8 @@ class QueueClient:
         run_tags = {**job_def.tags, **tags}
         if partition_key is not None:
             run_tags["dagster/partition"] = partition_key
+        if partition_range is not None:
+            run_tags[RANGE_START_TAG], run_tags[RANGE_END_TAG] = partition_range
         subset = job_def.get_subset(asset_selection=selection) if selection else job_def
         config = dict(run_config or {})
         plan = create_execution_plan(

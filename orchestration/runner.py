@@ -29,10 +29,12 @@ import dagster as dg
 import polars as pl
 from botocore.exceptions import BotoCoreError
 
+from assets.ingest import BATCH as INGEST_BATCH
 from edge_export.fsutil import process_alive
 from lake.landing import LandingProblems, discover_videos, label_files, stale_videos
 from lake.partitions import videos_partitions
 from lake.storage import LensStorage, lensline_home
+from orchestration.batches import plan_batches
 from orchestration.queue import WORKER_PID_TAG, QueueClient
 
 # the instance Lensline creates: no telemetry, run monitoring, and the run queue admitting runs by
@@ -264,31 +266,51 @@ def _run_pending(
         reason = "forced" if force else "new, changed or incomplete video"
         if on_progress:
             on_progress("ingest (queued)", 0, len(todo))
-        runs: dict[str, str] = {}
-        for vid in todo:
+        batches = plan_batches(
+            instance.get_dynamic_partitions(videos_partitions.name),
+            todo,
+            {vid: videos[vid].size for vid in todo},
+            workers=queue.workers,
+            max_per_run=INGEST_BATCH.max_partitions_per_run or 1,
+        )
+        runs: dict[str, list[str]] = {}
+        outcomes: dict[str, VideoOutcome] = {}
+        retry: list[str] = []
+
+        def submit(batch: list[str]) -> str:
             run_id = queue.submit(
                 job,
-                partition_key=vid,
+                partition_key=batch[0] if len(batch) == 1 else None,
+                partition_range=(batch[0], batch[-1]) if len(batch) > 1 else None,
                 run_config=QUIET,
                 tags={**run_tags, "lensline/reason": reason},
             )
-            runs[run_id] = vid
-            if len(todo) > 1:  # start executing while the rest are being submitted
-                queue.pump()
-        outcomes: dict[str, VideoOutcome] = {}
+            runs[run_id] = batch
+            return run_id
 
         def ingested(run: dg.DagsterRun) -> None:
-            vid = runs[run.run_id]
-            try:
-                outcomes[vid] = _outcome(storage, vid)
-            except (OSError, BotoCoreError) as exc:  # the store itself is unreachable: stop
-                outcomes[vid] = VideoOutcome(vid, "failed", storage_unreachable(storage, exc))
-                summary.stopped_reason = summary.stopped_reason or outcomes[vid].error
-                queue.cancel_queued()
+            batch = runs[run.run_id]
+            failed = len(batch) > 1 and run.status != dg.DagsterRunStatus.SUCCESS
+            if failed and not summary.stopped_reason:  # e.g. a rejected video: one run each
+                retry.extend(batch)
+                return
+            for vid in batch:
+                try:
+                    outcomes[vid] = _outcome(storage, vid)
+                except (OSError, BotoCoreError) as exc:  # the store is unreachable: stop
+                    outcomes[vid] = VideoOutcome(vid, "failed", storage_unreachable(storage, exc))
+                    summary.stopped_reason = summary.stopped_reason or outcomes[vid].error
+                    queue.cancel_queued()
             if on_progress:
                 on_progress("ingest", len(outcomes), len(todo))
 
+        for batch in batches:
+            submit(batch)
+            if len(batches) > 1:  # start executing while the rest are being submitted
+                queue.pump()
         queue.wait(list(runs), on_done=ingested)
+        if retry and not summary.stopped_reason:
+            queue.wait([submit([vid]) for vid in sorted(retry)], on_done=ingested)
         summary.ingested = [
             outcomes.get(vid)
             or VideoOutcome(vid, "failed", "not run: " + str(summary.stopped_reason))

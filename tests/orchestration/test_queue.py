@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import dagster as dg
+import polars as pl
 import pytest
 from dagster._core.launcher import RunLauncher
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
@@ -157,8 +158,9 @@ def test_settings_and_no_daemon(home, monkeypatch):
 
 @pytest.mark.slow
 def test_lensline_run_ingests_in_two_run_workers_side_by_side(home, write_video):
-    """The CLI as a user runs it: 4 videos, runs QUEUED then executed by two run workers whose
-    ingestion steps overlap in time; every video complete in the lake."""
+    """The CLI as a user runs it: 4 videos in two batches (partition-range runs of 2 videos),
+    QUEUED then executed by two run workers whose ingestion steps overlap in time; every video
+    complete in the lake and recorded as its own partition."""
     for i in range(4):
         write_video(home / f"landing/videos/cam{i % 2 + 1}/v{i}.mp4", 240, size=(320, 240))
     env = {**os.environ, "LENSLINE_RUN_WORKERS": "2"}
@@ -175,10 +177,33 @@ def test_lensline_run_ingests_in_two_run_workers_side_by_side(home, write_video)
     assert storage.read_table("videos")["status"].to_list() == ["ok"] * 4
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs(filters=dg.RunsFilter(job_name="ingest_video"))
-        assert len(runs) == 4 and {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+        assert len(runs) == 2 and {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+        ranges = sorted(
+            (
+                r.tags["dagster/asset_partition_range_start"],
+                r.tags["dagster/asset_partition_range_end"],
+            )
+            for r in runs
+        )
+        assert ranges == [("cam1__v0", "cam1__v2"), ("cam2__v1", "cam2__v3")]
+        for key in ("raw_video", "frames", "drift_report"):
+            done = instance.get_materialized_partitions(dg.AssetKey(key))
+            assert done == {"cam1__v0", "cam1__v2", "cam2__v1", "cam2__v3"}, key
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(dg.AssetKey("frames"), asset_partitions=["cam2__v1"]), limit=1
+        ).records[0]
+        meta = record.asset_materialization.metadata  # the video's own numbers, not the batch's
+        assert (
+            meta["frames"].value
+            == storage.read_table("frames").filter(pl.col("video_id") == "cam2__v1").height
+        )
         windows = []
         for run in runs:
-            types = [e.dagster_event.event_type_value for e in instance.all_logs(run.run_id)]
+            types = [
+                e.dagster_event.event_type_value
+                for e in instance.all_logs(run.run_id)
+                if e.dagster_event
+            ]
             assert types.index("PIPELINE_ENQUEUED") < types.index("PIPELINE_STARTING")  # queued
             logs = [e for e in instance.all_logs(run.run_id) if e.dagster_event]
             start = next(e for e in logs if e.dagster_event.event_type_value == "STEP_START")

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from lake.storage import LensStorage
+from orchestration.batches import plan_batches
 from orchestration.definitions import defs
 from orchestration.runner import run_pending
 
@@ -192,6 +194,62 @@ def test_zero_byte_video_ends_cleanly_and_exits_3_after_the_rest(home, write_vid
     assert summary.exit_code == 3
     videos = LensStorage().read_table("videos").sort("video_id")
     assert videos["status"].to_list() == ["empty", "ok"]
+
+
+def test_a_rejected_video_in_a_batch_is_retried_one_video_per_run(home, write_video, monkeypatch):
+    """One run worker: 3 due videos share one partition-range run; the zero-byte one fails that
+    batch with its name, and each video then gets its own run: the same outcomes, checks and
+    lake as when every video has its own run."""
+    monkeypatch.setenv("LENSLINE_RUN_WORKERS", "1")
+    write_video(home / "landing/videos/cam1/a.mp4", 10)
+    (home / "landing/videos/cam1/b.mp4").write_bytes(b"")
+    write_video(home / "landing/videos/cam1/c.mp4", 10)
+    with dg.DagsterInstance.get() as instance:
+        summary = run_pending(defs, instance, select=INGEST)
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name="ingest_video"))
+        [batch] = [r for r in runs if "dagster/asset_partition_range_start" in r.tags]
+        assert batch.status == dg.DagsterRunStatus.FAILURE
+        failure = instance.all_logs(batch.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        assert "video 'cam1__b' was rejected" in str(failure[0].dagster_event.event_specific_data)
+        singles = {r.tags.get("dagster/partition"): r.status for r in runs if r is not batch}
+        assert singles == {
+            "cam1__a": dg.DagsterRunStatus.SUCCESS,
+            "cam1__b": dg.DagsterRunStatus.FAILURE,  # its blocking check, as in its own run
+            "cam1__c": dg.DagsterRunStatus.SUCCESS,
+        }
+        assert instance.get_materialized_partitions(dg.AssetKey("frames")) == {
+            "cam1__a",
+            "cam1__c",
+        }
+    assert {o.video_id: o.status for o in summary.ingested} == {
+        "cam1__a": "ok",
+        "cam1__b": "empty",
+        "cam1__c": "ok",
+    }
+    assert summary.exit_code == 3
+
+
+def test_batches_are_consecutive_balanced_and_bounded():
+    order = [f"v{i}" for i in range(10)]
+    sizes = {k: 100 for k in order}
+    assert plan_batches(order, order[:4], sizes, workers=2, max_per_run=8) == [
+        ["v0", "v1"],
+        ["v2", "v3"],
+    ]
+    # at most max_per_run; a video not due (v4) is never inside a range
+    due = ["v0", "v1", "v2", "v3", "v5", "v6", "v7", "v8", "v9"]
+    batches = plan_batches(order, due, sizes, workers=1, max_per_run=4)
+    assert all(len(b) <= 4 for b in batches) and sum(batches, []) == due
+    assert not any("v3" in b and "v5" in b for b in batches)
+    # bytes, not counts, are balanced: one big video runs alone
+    sizes["v0"] = 1000
+    assert plan_batches(order, order[:4], sizes, workers=2, max_per_run=8) == [
+        ["v0"],
+        ["v1", "v2", "v3"],
+    ]
+    assert plan_batches(order, [], sizes, workers=2, max_per_run=8) == []
+    with pytest.raises(ValueError, match="not registered as partitions: x"):
+        plan_batches(order, ["x"], sizes, workers=2, max_per_run=8)
 
 
 def test_bad_select_is_one_line_and_exit_2(home, capsys):
