@@ -10,6 +10,7 @@ metadata, data versions and check verdicts.
 
 import hashlib
 import time
+import warnings
 
 import dagster as dg
 from pydantic import Field
@@ -28,6 +29,8 @@ from lake.storage import LensStorage
 # events and process start, is then paid once per batch, not per video); one video keeps its
 # own run
 BATCH = dg.BackfillPolicy.multi_run(max_partitions_per_run=8)
+# `backfill_policy=` on an asset is "beta" in Dagster 1.13: said once here, not on every import
+warnings.filterwarnings("ignore", "Parameter `backfill_policy`", dg.BetaWarning)
 
 
 class IngestConfig(dg.Config):

@@ -18,7 +18,10 @@ What is measured, each in a fresh home and a fresh process:
 - **bare PyAV** (the physical baseline): decoding every frame of the same videos in one
   process, nothing else: what one core can decode.
 - per-run overhead: a 1-video run's wall time minus the time its steps spent executing
-  (STEP_START -> STEP_SUCCESS from the run's events).
+  (STEP_START -> STEP_SUCCESS from the run's events) ("start-up"); and for the N videos, the
+  worker-seconds not spent in steps (idle run workers included), per run and per video: runs
+  ingest batches of videos (partition ranges, ``orchestration.batches``), so the fixed cost of
+  a run is shared by its videos.
 - projection: 20 cameras x 24 h sampled at 2 fps = 40 sampled frames/s and 20 video-seconds per
   wall-second, against what each profile sustained here (demo videos: 320x240 at 15 fps; every
   frame is decoded to prove integrity, 2 fps are kept).
@@ -375,12 +378,12 @@ def main() -> None:
         f"{args.videos} demo videos of {args.seconds:g} s (320x240, 15 fps); cores: {os.cpu_count()}"
     )
 
-    rows: list[tuple[str, dict, dict]] = []
+    rows: list[tuple[str, str, int, dict, dict]] = []
     cases = [("in process, one by one (before)", "inprocess", 1)]
     cases += [(f"embedded, {n} run worker{'s' * (n > 1)}", "embedded", n) for n in (1, 2)]
     for name, profile, n in cases:
         one = run_case(profile, n, 1, src, root, {})
-        rows.append((name, one, run_case(profile, n, args.videos, src, root, {})))
+        rows.append((name, profile, n, one, run_case(profile, n, args.videos, src, root, {})))
     celery_missing = "celery rows skipped (--no-celery)" if args.no_celery else ""
     if not args.no_celery:
         try:
@@ -390,7 +393,7 @@ def main() -> None:
                     one = run_case("celery", workers, 1, src, root, env)
                     many = run_case("celery", workers, args.videos, src, root, env)
                     name = f"celery, {workers} worker{'s' * (workers > 1)} (Postgres, Redis)"
-                    rows.append((name, one, many))
+                    rows.append((name, "celery", workers, one, many))
         except (RuntimeError, OSError, KeyError) as exc:
             celery_missing = f"celery rows missing: {exc}"
     bare = bare_decode(src, args.videos)
@@ -399,38 +402,30 @@ def main() -> None:
 
 
 def report(
-    rows: list[tuple[str, dict, dict]], videos: int, celery_missing: str, bare: dict
+    rows: list[tuple[str, str, int, dict, dict]], videos: int, celery_missing: str, bare: dict
 ) -> None:
     needed_fps = CAMERAS * SAMPLE_FPS
     print(
         f"\n{'profile':<38} {'wall N':>8} {'per video':>9} {'speed-up':>8} {'start-up':>8} "
-        f"{'per run':>7} {'frames/s':>8} {'video-s/s':>9} {'workers up':>10}"
+        f"{'runs':>4} {'per run':>7} {'per video':>9} {'frames/s':>8} {'video-s/s':>9} "
+        f"{'workers up':>10}"
     )
-    base = rows[0][2]["wall"]
-    pairs = {  # the 2-worker row against the 1-worker row of the same profile
-        name: next(
-            (
-                m["wall"]
-                for n, _, m in rows
-                if n == name.replace("2 ", "1 ").replace("workers", "worker")
-            ),
-            None,
-        )
-        for name, _, _ in rows
-        if "2 " in name
-    }
-    for name, one, many in rows:
+    base = rows[0][4]["wall"]
+    one_worker = {profile: many["wall"] for _, profile, n, _, many in rows if n == 1}
+    for name, profile, workers, one, many in rows:
         assert many["videos_ok"] == videos, (name, many)
         startup = one["wall"] - one["steps"]  # a 1-video run: all that is not its steps
-        # worker-seconds of the N-video run not spent in steps, per run (idle slots included)
-        per_run = (many["slots"] * many["wall"] - many["steps"]) / many["runs"]
+        # worker-seconds of the N-video run not spent in steps (idle slots included), per run
+        # and per video (a run ingests a batch of videos)
+        idle = many["slots"] * many["wall"] - many["steps"]
         speed = base / many["wall"]
         extra = ""
-        if pairs.get(name):
-            extra = f" (x{pairs[name] / many['wall']:.2f} vs 1)"
+        if workers > 1 and profile in one_worker:
+            extra = f" (x{one_worker[profile] / many['wall']:.2f} vs 1)"
         print(
             f"{name:<38} {many['wall']:>7.1f}s {many['wall'] / videos:>8.2f}s {speed:>7.2f}x "
-            f"{startup:>7.2f}s {per_run:>6.2f}s {many['frames'] / many['wall']:>8.1f} "
+            f"{startup:>7.2f}s {many['runs']:>4} {idle / many['runs']:>6.2f}s "
+            f"{idle / videos:>8.2f}s {many['frames'] / many['wall']:>8.1f} "
             f"{many['video_s'] / many['wall']:>9.1f} {many['ready']:>9.1f}s{extra}"
         )
     if celery_missing:
@@ -445,7 +440,7 @@ def report(
         f"{needed_fps * 3600 * HOURS:,.0f} sampled frames/day: needs {needed_fps:.0f} frames/s "
         f"and {CAMERAS} video-s/s sustained"
     )
-    for name, _, many in rows:
+    for name, _, _, _, many in rows:
         fps = many["frames"] / many["wall"]
         realtime = many["video_s"] / many["wall"]
         verdict = "keeps up" if fps >= needed_fps and realtime >= CAMERAS else "falls behind"
