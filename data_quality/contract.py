@@ -49,6 +49,8 @@ FRAMES: dict[str, pl.DataType] = {
     "contrast": pl.Float64(),
     "sharpness": pl.Float64(),
     "labeled": pl.Boolean(),
+    "item_presence": pl.Float64(),  # data_quality.presence: null in lakes ingested before it
+    "item_present": pl.Boolean(),
 }
 
 

@@ -102,8 +102,14 @@ def needs_labels_frames(queue: pl.DataFrame) -> pl.DataFrame:
     return queue.rename({"uri": "filepath"})
 
 
-def shadow_disagreement_frames(shadow: pl.DataFrame, frames: pl.DataFrame) -> pl.DataFrame:
+def shadow_disagreement_frames(
+    shadow: pl.DataFrame, frames: pl.DataFrame, *, include_empty: bool = False
+) -> pl.DataFrame:
     """The frames where the shadow model disagreed with the champion, as queue frames.
+
+    Frames scored as showing no item (``item_present`` false) are left out unless
+    ``include_empty``: a disagreement on empty belt is not worth a label (null, unscored,
+    counts as an item).
 
     Parameters
     ----------
@@ -111,8 +117,11 @@ def shadow_disagreement_frames(shadow: pl.DataFrame, frames: pl.DataFrame) -> pl
         ``shadow_results`` rows: ``video``, ``frame_index``, ``label``, ``shadow_label`` and
         the confidences.
     frames
-        The lake's ``frames``: ``video_id, frame_index, camera_id, uri`` (others ignored); only
-        frames the lake holds (sampled) can be shown.
+        The lake's ``frames``: ``video_id, frame_index, camera_id, uri`` and ``item_present``
+        when the table has it (others ignored); only frames the lake holds (sampled) can be
+        shown.
+    include_empty
+        Keep the frames without an item too.
 
     Returns
     -------
@@ -120,6 +129,8 @@ def shadow_disagreement_frames(shadow: pl.DataFrame, frames: pl.DataFrame) -> pl
         One row per disagreeing frame: ``video_id``, ``frame_index``, ``champion_label``,
         ``shadow_label``, ..., ``camera_id``, ``filepath``.
     """
+    if not include_empty and "item_present" in frames.columns:
+        frames = frames.filter(pl.col("item_present").fill_null(True))
     frames = frames.select("video_id", "frame_index", "camera_id", "uri")
     return (
         shadow.filter(pl.col("label") != pl.col("shadow_label"))

@@ -60,17 +60,23 @@ class EncodedFrame:
     jpeg: bytes
     sha256: str
     stats: dict[str, float]
+    thumb: np.ndarray | None = None
+    """A small BGR copy for :mod:`data_quality.presence` (with ``FrameEncoder(thumb_width=)``)."""
 
 
 class FrameEncoder:
     """A ``scan_video`` sink that JPEG-encodes and measures frames on worker threads.
 
     OpenCV releases the GIL, so encoding overlaps with decoding; ``results()`` returns the
-    frames in the order they were decoded.
+    frames in the order they were decoded. With ``thumb_width`` each frame also keeps a
+    thumbnail that wide (:func:`data_quality.presence.thumbnail`).
     """
 
-    def __init__(self, *, quality: int = LAKE_JPEG_QUALITY, workers: int = 2) -> None:
+    def __init__(
+        self, *, quality: int = LAKE_JPEG_QUALITY, workers: int = 2, thumb_width: int | None = None
+    ) -> None:
         self.quality = quality
+        self.thumb_width = thumb_width
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lensline-jpeg")
         self._slots = threading.BoundedSemaphore(
             4 * workers
@@ -84,19 +90,26 @@ class FrameEncoder:
         self._slots.acquire()  # decoding waits when encoding falls behind
         self._pending.append((index, timestamp_s, shape, self._pool.submit(self._encode, image)))
 
-    def _encode(self, image) -> tuple[bytes, dict[str, float]]:
+    def _encode(self, image) -> tuple[bytes, dict[str, float], np.ndarray | None]:
         try:
             if hasattr(image, "to_ndarray"):  # av.VideoFrame: PyAV converts without holding the GIL
                 image = image.to_ndarray(format="bgr24")
-            return encode_frame(image, quality=self.quality)
+            jpeg, stats = encode_frame(image, quality=self.quality)
+            if self.thumb_width is None:
+                return jpeg, stats, None
+            from data_quality.presence import thumbnail
+
+            return jpeg, stats, thumbnail(image, width=self.thumb_width)
         finally:
             self._slots.release()
 
     def results(self) -> list[EncodedFrame]:
         out = []
         for index, ts, shape, future in self._pending:
-            jpeg, stats = future.result()
+            jpeg, stats, thumb = future.result()
             digest = hashlib.sha256(jpeg).hexdigest()
-            out.append(EncodedFrame(index, ts, int(shape[1]), int(shape[0]), jpeg, digest, stats))
+            out.append(
+                EncodedFrame(index, ts, int(shape[1]), int(shape[0]), jpeg, digest, stats, thumb)
+            )
         self._pool.shutdown()
         return out

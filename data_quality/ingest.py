@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
-from data_quality import contract
+from data_quality import contract, presence
 from data_quality.frame_quality import (
     BLURRY_SHARPNESS,
     DARK_BRIGHTNESS,
@@ -45,12 +46,14 @@ class SampledVideo:
     """One decode pass over a video: its report, the frames kept (encoded) and the labelled set.
 
     ``frames`` holds what the decode kept even when the video is not ``ok``; only an ``ok``
-    video's frames are stored.
+    video's frames are stored. ``presence`` holds each frame's item presence score
+    (:func:`data_quality.presence.presence_scores`, NaN: unknown); empty: not scored.
     """
 
     report: VideoReport
     frames: list[EncodedFrame]
     labeled: frozenset[int] = field(default_factory=frozenset)
+    presence: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ def sample_video(
     sample_fps: float | None = 2.0,
     stride: int | None = None,
     jpeg_quality: int = 90,
+    score_presence: bool = True,
 ) -> SampledVideo:
     """Scan ``path`` once (checksum, probe, full decode) and JPEG-encode the frames kept.
 
@@ -104,13 +108,20 @@ def sample_video(
         (``data_quality.video.sample_stride``).
     jpeg_quality
         JPEG quality (30..100) of the kept frames.
+    score_presence
+        Score each kept frame's item presence (False: ``presence`` stays empty, the rows'
+        columns null; for measuring what scoring costs).
 
     Returns
     -------
     SampledVideo
         Never raises for a bad video: problems go to ``report.status`` and ``report.error``.
+        Each kept frame's item presence is scored against the background of the frames not
+        kept for a label (:mod:`data_quality.presence`).
     """
-    encoder = FrameEncoder(quality=jpeg_quality)
+    encoder = FrameEncoder(
+        quality=jpeg_quality, thumb_width=presence.THUMB_WIDTH if score_presence else None
+    )
     report = scan_video(
         path,
         name=name,
@@ -120,14 +131,23 @@ def sample_video(
         sink=encoder,
         lazy_sink=True,
     )
-    return SampledVideo(report, encoder.results(), frozenset(labeled))
+    frames = encoder.results()
+    if not score_presence:
+        return SampledVideo(report, frames, frozenset(labeled))
+    grid = [i for i, f in enumerate(frames) if f.frame_index not in labeled]
+    scores = presence.presence_scores([f.thumb for f in frames], background_from=grid)  # type: ignore[misc]
+    frames = [replace(f, thumb=None) for f in frames]  # the thumbnails' memory goes now
+    return SampledVideo(report, frames, frozenset(labeled), tuple(scores.tolist()))
 
 
 def frame_rows(
     video_id: str, camera_id: str, sampled: SampledVideo, uris: Sequence[str]
 ) -> pl.DataFrame:
     """The video's rows of ``frames`` (``contract.FRAMES``), one per kept frame; ``uris[i]`` is
-    where ``sampled.frames[i]``'s JPEG is stored."""
+    where ``sampled.frames[i]``'s JPEG is stored. ``item_presence`` and ``item_present`` are
+    null when the frames were not scored (``sampled.presence`` empty or NaN)."""
+    scores = sampled.presence or (float("nan"),) * len(sampled.frames)
+    present = presence.item_present(np.asarray(scores, dtype=float))
     return contract.conform(
         [
             {
@@ -141,8 +161,10 @@ def frame_rows(
                 "height": f.height,
                 "labeled": f.frame_index in sampled.labeled,
                 **f.stats,
+                "item_presence": None if score != score else score,  # NaN -> null
+                "item_present": is_item,
             }
-            for f, uri in zip(sampled.frames, uris, strict=True)
+            for f, uri, score, is_item in zip(sampled.frames, uris, scores, present, strict=True)
         ],
         contract.FRAMES,
     )

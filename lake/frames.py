@@ -1,5 +1,10 @@
 """Typed reads of the frames the graph works on: the ``frames`` table's ok rows, their model
-images, and each row's line condition (camera, or camera/drift for drift-labelled videos)."""
+images, and each row's line condition (camera, or camera/drift for drift-labelled videos).
+
+A ``frames`` table written before a column joined the contract (``item_presence``,
+``item_present``) reads with that column null: :func:`ok_frames`, :func:`video_frames` and
+:func:`camera_frames` add it (the next ingestion's commit adds it to the table).
+"""
 
 import dagster as dg
 import numpy as np
@@ -36,7 +41,7 @@ def ok_frames(storage: LensStorage) -> pl.DataFrame:
             f"no ingested frames yet in {storage.table_uri('frames')}: land videos and ingest them first"
         )
     ok = videos.filter(pl.col("status") == "ok").select("video_id")
-    return frames.join(ok, on="video_id").sort(KEYS)
+    return with_contract_columns(frames.join(ok, on="video_id").sort(KEYS))
 
 
 def video_frames(
@@ -60,7 +65,18 @@ def camera_frames(storage: LensStorage, camera_id: str) -> pl.DataFrame:
 
 def _frames(storage: LensStorage, where: pl.Expr) -> pl.DataFrame:
     df = storage.read_table("frames", where=where)
-    return table_schema("frames").empty() if df is None else df
+    return table_schema("frames").empty() if df is None else with_contract_columns(df)
+
+
+def with_contract_columns(frames: pl.DataFrame) -> pl.DataFrame:
+    """``frames`` rows with every ``frames`` column the table lacks added as null (an older
+    lake); other columns (a join's) are kept as they are."""
+    missing = [
+        pl.lit(None, dtype=t).alias(c)
+        for c, t in table_schema("frames").columns.items()
+        if c not in frames.columns
+    ]
+    return frames.with_columns(missing) if missing else frames
 
 
 def drift_labelled_videos(storage: LensStorage) -> list[str]:

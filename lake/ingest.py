@@ -7,7 +7,8 @@ and mtime, ``status`` (``ok``, ``ingesting``, ``empty``, ``unreadable``, ``unsup
 ``corrupt``) and ``kept_frames``.
 
 ``frames`` (one row per kept frame, keyed by ``video_id``, ``frame_index``): the JPEG's uri and
-sha256, size, timestamp, ``labeled`` and the frame's quality statistics.
+sha256, size, timestamp, ``labeled``, the frame's quality statistics and its item presence
+(``item_presence``, ``item_present``: :mod:`data_quality.presence`).
 
 Files: the frame JPEGs under ``artifacts/frames/<video_id>/<frame_index:06d>.jpg``, and the label
 frame index ``artifacts/label_frame_index.json`` (:func:`labeled_frames`, written before any of

@@ -456,7 +456,9 @@ class LensStorage(dg.ConfigurableResource):
     ) -> None:
         options: dict = {"schema_mode": "merge"} if exists and mode == "append" else {}
         if replace_where and exists:
-            options = {"predicate": replace_where}
+            # merge: a column the registered schema gained since the table was written (the
+            # frames' item_presence) is added; the rows written before read it as null
+            options = {"predicate": replace_where, "schema_mode": "merge"}
         elif mode == "overwrite" and exists:
             options = {"schema_mode": "overwrite"}
         # a per-row replace on a table that does not exist yet is an append: an overwrite would

@@ -114,7 +114,7 @@ _ALL = [
     ),
     TableSchema(
         "frames", FRAMES, tuple(KEYS), "frames",
-        "Sampled frames of ok videos: their JPEG, sha256 and quality statistics.",
+        "Sampled frames of ok videos: their JPEG, sha256, quality statistics, item presence.",
         partition_by=("camera_id",), replace_on="video_id",
     ),
     TableSchema(

@@ -142,12 +142,16 @@ def drift_queue_rows(
     *,
     budget: int,
     now: datetime,
+    empty_share: float = 0.0,
 ) -> pl.DataFrame:
     """The frames of a drifted video to label first (the ``drift_queue`` rows of one video).
 
     Only data or prediction drift queues frames (the most uncertain and novel, by
     :func:`data_quality.drift.needs_labels`); a viewpoint shift changes every statistic and
-    asks for a new reference instead, so it queues none.
+    asks for a new reference instead, so it queues none. No budget goes to frames without an
+    item (``item_present`` false; null, unscored, counts as an item) beyond
+    ``round(empty_share * budget)`` of them, ranked among themselves and queued after the
+    frames with an item: a video with few items queues fewer frames.
 
     Parameters
     ----------
@@ -163,6 +167,8 @@ def drift_queue_rows(
         Frames to queue at most.
     now : datetime
         ``queued_at``.
+    empty_share : float
+        Share of ``budget`` that may go to frames without an item, in [0, 1].
 
     Returns
     -------
@@ -173,7 +179,16 @@ def drift_queue_rows(
     kinds = set(drifted)
     picks = np.array([], dtype=int)
     if kinds & {"data", "prediction"} and "viewpoint" not in kinds and budget > 0:
-        picks = needs_labels(embeddings, probs, reference_embeddings, budget=budget)
+        empty = _without_item(frames)
+        n_empty = min(int(empty.sum()), round(min(max(empty_share, 0.0), 1.0) * budget))
+        picks = np.concatenate(
+            [
+                _ranked(np.flatnonzero(~empty), embeddings, probs, reference_embeddings,
+                        budget=budget - n_empty),
+                _ranked(np.flatnonzero(empty), embeddings, probs, reference_embeddings,
+                        budget=n_empty),
+            ]
+        )  # fmt: skip
     reason = "+".join(sorted(kinds & {"data", "prediction"})) + " drift"
     return (
         frames[picks.tolist(), :]
@@ -184,6 +199,30 @@ def drift_queue_rows(
             queued_at=pl.lit(now),
         )
     )
+
+
+def _without_item(frames: pl.DataFrame) -> np.ndarray:
+    """bool (N,): the frames scored as showing no item (``item_present`` false; a frame
+    without the column or with null, never scored, counts as showing one)."""
+    if "item_present" not in frames.columns:
+        return np.zeros(frames.height, dtype=bool)
+    return frames["item_present"].eq(False).fill_null(False).to_numpy()
+
+
+def _ranked(
+    rows: np.ndarray,
+    embeddings: np.ndarray | None,
+    probs: np.ndarray | None,
+    reference_embeddings: np.ndarray | None,
+    *,
+    budget: int,
+) -> np.ndarray:
+    """:func:`needs_labels` over the frames ``rows`` only: indices into all frames."""
+    if budget <= 0 or not len(rows):
+        return np.zeros(0, dtype=np.int64)
+    emb = None if embeddings is None else np.asarray(embeddings)[rows]
+    prob = None if probs is None else np.asarray(probs)[rows]
+    return rows[needs_labels(emb, prob, reference_embeddings, budget=budget)]
 
 
 @dataclass
@@ -253,5 +292,6 @@ def assess_video(
         reference.embeddings if reference is not None else None,
         budget=budget,
         now=now,
+        empty_share=getattr(options, "empty_share", 0.0),
     )
     return VideoDrift(tests, table, summary(tests), queue)

@@ -79,3 +79,17 @@ def test_viewpoint_shift_or_no_drift_or_no_budget_queues_nothing():
     for drifted, budget in ((["data", "viewpoint"], 7), ([], 7), (["data"], 0)):
         queue = drift_queue_rows(frames, drifted, emb, probs, ref, budget=budget, now=NOW)
         assert queue.height == 0 and "priority" in queue.columns
+
+
+def test_frames_without_an_item_take_no_budget_unless_a_share_asks():
+    frames, emb, probs, ref = _video()
+    present = [None if i % 10 == 0 else i % 4 == 0 for i in range(40)]  # null: never scored
+    frames = frames.with_columns(item_present=pl.Series(present, dtype=pl.Boolean))
+    items = {i for i, p in enumerate(present) if p is not False}
+    queue = drift_queue_rows(frames, ["data"], emb, probs, ref, budget=30, now=NOW)
+    assert set(queue["frame_index"]) == items and queue.height == len(items) == 12
+    queue = drift_queue_rows(frames, ["data"], emb, probs, ref, budget=10, now=NOW,
+                             empty_share=0.2)  # fmt: skip
+    picked = queue["frame_index"].to_list()
+    assert len(picked) == 10 and set(picked[:8]) <= items and not set(picked[8:]) & items
+    assert queue["priority"].to_list() == list(range(1, 11))

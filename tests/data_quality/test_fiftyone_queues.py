@@ -27,6 +27,11 @@ def test_shadow_disagreements_are_the_differing_frames_the_lake_holds():
     assert out["champion_label"].to_list() == ["dent", "good"]
     assert out["filepath"].to_list() == ["b.jpg", "c.jpg"]
     assert "sha256" not in out.columns and "video_id" in out.columns
+    # a disagreement on a frame scored empty is not worth a label, unless asked for
+    scored = frames.with_columns(item_present=pl.Series([True, False, None]))
+    assert shadow_disagreement_frames(shadow, scored)["frame_index"].to_list() == [2]
+    both = shadow_disagreement_frames(shadow, scored, include_empty=True)
+    assert sorted(both["frame_index"].to_list()) == [1, 2]
 
 
 def test_needs_labels_frames_and_nothing_published_without_tables():

@@ -58,6 +58,10 @@ class DriftConfig:
         image) are not amplified.
     seed : int
         Seed of the permutations (results are deterministic).
+    empty_share : float
+        Not a test option: the share of a drifted video's label budget that may go to frames
+        without an item (``item_present`` false), in [0, 1]. 0 (default): none, the budget
+        goes to frames that show an item; e.g. 0.1 keeps an "empty belt" class supplied.
     """
 
     alpha: float = 0.01
@@ -71,6 +75,7 @@ class DriftConfig:
     min_bin_change: float = 0.5
     bin_floor: float = 0.0005
     seed: int = 0
+    empty_share: float = 0.0
 
     def effective_block(self, n_new: int) -> int:
         """Block size used for a new video of ``n_new`` frames."""
