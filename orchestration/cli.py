@@ -34,6 +34,15 @@ def _definitions(args: argparse.Namespace) -> dg.Definitions:
     return defs
 
 
+# `--full-refresh`: the graph's refreshes rebuild from all labelled frames (training/incremental)
+FULL_REFRESH = {
+    "ops": {
+        "frame_embeddings": {"config": {"refresh": "full"}},
+        "trained_model": {"config": {"refresh": "full"}},
+    }
+}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -88,7 +97,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                     progress.update(task, description=what, completed=done, total=max(total, 1))
 
                 summary = run_pending(
-                    defs, instance, select=args.select, on_progress=on_progress, force=args.force
+                    defs,
+                    instance,
+                    select=args.select,
+                    on_progress=on_progress,
+                    force=args.force,
+                    run_config=FULL_REFRESH if getattr(args, "full_refresh", False) else None,
                 )
     except HomeLocked as exc:
         console.print(
@@ -242,7 +256,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"({time.perf_counter() - started:.1f}s)",
         soft_wrap=True,
     )
-    code = cmd_run(argparse.Namespace(select=None, force=False, no_wait=False, defs=args.defs))
+    full = getattr(args, "full_refresh", False)
+    code = cmd_run(
+        argparse.Namespace(
+            select=None, force=False, no_wait=False, defs=args.defs, full_refresh=full
+        )
+    )
     console.print(
         "\nWhere to look:\n"
         f"  landing zone:          {storage.uri('landing')}\n"
@@ -259,7 +278,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         def again() -> int:
             return cmd_run(
-                argparse.Namespace(select=None, force=False, no_wait=False, defs=args.defs)
+                argparse.Namespace(
+                    select=None, force=False, no_wait=False, defs=args.defs, full_refresh=full
+                )
             )
 
         code = max(code, run_drift_scenario(args, again, console, home=home))
@@ -306,6 +327,11 @@ def main(argv: list[str] | None = None, *, defs: dg.Definitions | None = None) -
         help="re-ingest every video and rematerialise downstream assets even if up to date",
     )
     run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="retrain embeddings and model on all labelled frames (no incremental refresh)",
+    )
+    run.add_argument(
         "--no-wait",
         action="store_true",
         help="exit (code 1) instead of waiting when another lensline run holds this home",
@@ -322,6 +348,11 @@ def main(argv: list[str] | None = None, *, defs: dg.Definitions | None = None) -
 
     demo = sub.add_parser("demo", help="generate the demo set and run the whole graph on it")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="every retraining on all labelled frames (no incremental refresh)",
+    )
     demo.add_argument("--cameras", type=int, default=3)
     demo.add_argument("--videos-per-camera", type=int, default=2)
     demo.add_argument("--seconds", type=float, default=60.0)

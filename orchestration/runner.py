@@ -402,7 +402,7 @@ def _run_pending(
         run_id = queue.submit(
             defs.resolve_implicit_global_asset_job_def(),
             asset_selection=keys,
-            run_config={**QUIET, **(run_config or {})},
+            run_config={**QUIET, **_for_ops(run_config, keys)},
             tags={
                 **run_tags,
                 **(drift_tags(storage) if stage == "graph" else {}),
@@ -537,6 +537,16 @@ def _collect(instance: dg.DagsterInstance, run_id: str, summary: RunSummary) -> 
             failures.append(f"run {run_id}: {run_failure or run.status.value}")
     summary.step_failures += failures
     return failures
+
+
+def _for_ops(run_config: dict | None, keys: list[dg.AssetKey]) -> dict:
+    """``run_config`` without the op config of assets this stage does not materialise (Dagster
+    refuses config for ops outside the run)."""
+    config = dict(run_config or {})
+    if "ops" in config:
+        names = {k.to_python_identifier() for k in keys}
+        config["ops"] = {op: c for op, c in config["ops"].items() if op in names}
+    return config
 
 
 def _key_list(keys: list[dg.AssetKey]) -> str:

@@ -385,3 +385,17 @@ def test_only_rejected_label_files_stop_before_training_with_exit_3(
     out = capsys.readouterr().out
     assert "no valid labels yet" in out and "bad.csv" in out
     assert not counter.exists()  # nothing downstream ran
+
+
+def test_full_refresh_config_reaches_only_the_ops_of_each_stage():
+    """``lensline run --full-refresh``: the labels stage gets no op config (Dagster would refuse
+    config for ops outside the run), the graph stage its refresh settings, valid for the job."""
+    from orchestration.cli import FULL_REFRESH
+    from orchestration.runner import _for_ops
+
+    assert _for_ops(FULL_REFRESH, [dg.AssetKey("labels")]) == {"ops": {}}
+    keys = [dg.AssetKey("frame_embeddings"), dg.AssetKey("trained_model")]
+    config = _for_ops(FULL_REFRESH, keys)
+    assert config == FULL_REFRESH
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=set(keys))
+    assert dg.validate_run_config(job, config)
