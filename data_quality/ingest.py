@@ -249,9 +249,14 @@ def summarize_ingest(
         {"dark_or_blurry": len(bad), "frames": frames.height},
         severity="WARN",
     )
+    present = frames.get_column("item_present", default=pl.Series([None] * frames.height))
     frames_metadata = {
         "frames": frames.height,
         "labeled_frames": int(frames["labeled"].sum()),
+        # data_quality.presence: what the labelling queues may spend their budget on
+        "frames_with_item": int(present.sum())
+        if present.null_count() < len(present)
+        else "not scored",
         "mean_brightness": round(float(frames["brightness"].mean()), 2),  # type: ignore[arg-type]
         "mean_sharpness": round(float(frames["sharpness"].mean()), 2),  # type: ignore[arg-type]
     }

@@ -85,6 +85,7 @@ def test_summary_of_an_ok_video(sampled):
     assert list(s.frames_metadata) == [
         "frames",
         "labeled_frames",
+        "frames_with_item",
         "mean_brightness",
         "mean_sharpness",
     ]

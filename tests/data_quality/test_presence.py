@@ -79,7 +79,7 @@ def test_ingestion_stores_the_score_with_the_frames(tmp_path):
     import av
 
     from data_quality import contract
-    from data_quality.ingest import frame_rows, sample_video
+    from data_quality.ingest import frame_rows, sample_video, summarize_ingest
 
     frames, items = _frames(3)
     path = tmp_path / "belt.mp4"
@@ -94,6 +94,10 @@ def test_ingestion_stores_the_score_with_the_frames(tmp_path):
     assert list(contract.FRAMES)[-2:] == ["item_presence", "item_present"]
     assert rows["item_present"].to_list() == [i in items for i in range(12)]
     assert rows["item_presence"].null_count() == 0
+    summary = summarize_ingest(sampled.report, rows, ingest_s=0).frames_metadata
+    assert summary is not None and summary["frames_with_item"] == len(items)
     plain = sample_video(path, name="landing/belt.mp4", stride=1, score_presence=False)
     rows = frame_rows("cam1__belt", "cam1", plain, [f"{i}.jpg" for i in range(12)])
     assert rows["item_present"].null_count() == rows["item_presence"].null_count() == 12
+    summary = summarize_ingest(plain.report, rows, ingest_s=0).frames_metadata
+    assert summary is not None and summary["frames_with_item"] == "not scored"
