@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from orchestration.runner import RunSummary, _collect
+from orchestration.run_report import RunSummary, collect
 
 LINE = "unprotected: cam1/drift: 28 frames, could miss a drop of 34.5 points"
 
@@ -24,6 +24,6 @@ def test_a_passed_gate_with_unprotected_conditions_leaves_a_note():
     summary = RunSummary()
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([model_evaluation], instance=instance)
-        assert _collect(instance, result.run_id, summary) == []  # read from the stored events
+        assert collect(instance, result.run_id, summary) == []  # read from the stored events
         assert summary.failed_checks == []
         assert summary.check_notes == [f"model_evaluation/promotion_gate: {LINE}"]
