@@ -61,6 +61,13 @@ class DriftConfig(dg.Config):
     label_budget: int = Field(
         default=60, description="Frames of a drifted video queued for labelling (needs_labels)."
     )
+    empty_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of label_budget that may go to frames without an item (item_present "
+        "false); e.g. 0.1 keeps an empty-belt class supplied.",
+    )
 
 
 def grid_frames(
@@ -248,7 +255,8 @@ def _assess(
     reference = references[camera]
     new, emb, probs = _summarise(storage, frames, champion, reference)
     options = Options(alpha=config.alpha, max_shift_px=config.max_shift_px,
-                      max_rotation_deg=config.max_rotation_deg)  # fmt: skip
+                      max_rotation_deg=config.max_rotation_deg,
+                      empty_share=config.empty_share)  # fmt: skip
     result = assess_video(frames, reference, new, emb, probs, options=options,
                           budget=config.label_budget, now=datetime.now(UTC), schema=DRIFT_SCHEMA)  # fmt: skip
     where = storage.eq_predicate("video_id", video_id)
