@@ -12,7 +12,7 @@ run of its own (its checks and metadata exactly as before).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -25,12 +25,14 @@ def plan_batches(
     *,
     workers: int,
     max_per_run: int,
+    alone: Collection[str] = (),
 ) -> list[list[str]]:
     """Split the due videos ``todo`` into batches of consecutive partitions.
 
     ``order`` is the partitions' order (a range spans it), ``sizes`` each video's bytes. At
     least ``min(len(todo), workers)`` batches (every worker gets one), at least
-    ``ceil(len(todo) / max_per_run)``, each about the same number of bytes.
+    ``ceil(len(todo) / max_per_run)``, each about the same number of bytes. Videos in ``alone``
+    (e.g. files that will not open: their rejection would fail a whole batch) get a run each.
     """
     if max_per_run < 1 or workers < 1:
         raise ValueError(f"max_per_run={max_per_run} and workers={workers} must be at least 1")
@@ -43,7 +45,8 @@ def plan_batches(
         return []
     spans: list[list[str]] = [[due[0]]]  # runs of consecutive partitions
     for key in due[1:]:
-        if position[key] == position[spans[-1][-1]] + 1:
+        last = spans[-1][-1]
+        if position[key] == position[last] + 1 and key not in alone and last not in alone:
             spans[-1].append(key)
         else:
             spans.append([key])
@@ -52,6 +55,9 @@ def plan_batches(
     target = sum(weight.values()) / count
     batches: list[list[str]] = []
     for span in spans:
+        if span[0] in alone:
+            batches.append(span)
+            continue
         batch: list[str] = []
         load = 0
         for key in span:
@@ -64,3 +70,14 @@ def plan_batches(
             load += weight[key]
         batches.append(batch)
     return batches
+
+
+def opens_as_video(path: str) -> bool:
+    """Whether PyAV opens ``path`` and finds a video stream (a header check, no decoding)."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            return bool(container.streams.video)
+    except (av.FFmpegError, OSError, UnicodeDecodeError):
+        return False

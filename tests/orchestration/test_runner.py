@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 
@@ -197,34 +198,41 @@ def test_zero_byte_video_ends_cleanly_and_exits_3_after_the_rest(home, write_vid
 
 
 def test_a_rejected_video_in_a_batch_is_retried_one_video_per_run(home, write_video, monkeypatch):
-    """One run worker: 3 due videos share one partition-range run; the zero-byte one fails that
-    batch with its name, and each video then gets its own run: the same outcomes, checks and
-    lake as when every video has its own run."""
+    """One run worker, 4 due videos: the zero-byte one gets a run of its own up front (it would
+    fail any batch); a video corrupt in the middle (it opens) fails its batch by name, and
+    that batch's videos then get a run each: the same outcomes, checks and lake as when every
+    video has its own run."""
     monkeypatch.setenv("LENSLINE_RUN_WORKERS", "1")
     write_video(home / "landing/videos/cam1/a.mp4", 10)
     (home / "landing/videos/cam1/b.mp4").write_bytes(b"")
-    write_video(home / "landing/videos/cam1/c.mp4", 10)
+    corrupt = home / "landing/videos/cam1/c.mp4"
+    write_video(corrupt, 90)
+    data = bytearray(corrupt.read_bytes())
+    start, end = data.find(b"mdat") + 400, data.find(b"moov") - 400  # frames, not the index
+    data[start:end] = np.random.default_rng(0).integers(0, 256, end - start, np.uint8).tobytes()
+    corrupt.write_bytes(bytes(data))
+    write_video(home / "landing/videos/cam1/d.mp4", 10)
     with dg.DagsterInstance.get() as instance:
         summary = run_pending(defs, instance, select=INGEST)
         runs = instance.get_runs(filters=dg.RunsFilter(job_name="ingest_video"))
         [batch] = [r for r in runs if "dagster/asset_partition_range_start" in r.tags]
-        assert batch.status == dg.DagsterRunStatus.FAILURE
+        assert (batch.tags["dagster/asset_partition_range_start"], batch.status) == (
+            "cam1__c",
+            dg.DagsterRunStatus.FAILURE,
+        )
         failure = instance.all_logs(batch.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-        assert "video 'cam1__b' was rejected" in str(failure[0].dagster_event.event_specific_data)
-        singles = {r.tags.get("dagster/partition"): r.status for r in runs if r is not batch}
-        assert singles == {
-            "cam1__a": dg.DagsterRunStatus.SUCCESS,
-            "cam1__b": dg.DagsterRunStatus.FAILURE,  # its blocking check, as in its own run
-            "cam1__c": dg.DagsterRunStatus.SUCCESS,
-        }
+        assert "video 'cam1__c' was rejected" in str(failure[0].dagster_event.event_specific_data)
+        singles = [r.tags.get("dagster/partition") for r in runs if r is not batch]
+        assert sorted(singles) == ["cam1__a", "cam1__b", "cam1__c", "cam1__d"]
         assert instance.get_materialized_partitions(dg.AssetKey("frames")) == {
             "cam1__a",
-            "cam1__c",
+            "cam1__d",
         }
     assert {o.video_id: o.status for o in summary.ingested} == {
         "cam1__a": "ok",
         "cam1__b": "empty",
-        "cam1__c": "ok",
+        "cam1__c": "corrupt",
+        "cam1__d": "ok",
     }
     assert summary.exit_code == 3
 
@@ -248,6 +256,12 @@ def test_batches_are_consecutive_balanced_and_bounded():
         ["v1", "v2", "v3"],
     ]
     assert plan_batches(order, [], sizes, workers=2, max_per_run=8) == []
+    # a video that will not open runs alone and splits the range around it
+    assert plan_batches(order, order[1:6], sizes, workers=1, max_per_run=8, alone={"v3"}) == [
+        ["v1", "v2"],
+        ["v3"],
+        ["v4", "v5"],
+    ]
     with pytest.raises(ValueError, match="not registered as partitions: x"):
         plan_batches(order, ["x"], sizes, workers=2, max_per_run=8)
 
