@@ -7,6 +7,16 @@
 Same seed, same data, same ``num_threads`` and same torch build -> bit-identical weights
 and history. Global torch state (RNG, thread count, deterministic-algorithms flag) is
 restored when training returns.
+
+Weight averaging (``TrainConfig.average``, :mod:`torch.optim.swa_utils`): ``"ema"`` keeps an
+exponential moving average of the weights and BatchNorm statistics, updated after every
+optimiser step with decay ``1 - 1 / (ema_epochs * steps per epoch)``; ``"swa"`` averages the
+weights at the end of every epoch from ``swa_start`` of the run on (at a constant learning rate
+``swa_lr`` x peak when that is > 0, else along the cosine), and recomputes BatchNorm statistics
+for the average on the clean training images (``update_bn``). Validation, best-epoch selection
+and the returned model are then the averaged weights'; training losses stay the iterates'.
+The seed-to-seed spread of test accuracy with and without: ``benchmarks/seed_stability.py``
+(docs/training.md).
 """
 
 from __future__ import annotations
@@ -28,7 +38,10 @@ from training.data import ArrayLoader, AugmentConfig, balance_weights
 from training.model import LenslineNet, build_model
 from training.preprocess import MEAN, STD
 
-__all__ = ["TrainConfig", "TrainResult", "train_model", "plot_history"]
+__all__ = ["AVERAGES", "TrainConfig", "TrainResult", "train_model", "plot_history"]
+
+AVERAGES = ("none", "ema", "swa")
+"""Values of ``TrainConfig.average``."""
 
 
 @dataclass
@@ -65,6 +78,20 @@ class TrainConfig:
     # epoch is count ** (1 - condition_balance): 0 = natural shares, 1 = equal shares
     condition_balance: float = 0.0
     init_checkpoint: str | None = None  # local safetensors path to fine-tune from
+    # weight averaging (module docstring): "none", "ema" or "swa"
+    average: str = "none"
+    ema_epochs: float = 2.0  # ema: the average's time constant, in epochs of optimiser steps
+    swa_start: float = 0.75  # swa: average each epoch's end weights from this share of epochs on
+    swa_lr: float = 0.0  # swa: > 0 holds the lr at this x peak from swa_start on; 0 keeps cosine
+
+    def __post_init__(self) -> None:
+        if self.average not in AVERAGES:
+            raise ValueError(f"unknown average {self.average!r}; expected one of {AVERAGES}")
+        if self.ema_epochs <= 0 or not 0 <= self.swa_start < 1 or self.swa_lr < 0:
+            raise ValueError(
+                f"need ema_epochs > 0, 0 <= swa_start < 1, swa_lr >= 0; got {self.ema_epochs}, "
+                f"{self.swa_start}, {self.swa_lr}"
+            )
 
     def augment_config(self) -> AugmentConfig | None:
         if not self.augment:
@@ -88,7 +115,8 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What :func:`train_model` returns. ``model`` holds the best epoch's weights, in eval mode."""
+    """What :func:`train_model` returns. ``model`` holds the best epoch's weights, in eval mode
+    (with ``config.average``: the best epoch's averaged weights)."""
 
     model: LenslineNet
     history: list[dict]  # one row per epoch: epoch, loss, acc, val_loss, val_acc, lr, seconds
@@ -167,9 +195,16 @@ def train_model(
             _param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.99)
         )
         total_steps = config.epochs * len(loader)
+        swa_from = _swa_first_epoch(config)  # 1-based; epochs + 1 when not averaging by SWA
+        hold = config.swa_lr if config.average == "swa" and config.swa_lr > 0 else None
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _warmup_cosine(total_steps, config.warmup_frac)
-        )
+            optimizer,
+            _warmup_cosine(
+                total_steps, config.warmup_frac,
+                hold=None if hold is None else ((swa_from - 1) * len(loader), hold),
+            ),
+        )  # fmt: skip
+        averaged = _averager(model, config, len(loader))
 
         history: list[dict] = []
         best_key, best_state, best_epoch, stale = None, None, 0, 0
@@ -186,6 +221,8 @@ def train_model(
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
+                if config.average == "ema":
+                    averaged.update_parameters(model)
                 loss_sum += loss.item() * len(y)
                 correct += int((logits.argmax(1) == y).sum())
             epoch_s = time.perf_counter() - t0
@@ -198,13 +235,22 @@ def train_model(
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": epoch_s,
             }
-            # --- validation, best-epoch bookkeeping, early stopping
+            # --- weight averaging, validation, best-epoch bookkeeping, early stopping
+            scored = model
+            if config.average == "swa" and epoch >= swa_from:
+                averaged.update_parameters(model)
+                if val is not None or epoch == config.epochs:  # the average is scored or kept
+                    _update_bn(averaged, images, labels, config.batch_size, mean, std)
+            if averaged is not None and int(averaged.n_averaged) > 0:
+                scored = averaged.module
             if val is not None:
-                row["val_loss"], row["val_acc"] = _score(model, *val, config.batch_size, mean, std)
+                row["val_loss"], row["val_acc"] = _score(scored, *val, config.batch_size, mean, std)
                 key = (row["val_acc"], -row["val_loss"])
-                if best_key is None or key > best_key:
+                if averaged is not None and scored is model:
+                    pass  # before SWA's first average: scored, not a candidate
+                elif best_key is None or key > best_key:
                     best_key, best_epoch, stale = key, epoch, 0
-                    best_state = copy.deepcopy(model.state_dict())
+                    best_state = copy.deepcopy(scored.state_dict())
                 else:
                     stale += 1
             history.append(row)
@@ -213,6 +259,9 @@ def train_model(
             if val is not None and config.patience and stale >= config.patience:
                 break
 
+        if best_state is None and averaged is not None and int(averaged.n_averaged) > 0:
+            best_state = averaged.module.state_dict()  # no validation: the final average
+            best_epoch = len(history)
         if best_state is not None:
             model.load_state_dict(best_state)
         else:
@@ -298,16 +347,62 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def _warmup_cosine(total_steps: int, warmup_frac: float) -> Callable[[int], float]:
+def _warmup_cosine(
+    total_steps: int, warmup_frac: float, *, hold: tuple[int, float] | None = None
+) -> Callable[[int], float]:
+    """Learning-rate factor per step: linear warmup, then cosine to zero at ``total_steps``;
+    with ``hold=(step, floor)`` cosine to ``floor`` at ``step``, then ``floor`` (SWA's phase)."""
     warmup = max(1, int(total_steps * warmup_frac))
+    end, floor = (total_steps, 0.0) if hold is None else (max(hold[0], warmup + 1), hold[1])
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        progress = (step - warmup) / max(1, end - warmup)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def _swa_first_epoch(config: TrainConfig) -> int:
+    """First (1-based) epoch whose end weights SWA averages; ``epochs + 1`` without SWA."""
+    if config.average != "swa":
+        return config.epochs + 1
+    return min(config.epochs, int(config.epochs * config.swa_start) + 1)
+
+
+def _averager(model: LenslineNet, config: TrainConfig, steps_per_epoch: int):
+    """The :class:`torch.optim.swa_utils.AveragedModel` of ``config.average``, or None.
+
+    EMA averages BatchNorm buffers too (``use_buffers``); SWA averages parameters only and its
+    BatchNorm statistics are recomputed (:func:`_update_bn`).
+    """
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    if config.average == "ema":
+        decay = 1.0 - 1.0 / max(1.0, config.ema_epochs * steps_per_epoch)
+        return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    if config.average == "swa":
+        return AveragedModel(model)
+    return None
+
+
+def _update_bn(
+    averaged: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> None:
+    """BatchNorm statistics of the averaged weights, recomputed on the clean training images
+    in index order (:func:`torch.optim.swa_utils.update_bn`). The global RNG that dropout
+    draws from is forked, so the training iterates are the same as without averaging."""
+    from torch.optim.swa_utils import update_bn
+
+    loader = ArrayLoader(images, labels, batch_size=max(batch_size, 256), mean=mean, std=std)
+    with torch.random.fork_rng(devices=[]):
+        update_bn(loader, averaged)
 
 
 @torch.no_grad()
