@@ -249,11 +249,22 @@ def _plan_refresh(context, storage: LensStorage, config: TrainingConfig, spec, c
         widths=config.sweep_width if config.sweep_trials else [config.width], past=past,
         dataset=dataset.select(*KEYS, "label", "split"), now=datetime.now(UTC),
         full_every_days=config.full_every_days,
+        new_conditions=_new_conditions(storage, dataset, past),
     )  # fmt: skip
     if plan.path == "full":
         return plan, None, datetime.now(UTC).isoformat()
     assert meta is not None and past is not None
     return plan, (path, json.loads(meta["config"]), past), last["last_full_at"]
+
+
+def _new_conditions(storage: LensStorage, dataset, past) -> list[str]:
+    """Line conditions of the training split that the champion's training split lacks."""
+    if past is None:
+        return []
+    train = dataset.filter(pl.col("split") == "train").select(KEYS)
+    now = set(line_conditions(storage, train).tolist()) if train.height else set()
+    before = set(line_conditions(storage, past.select(KEYS)).tolist()) if past.height else set()
+    return sorted(now - before)
 
 
 def _champion_checkpoint(storage: LensStorage, champion):

@@ -19,7 +19,8 @@ last full build is older than ``full_every_days``.
 past ones (:func:`replay_rows`) for fewer epochs; it trains in full when no full retrain is on
 record within ``full_every_days``, when the last warm-started model lost the promotion gate,
 when the champion was trained by other code, on other classes, preprocessing or architecture,
-or when any of its training frames now sits in val or test (a video that moved split: curation
+when the training frames hold a line condition the champion never trained on (a camera's
+drift-labelled videos: a new look), or when any of its training frames now sits in val or test (a video that moved split: curation
 keeps them, ``CurationConfig.stable_splits``). A past training frame whose label changed is
 trained on again like a new one; one curation dropped is simply not replayed.
 
@@ -261,6 +262,7 @@ def plan_training(
     dataset: pl.DataFrame,
     now: datetime,
     full_every_days: float,
+    new_conditions: Sequence[str] = (),
 ) -> Refresh:
     """Whether ``trained_model`` warm-starts from the champion or trains in full.
 
@@ -289,6 +291,12 @@ def plan_training(
         ``video_id, frame_index, label, split`` of this run's dataset (kept frames).
     now, full_every_days
         A full retrain when the last one is at least this old (0: always).
+    new_conditions
+        Line conditions (``training.evaluate.condition_slices``: a camera, or its drift-labelled
+        videos) of this run's training frames that the champion never trained on. A new look
+        needs a full retrain: a warm start's few epochs at a lower rate adapt too little to it
+        (drift scenario, camera 1 under gray gloves and dimmer light: 0.70 warm-started against
+        0.90 retrained in full on the same labels).
     """
 
     def full(reason: str) -> Refresh:
@@ -319,6 +327,11 @@ def plan_training(
     held = past.join(dataset.filter(pl.col("split").is_in(["val", "test"])), on=KEYS, how="semi")
     if held.height:
         return full(f"{held.height} of the champion's training frames are now in val or test")
+    if new_conditions:
+        return full(
+            f"new line condition(s) in the training split: {', '.join(sorted(new_conditions))} "
+            "(a warm start adapts too little to a new look)"
+        )
     train = dataset.filter(pl.col("split") == "train")
     new = train.join(past, on=[*KEYS, "label"], how="anti").height
     return Refresh(

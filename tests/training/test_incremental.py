@@ -118,6 +118,8 @@ def test_training_plan_falls_back_to_full():
     moved = dataset.with_columns(split=pl.lit("test"))
     assert "now in val or test" in plan(dataset=moved).reason
     assert plan(refresh="full").reason == "refresh=full in the config"
+    drifted = plan(new_conditions=["cam1/drift"])  # a camera's new look: retrain in full
+    assert drifted.path == "full" and "cam1/drift" in drifted.reason
 
 
 def test_replay_keeps_every_new_row_and_a_share_of_each_class():
