@@ -28,6 +28,7 @@ TRAIN_REVISION = 3  # 2: the preprocessing contract recorded in the checkpoint; 
 
 
 CONDITION_BALANCE = 1.0
+AVERAGE: Literal["none", "ema", "swa"] = "ema"  # benchmarks/seed_stability.py, docs/training.md
 
 
 class TrainingConfig(dg.Config):
@@ -45,6 +46,13 @@ class TrainingConfig(dg.Config):
         description="Sampling of line conditions (each camera, and its drift-labelled videos "
         "apart) per epoch: 0 natural shares, 1 equal shares, so a newly labelled condition is "
         "learned from its few dozen frames.",
+    )
+    average: Literal["none", "ema", "swa"] = Field(
+        default=AVERAGE,
+        description="Weight averaging (torch swa_utils): ema, a moving average of the weights "
+        "over the last ~2 epochs of steps; swa, the mean of the last quarter's epoch-end "
+        "weights, BatchNorm recomputed; none, the best epoch's iterate. Averaging narrows the "
+        "seed-to-seed spread of accuracy (docs/training.md).",
     )
     seed: int = Field(default=0, description="Same seed, same data -> identical weights.")
     sweep_trials: int = Field(
@@ -143,7 +151,8 @@ def split_rows(
     return rows, labels
 
 
-TRAIN_KNOBS = {"epochs", "lr", "batch_size", "width", "augment", "condition_balance", "seed"}
+TRAIN_KNOBS = {"epochs", "lr", "batch_size", "width", "augment", "condition_balance", "average",
+               "seed"}  # fmt: skip
 CODE_VERSION = code_version("train", TRAIN_REVISION, TrainingConfig().model_dump())
 
 

@@ -78,7 +78,8 @@ class TrainConfig:
     # epoch is count ** (1 - condition_balance): 0 = natural shares, 1 = equal shares
     condition_balance: float = 0.0
     init_checkpoint: str | None = None  # local safetensors path to fine-tune from
-    # weight averaging (module docstring): "none", "ema" or "swa"
+    # weight averaging (module docstring): "none", "ema" or "swa". "none" here keeps every caller
+    # that does not ask (fold models, benchmarks) as it was; trained_model's default is "ema"
     average: str = "none"
     ema_epochs: float = 2.0  # ema: the average's time constant, in epochs of optimiser steps
     swa_start: float = 0.75  # swa: average each epoch's end weights from this share of epochs on
