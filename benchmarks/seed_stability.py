@@ -13,7 +13,9 @@ mean, standard deviation and min-max of test accuracy over seeds:
   run, BatchNorm statistics recomputed (``torch.optim.swa_utils.update_bn``);
 * **ema-5** (``--methods``): EMA with a time constant of 5 epochs instead of 2;
 * **swa-const** (``--methods``): the same with the learning rate held at 0.1 x peak from the
-  SWA phase on (the SWA paper's constant-rate schedule) instead of cosine to zero.
+  SWA phase on (the SWA paper's constant-rate schedule) instead of cosine to zero;
+* **ens3** (``--methods``): the mean probability of 3 EMA models (seeds 3s, 3s+1, 3s+2 for
+  seed s), one module exported as one ONNX graph; its edge latency against one model's.
 
 Two data sets, each from a finished home (see docs/training.md):
 
@@ -67,6 +69,7 @@ METHODS: dict[str, dict[str, Any]] = {  # name -> TrainConfig overrides
     "swa-const": {"average": "swa", "swa_lr": 0.1},
 }
 BASELINE = "plain"
+ENSEMBLE, K = "ens3", 3  # the mean of K EMA models' probabilities, one ONNX graph
 
 
 def _storage(home: str):
@@ -78,7 +81,8 @@ def _storage(home: str):
 
 
 def demo_runner(home: str):
-    """(train(method, seed) -> {camera: accuracy}, description) on a ``lensline demo`` home."""
+    """(fit(overrides, seed) -> model, score(model) -> {camera: accuracy}, description) on a
+    ``lensline demo`` home."""
     from demo.scenario import gathered_sets
     from lake.frames import KEYS, load_frame_images
     from training.evaluate import predict_proba
@@ -110,11 +114,13 @@ def demo_runner(home: str):
     x, y, groups = gathered.sets["loop"]
     x_va, y_va, _ = gathered.val
 
-    def train(method: str, seed: int) -> dict[str, float]:
-        config = TrainConfig.from_dict({**gathered.config, **METHODS[method], "seed": seed})
-        model = train_model(
+    def fit(overrides: dict[str, Any], seed: int):
+        config = TrainConfig.from_dict({**gathered.config, **overrides, "seed": seed})
+        return train_model(
             x, y, classes=classes, config=config, groups=groups, val_images=x_va, val_labels=y_va
         ).model
+
+    def score(model) -> dict[str, float]:
         hit = predict_proba(model, x_te).argmax(1) == y_te
         out = {str(c): float(hit[cams == c].mean()) for c in sorted(set(cams))}
         return {**out, "all": float(hit.mean())}
@@ -124,12 +130,13 @@ def demo_runner(home: str):
         f"demo {home}: champion {champion.model_version}'s training set ({len(y)} train, "
         f"{len(y_va)} val frames), test split vs true labels: {counts} frames"
     )
-    return train, about
+    return fit, score, about
 
 
 def drift_runner(home: str, *, scenario_seed: int, cameras: int, seconds: float, tmp: Path):
-    """(train(method, seed) -> {camera: accuracy}, description) on a drift scenario home."""
-    from demo.scenario import gathered_sets, render_shifted
+    """(fit, score, description) as :func:`demo_runner`, on a drift scenario home."""
+    from demo.scenario import gathered_sets, render_shifted, score_videos
+    from training.train import TrainConfig, train_model
 
     storage = _storage(home)
     registry = storage.registry()
@@ -143,10 +150,18 @@ def drift_runner(home: str, *, scenario_seed: int, cameras: int, seconds: float,
         eval_dir=tmp / "eval",
     )  # fmt: skip
 
-    def train(method: str, seed: int) -> dict[str, float]:
-        scores = gathered.train(
-            "loop", seed=seed, videos=videos, truth=truth, **full, **METHODS[method]
-        )
+    x, y, groups = gathered.sets["loop"]
+    x_va, y_va, _ = gathered.val
+
+    def fit(overrides: dict[str, Any], seed: int):  # as GatheredSets.train, the model kept
+        config = TrainConfig.from_dict({**gathered.config, **full, **overrides, "seed": seed})
+        return train_model(
+            x, y, classes=gathered.classes, config=config, groups=groups,
+            val_images=x_va, val_labels=y_va,
+        ).model  # fmt: skip
+
+    def score(model) -> dict[str, float]:
+        scores = score_videos(model, gathered.classes, gathered.spec, videos, truth)
         n = sum(f for _, f in scores.values())
         return {
             **{c: a for c, (a, _) in sorted(scores.items())},
@@ -158,7 +173,7 @@ def drift_runner(home: str, *, scenario_seed: int, cameras: int, seconds: float,
         f"({len(gathered.sets['loop'][1])} frames) trained from scratch with {full}, scored on "
         "never-landed videos under each camera's shifted conditions"
     )
-    return train, about
+    return fit, score, about
 
 
 def _full_training(storage) -> dict:
@@ -178,13 +193,18 @@ def _full_training(storage) -> dict:
     sys.exit("no registered model was trained from scratch")
 
 
-def measure(train, methods: list[str], seeds: int) -> list[dict]:
-    """One row per method: per column (camera, ``all``) the accuracies over seeds."""
-    rows = []
+def measure(fit, score, methods: list[str], seeds: int) -> tuple[list[dict], Any]:
+    """One row per method: per column (camera, ``all``) the accuracies over seeds; and the last
+    ensemble trained (None without ``ens3``)."""
+    rows, ensemble = [], None
     for method in methods:
         t0, runs = time.perf_counter(), []
         for seed in range(seeds):
-            runs.append(train(method, seed))
+            if method == ENSEMBLE:  # K EMA models of seeds K*seed .. K*seed + K - 1
+                ensemble = mean_probs([fit(METHODS["ema"], K * seed + j) for j in range(K)])
+                runs.append(score(ensemble))
+            else:
+                runs.append(score(fit(METHODS[method], seed)))
             cells = " ".join(f"{c} {a:.3f}" for c, a in runs[-1].items())
             print(f"    {method} seed {seed}: {cells}", file=sys.stderr, flush=True)
         rows.append(
@@ -195,7 +215,41 @@ def measure(train, methods: list[str], seeds: int) -> list[dict]:
             }
         )
         print(f"  {method}: {(time.perf_counter() - t0):.0f} s", file=sys.stderr, flush=True)
-    return rows
+    return rows, ensemble
+
+
+def mean_probs(members: list):
+    """One module of ``members``: the log of their mean softmax, (N, 3, S, S) -> (N, K), so a
+    softmax of its output is the ensemble's probability; it exports as one ONNX graph."""
+    import torch
+
+    class MeanProbs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.members = torch.nn.ModuleList(members)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members])
+            return torch.log(probs.mean(0))
+
+    return MeanProbs().eval()
+
+
+def edge_latency(ensemble, tmp: Path) -> str:
+    """Batch-1 p50 (onnxruntime, 1 thread) of one member and of the ensemble, one ONNX graph."""
+    from edge_export.onnx import benchmark, export_onnx
+
+    side = ensemble.members[0].config.image_size
+    rng = np.random.default_rng(0)
+    x1 = rng.standard_normal((1, 3, side, side)).astype(np.float32)
+    xb = rng.standard_normal((32, 3, side, side)).astype(np.float32)
+    out = []
+    for name, model in (("one model", ensemble.members[0]), (f"ensemble of {K}", ensemble)):
+        path = export_onnx(model, tmp / f"{name.replace(' ', '_')}.onnx", image_size=side)
+        r = benchmark(path, x1, xb, iters=200)
+        out.append(f"{name} p50 {r.p50_ms:.3f} ms, p95 {r.p95_ms:.3f} ms, "
+                   f"{path.stat().st_size / 1e3:.0f} kB")  # fmt: skip
+    return "edge latency (onnxruntime, batch 1, 1 thread): " + "; ".join(out)
 
 
 def print_table(title: str, rows: list[dict]) -> None:
@@ -224,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo-home", help="LENSLINE_HOME of a finished `lensline demo`")
     parser.add_argument("--drift-home", help="LENSLINE_HOME of a finished drift scenario")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=["plain", "ema"])
+    parser.add_argument(
+        "--methods", nargs="+", choices=[*METHODS, ENSEMBLE], default=["plain", "ema"]
+    )
     parser.add_argument("--quick", action="store_true", help="3 seeds")
     parser.add_argument("--scenario-seed", type=int, default=0, help="the drift demo's --seed")
     parser.add_argument("--seconds", type=float, default=30.0, help="the drift demo's --seconds")
@@ -254,8 +310,11 @@ def main(argv: list[str] | None = None) -> int:
                     tmp=Path(tmp),
                 )  # fmt: skip
             )
-        for train, about in runners:
-            print_table(about, measure(train, args.methods, args.seeds))
+        for fit, score, about in runners:
+            rows, ensemble = measure(fit, score, args.methods, args.seeds)
+            print_table(about, rows)
+            if ensemble is not None:
+                print(edge_latency(ensemble, Path(tmp)))
     print(
         "\ntest accuracy: mean ± sd over seeds [min-max]; 'all' pools the cameras' frames. "
         f"total {time.perf_counter() - t_start:.0f} s"
