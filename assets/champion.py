@@ -48,14 +48,16 @@ class Champion:
 
 def load_champion(storage: LensStorage) -> Champion:
     """The registry's champion and its checkpoint (sha256-verified)."""
-    from training.checkpoint import checkpoint_spec, load_checkpoint
-
     registry = storage.registry()
     record = registry.champion()
     if record is None:
         raise dg.Failure(
             "no champion in the model registry yet: materialise model_evaluation first"
         )
+    # torch (~1 s to import) only once there is a checkpoint to load: ingestion before the
+    # first champion never imports it
+    from training.checkpoint import checkpoint_spec, load_checkpoint
+
     model, meta = load_checkpoint(
         storage.fetch_local([record.checkpoint_uri])[0], expected_sha256=record.checkpoint_sha256
     )

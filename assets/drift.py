@@ -359,6 +359,8 @@ def _check(kind: str, name: str, tests, verdict: str, severity: str) -> dg.Asset
 
 def _plots(reference, new, drifted: list[str]) -> str:
     """Reference vs new distribution per drifted frame statistic, and the two backgrounds."""
+    if reference is None:  # nothing to draw: matplotlib (~0.5 s to import) is not loaded
+        return "_no reference yet_"
     import matplotlib
 
     matplotlib.use("Agg")
@@ -366,8 +368,6 @@ def _plots(reference, new, drifted: list[str]) -> str:
 
     from data_quality.drift import FRAME_STATS
 
-    if reference is None:
-        return "_no reference yet_"
     stats = [s for s in drifted if s in FRAME_STATS]
     panels = len(stats) + 1
     fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 2.6), squeeze=False)
