@@ -182,6 +182,10 @@ def run_pending(
     docstring) when its inputs changed since the latest settled run of that stage, when an
     asset was never materialised, or with ``force``. ``run_config`` configures those runs (e.g.
     epochs). Raises ``SelectionError`` for a bad ``select``.
+
+    Runs may execute in run-worker processes started from a fork server (``orchestration.queue``),
+    which imports the calling script's main module: a script that calls this needs Python's
+    ``if __name__ == "__main__":`` guard, as with any ``multiprocessing`` code.
     """
     with QueueClient(defs, instance) as queue:
         return _run_pending(
