@@ -42,7 +42,9 @@ Only one core is used: runs are sequential and single-threaded, as the training 
 
 Measured tables and how to read them: docs/training.md ("Stable models"). In short, on the demo
 EMA cuts the spread over all cameras from 0.098 to 0.022 (mean 0.864 -> 0.929); on the drift
-scenario it leaves it as it was (0.023 -> 0.030 on 5 seeds, means level).
+scenario it leaves it as it was (0.023 -> 0.030 on 5 seeds, means level), where an ensemble of 3
+EMA models (``ens3``) gives 0.960 +- 0.017 against plain's 0.926 +- 0.023, at 3x the edge
+latency (0.25 against 0.08 ms, batch 1, onnxruntime).
 """
 
 from __future__ import annotations
