@@ -158,7 +158,8 @@ def gathered_sets(storage, version: str) -> GatheredSets:
     * ``all labels``: every label the loop gathered as if it had all been there from the start:
       the same plus the drifted frames the curated split holds out for the promotion gate.
 
-    Both are selected on the same val split.
+    Both are selected on the same val split. Both train from scratch: for a warm-started model,
+    with the epochs and learning rate of the newest model trained from scratch.
     """
     from lake.frames import drift_labelled_videos, load_frame_images
     from training.checkpoint import checkpoint_spec, load_checkpoint
@@ -187,13 +188,35 @@ def gathered_sets(storage, version: str) -> GatheredSets:
     return GatheredSets(
         classes=classes,
         spec=spec,
-        config={**json.loads(meta["config"]), "init_checkpoint": None},
+        config={
+            **json.loads(meta["config"]),
+            **_scratch_schedule(storage, meta),
+            "init_checkpoint": None,
+        },
         sets={
             "loop": arrays(dataset.filter(train)),
             "all labels": arrays(dataset.filter(train | held)),
         },
         val=arrays(dataset.filter(pl.col("split") == "val")),
     )
+
+
+def _scratch_schedule(storage, meta) -> dict[str, Any]:
+    """A warm start's epochs and learning rate are a short fine-tune's: trained from scratch
+    with them a model is undertrained. For a warm-started model, the epochs and rate of the
+    newest registered model trained from scratch (empty when the model was one, or none is)."""
+    from training.checkpoint import load_checkpoint
+
+    if not json.loads(meta["config"]).get("init_checkpoint"):
+        return {}
+    rows = storage.registry().list().sort("created_at", descending=True)
+    for row in rows.iter_rows(named=True):
+        local = storage.fetch_local([row["checkpoint_uri"]])[0]
+        _, other = load_checkpoint(local, expected_sha256=row["checkpoint_sha256"])
+        config = json.loads(other["config"])
+        if not config.get("init_checkpoint"):
+            return {"epochs": config["epochs"], "lr": config["lr"]}
+    return {}
 
 
 def all_labels_accuracy(
