@@ -49,7 +49,7 @@ land in the first picks, so read several draws.
 
 Cost (2026-12-07, 2 cores shared with other benchmarks): the default, 2 shifts x 4 strategies
 x 5 budgets x 3 seeds = 120 warm starts of ~4 s each, took 509-547 s a draw; ``--quick``
-(budgets 10, 40, 160, 2 seeds, 5 epochs) 161 s; ``--draws 3`` three times the default. Results in docs/drift.md, "Active learning,
+(budgets 10, 40, 160, 2 seeds, 5 epochs) 161 s; ``--draws 3`` 1618 s. Results in docs/drift.md, "Active learning,
 measured".
 """
 
@@ -238,7 +238,8 @@ def plot(results: dict, budgets: dict[str, list[int]], path: Path) -> None:
         champ = float(np.mean(results[shift, "champion", 0]))
         ax.axhline(champ, color="gray", ls=":", label="champion")
         ax.set_xscale("log", base=2)
-        ax.set(title=shift, xlabel="labels spent (budget)", ylabel="accuracy, held-out videos")
+        ax.set_xticks(budgets[shift], [str(b) for b in budgets[shift]])
+        ax.set(title=shift, xlabel="label budget", ylabel="accuracy, held-out videos")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
