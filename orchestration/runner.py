@@ -234,6 +234,7 @@ def _run_pending(
             )
         )
         summary.up_to_date = len(videos) - len(todo)
+        queue.warm(len(todo))  # run workers start while the batches are planned and submitted
         job = defs.resolve_job_def("ingest_video")
         reason = "forced" if force else "new, changed or incomplete video"
         if on_progress:
