@@ -160,7 +160,9 @@ def test_s3_endpoint_stopped_mid_run_fails_clearly_and_the_next_run_completes(
             "outcome": f"ok videos {state['ok']}",
         }
     )
-    assert "cam1__a" in state["ok"] and len(state["ok"]) < 3
+    # the video committed before the outage is complete, the rest not ok; which one committed
+    # first depends on timing (batches of videos run side by side in two run workers)
+    assert 1 <= len(state["ok"]) < 3
 
     # the run could not delete its lock object while the endpoint was down: the next run on
     # this host takes it over at once (its holder is dead) instead of waiting 600 s for staleness
