@@ -22,6 +22,11 @@ What is measured, each in a fresh home and a fresh process:
   worker-seconds not spent in steps (idle run workers included), per run and per video: runs
   ingest batches of videos (partition ranges, ``orchestration.batches``), so the fixed cost of
   a run is shared by its videos.
+- cores busy: the machine's busy CPU seconds (psutil, all processes) over the wall time: what a
+  case keeps busy of the machine (run it on a quiet machine: the load average is printed). The
+  ceiling for N workers is N x, or cores / (cores one worker keeps busy) when that is less: one
+  run worker already uses more than one core (FFmpeg's decoder threads, JPEG encoding on two
+  threads, Delta writes).
 - projection: 20 cameras x 24 h sampled at 2 fps = 40 sampled frames/s and 20 video-seconds per
   wall-second, against what each profile sustained here (demo videos: 320x240 at 15 fps; every
   frame is decoded to prove integrity, 2 fps are kept).
@@ -200,7 +205,7 @@ def celery_workers(n: int, broker: str, backend: str, workdir: Path) -> Iterator
     try:
         for i in range(n):
             name = f"lensline-bench-{os.getpid()}-{i}"
-            cmd = [str(exe), "worker", "start", "-A", "dagster_celery.app", "-y", str(config)]
+            cmd = [str(exe), "worker", "start", "-A", "orchestration.celery_app", "-y", str(config)]
             cmd += ["-n", name, "--", "--concurrency=1", "--prefetch-multiplier=1", "-O", "fair"]
             cmd += ["--without-heartbeat", "--without-gossip"]
             log = open(workdir / f"worker{i}.log", "wb")  # noqa: SIM115 (closed with the worker)
@@ -246,6 +251,15 @@ def _lake_totals() -> dict[str, float]:
     }
 
 
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores, every process): the case's own
+    processes on a quiet machine (the load average is printed with the results)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
 def measure(profile: str, home: Path, workers: int) -> dict:
     """One measurement in this (fresh) process; ``home`` holds the landed videos."""
     import dagster as dg
@@ -263,6 +277,7 @@ def measure(profile: str, home: Path, workers: int) -> dict:
 
     with dg.DagsterInstance.get() as instance:
         ready = 0.0
+        busy0 = _busy_seconds()
         if profile == "inprocess":
             videos = sorted(discover_videos(defs.resources["storage"]))
             job = defs.resolve_job_def("ingest_video")
@@ -274,10 +289,12 @@ def measure(profile: str, home: Path, workers: int) -> dict:
                 )
                 assert result.success
             wall = time.perf_counter() - t0
+            busy = _busy_seconds() - busy0
         elif profile == "embedded":
             t0 = time.perf_counter()
             summary = run_pending(defs, instance, select="key:raw_video")
             wall = time.perf_counter() - t0
+            busy = _busy_seconds() - busy0
             assert all(o.status == "ok" for o in summary.ingested), summary.ingested
         else:
             backend = os.environ["LENSLINE_CELERY_BROKER"].rsplit("/", 1)[0] + "/1"
@@ -286,9 +303,11 @@ def measure(profile: str, home: Path, workers: int) -> dict:
             with celery_workers(
                 workers, os.environ["LENSLINE_CELERY_BROKER"], backend, workdir
             ) as ready:
+                busy0 = _busy_seconds()
                 t0 = time.perf_counter()
                 summary = run_pending(defs, instance, select="key:raw_video")
                 wall = time.perf_counter() - t0
+                busy = _busy_seconds() - busy0
                 assert all(o.status == "ok" for o in summary.ingested), (
                     workdir / "worker0.log"
                 ).read_text()[-3000:]
@@ -298,6 +317,7 @@ def measure(profile: str, home: Path, workers: int) -> dict:
     slots = 1 if profile == "inprocess" else max(workers, 1)
     return {
         "wall": wall,
+        "busy": busy,
         "runs": len(run_ids),
         "steps": steps,
         "ready": ready,
@@ -375,7 +395,8 @@ def main() -> None:
     per_camera = -(-args.videos // 2)
     make_demo_set(src, cameras=2, videos_per_camera=per_camera, seconds=args.seconds)
     print(
-        f"{args.videos} demo videos of {args.seconds:g} s (320x240, 15 fps); cores: {os.cpu_count()}"
+        f"{args.videos} demo videos of {args.seconds:g} s (320x240, 15 fps); cores: {os.cpu_count()}; "
+        f"load average before: {os.getloadavg()[0]:.2f}"
     )
 
     rows: list[tuple[str, str, int, dict, dict]] = []
@@ -408,10 +429,11 @@ def report(
     print(
         f"\n{'profile':<38} {'wall N':>8} {'per video':>9} {'speed-up':>8} {'start-up':>8} "
         f"{'runs':>4} {'per run':>7} {'per video':>9} {'frames/s':>8} {'video-s/s':>9} "
-        f"{'workers up':>10}"
+        f"{'workers up':>10} {'cores busy':>10}"
     )
     base = rows[0][4]["wall"]
-    one_worker = {profile: many["wall"] for _, profile, n, _, many in rows if n == 1}
+    one_worker = {profile: many for _, profile, n, _, many in rows if n == 1}
+    cores = os.cpu_count() or 1
     for name, profile, workers, one, many in rows:
         assert many["videos_ok"] == videos, (name, many)
         startup = one["wall"] - one["steps"]  # a 1-video run: all that is not its steps
@@ -421,12 +443,17 @@ def report(
         speed = base / many["wall"]
         extra = ""
         if workers > 1 and profile in one_worker:
-            extra = f" (x{one_worker[profile] / many['wall']:.2f} vs 1)"
+            alone = one_worker[profile]
+            # the most N workers can give: N x, unless one worker already keeps more than
+            # cores/N cores busy (its decoder's and encoder's threads, the Delta writes)
+            ceiling = min(workers, cores / max(alone["busy"] / alone["wall"], 1e-9))
+            extra = f" (x{alone['wall'] / many['wall']:.2f} vs 1; ceiling x{ceiling:.2f})"
         print(
             f"{name:<38} {many['wall']:>7.1f}s {many['wall'] / videos:>8.2f}s {speed:>7.2f}x "
             f"{startup:>7.2f}s {many['runs']:>4} {idle / many['runs']:>6.2f}s "
             f"{idle / videos:>8.2f}s {many['frames'] / many['wall']:>8.1f} "
-            f"{many['video_s'] / many['wall']:>9.1f} {many['ready']:>9.1f}s{extra}"
+            f"{many['video_s'] / many['wall']:>9.1f} {many['ready']:>9.1f}s "
+            f"{many['busy'] / many['wall']:>10.2f}{extra}"
         )
     if celery_missing:
         print(celery_missing)

@@ -11,6 +11,12 @@ celery          each step is a task on a Celery queue (dagster-celery), executed
                 ``LENSLINE_CELERY_BROKER`` / ``LENSLINE_CELERY_BACKEND`` (e.g. Redis)
 ==============  ==========================================================================
 
+Celery: the run's process polls its steps' results every ``LENSLINE_CELERY_POLL_S`` seconds
+(default 0.1; dagster-celery's own loop sleeps ``core_execution_loop.TICK_SECONDS`` = 1 s, which
+costs a run about 0.5 s per step and 1 s at its end: ``benchmarks/scale.py``). A poll is one
+result-backend read per step in flight. Workers start with ``-A orchestration.celery_app``
+(dagster-celery's app with the code location imported before the pool forks).
+
 Run config (``execution: config: {kind: ..., broker: ...}``) overrides the environment for one
 run. Assets never see which kind ran them. ``lensline run`` executes in process whatever is set
 (it is the one-machine front-end); runs launched by sensors, schedules, the automation sensor or
@@ -35,6 +41,7 @@ import dagster as dg
 
 EXECUTOR_ENV = "LENSLINE_EXECUTOR"
 KINDS = ("in_process", "multiprocess", "celery")
+DEFAULT_POLL_S = 0.1
 
 
 class ExecutorConfigError(ValueError):
@@ -64,6 +71,15 @@ def choose(config: Mapping[str, object]) -> tuple[str, dict]:
     elif kind == "celery":
         settings["broker"] = _setting(config, "broker", "LENSLINE_CELERY_BROKER")
         settings["backend"] = _setting(config, "backend", "LENSLINE_CELERY_BACKEND") or "rpc://"
+        poll = _setting(config, "poll_seconds", "LENSLINE_CELERY_POLL_S") or DEFAULT_POLL_S
+        try:
+            settings["poll_seconds"] = float(poll)
+        except ValueError:
+            settings["poll_seconds"] = -1.0
+        if not 0 < settings["poll_seconds"] <= 10:
+            raise ExecutorConfigError(
+                f"LENSLINE_CELERY_POLL_S={poll!r}: the celery poll interval is seconds in (0, 10]"
+            )
         if not settings["broker"]:
             raise ExecutorConfigError(
                 "the celery executor needs a broker: set LENSLINE_CELERY_BROKER "
@@ -107,6 +123,12 @@ def _requirements(config: Mapping[str, object]) -> Sequence[dg.ExecutorRequireme
             default_value=None,
             description="celery: result backend URL; default $LENSLINE_CELERY_BACKEND or rpc://",
         ),
+        "poll_seconds": dg.Field(
+            dg.Noneable(dg.StringSource),
+            default_value=None,
+            description="celery: seconds between polls of the steps' results; default "
+            f"$LENSLINE_CELERY_POLL_S or {DEFAULT_POLL_S}",
+        ),
     },
 )
 def lensline_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
@@ -117,8 +139,11 @@ def lensline_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     if kind == "multiprocess":
         config = {"retries": {"enabled": {}}, "max_concurrent": settings["max_concurrent"]}
         return _create(dg.multiprocess_executor, init_context, config)
-    from dagster_celery import celery_executor
+    from dagster_celery import celery_executor, core_execution_loop
 
+    # dagster-celery's loop reads this module constant on every tick (one value per process;
+    # a run worker runs one run at a time)
+    core_execution_loop.TICK_SECONDS = settings["poll_seconds"]
     config = {
         "broker": settings["broker"],
         "backend": settings["backend"],

@@ -47,8 +47,10 @@ WORKER_PID_TAG = "lensline/worker_pid"
 DAEMON_FRESH_S = 90.0  # a queue daemon heartbeat newer than this: the daemon dequeues
 # imported once by the fork server, so each run's fork starts warm: third-party libraries whose
 # import reads no Lensline setting (Lensline's own modules read the environment: each fork
-# imports them after taking the submitter's environment)
+# imports them after taking the submitter's environment). scipy.stats is the drift step's
+# (data_quality.drift): 0.5 s of every fresh worker's first ingestion run otherwise
 PRELOAD = ["dagster", "av", "cv2", "polars", "deltalake", "pyarrow.dataset", "PIL.Image"]
+PRELOAD += ["scipy.stats"]
 DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 # run id -> what executes it here (set by QueueClient.submit, read by ProcessRunLauncher; all

@@ -251,7 +251,7 @@ def celery_worker(
     # dagster-celery execs `celery` from PATH: the one beside this interpreter
     path = os.pathsep.join([str(exe.parent), os.environ.get("PATH", "")])
     env = {**os.environ, "PYTHONPATH": str(repo), "PATH": path}
-    cmd = [str(exe), "worker", "start", "-A", "dagster_celery.app", "-y", str(config)]
+    cmd = [str(exe), "worker", "start", "-A", "orchestration.celery_app", "-y", str(config)]
     cmd += ["-n", name, "--", "--concurrency=1", "--prefetch-multiplier=1", "-O", "fair"]
     cmd += ["--without-heartbeat", "--without-gossip"]  # one task reserved at a time: fair
     with open(log, "wb") as out:

@@ -27,7 +27,17 @@ def test_choose_reads_run_config_then_environment(monkeypatch):
     with pytest.raises(ExecutorConfigError, match="LENSLINE_CELERY_BROKER"):
         choose({})
     monkeypatch.setenv("LENSLINE_CELERY_BROKER", "redis://127.0.0.1:1/0")
-    assert choose({}) == ("celery", {"broker": "redis://127.0.0.1:1/0", "backend": "rpc://"})
+    monkeypatch.delenv("LENSLINE_CELERY_POLL_S", raising=False)
+    assert choose({}) == (
+        "celery",
+        {"broker": "redis://127.0.0.1:1/0", "backend": "rpc://", "poll_seconds": 0.1},
+    )
+    assert choose({"poll_seconds": "0.5"})[1]["poll_seconds"] == 0.5
+    for bad in ("0", "soon", "60"):
+        monkeypatch.setenv("LENSLINE_CELERY_POLL_S", bad)
+        with pytest.raises(ExecutorConfigError, match=f"LENSLINE_CELERY_POLL_S='{bad}'.*seconds"):
+            choose({})
+    monkeypatch.delenv("LENSLINE_CELERY_POLL_S")
     monkeypatch.setenv("LENSLINE_EXECUTOR", "dask")
     with pytest.raises(ExecutorConfigError, match="in_process, multiprocess, celery"):
         choose({})
