@@ -26,7 +26,8 @@ What is measured, each in a fresh home and a fresh process:
   case keeps busy of the machine (run it on a quiet machine: the load average is printed). The
   ceiling for N workers is N x, or cores / (cores one worker keeps busy) when that is less: one
   run worker already uses more than one core (FFmpeg's decoder threads, JPEG encoding on two
-  threads, Delta writes).
+  threads, Delta writes). frames/core-s: sampled frames per busy CPU second, what sizing
+  divides by (equal for 1 and 2 workers = throughput grows with the cores given).
 - projection: 20 cameras x 24 h sampled at 2 fps = 40 sampled frames/s and 20 video-seconds per
   wall-second, against what each profile sustained here (demo videos: 320x240 at 15 fps; every
   frame is decoded to prove integrity, 2 fps are kept).
@@ -429,7 +430,7 @@ def report(
     print(
         f"\n{'profile':<38} {'wall N':>8} {'per video':>9} {'speed-up':>8} {'start-up':>8} "
         f"{'runs':>4} {'per run':>7} {'per video':>9} {'frames/s':>8} {'video-s/s':>9} "
-        f"{'workers up':>10} {'cores busy':>10}"
+        f"{'workers up':>10} {'cores busy':>10} {'frames/core-s':>13}"
     )
     base = rows[0][4]["wall"]
     one_worker = {profile: many for _, profile, n, _, many in rows if n == 1}
@@ -453,7 +454,8 @@ def report(
             f"{startup:>7.2f}s {many['runs']:>4} {idle / many['runs']:>6.2f}s "
             f"{idle / videos:>8.2f}s {many['frames'] / many['wall']:>8.1f} "
             f"{many['video_s'] / many['wall']:>9.1f} {many['ready']:>9.1f}s "
-            f"{many['busy'] / many['wall']:>10.2f}{extra}"
+            f"{many['busy'] / many['wall']:>10.2f} {many['frames'] / max(many['busy'], 1e-9):>13.1f}"
+            f"{extra}"
         )
     if celery_missing:
         print(celery_missing)

@@ -115,3 +115,30 @@ def test_sensor_run_executes_in_celery_worker(
     assert postgres.query(f"SELECT status FROM runs WHERE run_id = '{run_id}'") == [("SUCCESS",)]
     assert not (home / "lake").exists()  # the lake is in S3
     print(f"celery worker ready {ready:.1f}s; sensor -> run done {elapsed - ready:.1f}s")
+
+
+def test_celery_app_is_dagster_celerys_with_the_code_location_preloaded():
+    """``-A orchestration.celery_app``: dagster-celery's three tasks on its app, and what a step
+    imports loaded before the worker forks its pool (in a fresh interpreter, as a worker)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = (
+        "import sys, orchestration.celery_app as c, dagster_celery.app as d;"
+        "print(c.app is d.app, sorted(n for n in c.app.tasks if not n.startswith('celery.')),"
+        "all(m in sys.modules for m in ['orchestration.definitions', 'data_quality.drift',"
+        "'scipy.stats', 'dagster_postgres']))"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=repo, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [
+        "True",
+        "['execute_job',",
+        "'execute_plan',",
+        "'resume_job']",
+        "True",
+    ]
