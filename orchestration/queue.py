@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,9 +48,11 @@ DAEMON_FRESH_S = 90.0  # a queue daemon heartbeat newer than this: the daemon de
 # imported once by the fork server, so each run's fork starts warm: third-party libraries whose
 # import reads no Lensline setting (Lensline's own modules read the environment: each fork
 # imports them after taking the submitter's environment). scipy.stats is the drift step's
-# (data_quality.drift): 0.5 s of every fresh worker's first ingestion run otherwise
+# (data_quality.drift): 0.5 s of every fresh worker's first ingestion run otherwise. Dagster's
+# SQLite instance storage (SQLAlchemy, alembic) is imported when an instance is first opened:
+# 0.5 s per worker, 3.4 s when two workers started at once beside lensline run's planning
 PRELOAD = ["dagster", "av", "cv2", "polars", "deltalake", "pyarrow.dataset", "PIL.Image"]
-PRELOAD += ["scipy.stats"]
+PRELOAD += ["scipy.stats", "dagster._core.storage.sqlite_storage"]
 DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 # run id -> what executes it here (set by QueueClient.submit, read by ProcessRunLauncher; all
@@ -140,6 +142,7 @@ class ProcessRunLauncher(RunLauncher, ConfigurableClass):
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._handoff: ThreadPoolExecutor | None = None
         self.futures: dict[str, Future] = {}
         super().__init__()
 
@@ -164,9 +167,24 @@ class ProcessRunLauncher(RunLauncher, ConfigurableClass):
             _execute_here(job, run.run_id, self._instance)  # type: ignore[arg-type]
             return
         env = dict(os.environ)  # the fork server keeps the environment it started with
-        self.futures[run.run_id] = self._ensure_pool().submit(
-            _execute_in_worker, run.run_id, env, os.getcwd()
-        )
+        cwd, run_id = os.getcwd(), run.run_id
+        done: Future = Future()
+        done.set_running_or_notify_cancel()
+
+        def hand_over() -> None:
+            try:
+                worker = self._ensure_pool().submit(_execute_in_worker, run_id, env, cwd)
+            except BaseException as exc:  # noqa: BLE001 (the pool is broken: the run fails)
+                done.set_exception(exc)
+                return
+            worker.add_done_callback(lambda f: _settle(done, f))
+
+        # from a thread: while the pool starts a worker (the fork server's start, ~2 s, holds
+        # the pool), the admission loop goes on creating the next runs
+        if self._handoff is None:
+            self._handoff = ThreadPoolExecutor(1, thread_name_prefix="lensline-launch")
+        self._handoff.submit(hand_over)
+        self.futures[run_id] = done
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         with self._pool_lock:  # warm() may create it from its thread
@@ -197,9 +215,22 @@ class ProcessRunLauncher(RunLauncher, ConfigurableClass):
         return False  # the run ends with its worker; `dagster` marks it failed if it dies
 
     def dispose(self) -> None:
+        if self._handoff is not None:
+            self._handoff.shutdown(wait=True)
+            self._handoff = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _settle(done: Future, worker: Future) -> None:
+    """``done`` ends as the run worker's future ``worker`` ended."""
+    if worker.cancelled():
+        done.set_exception(RuntimeError("the run worker's task was cancelled"))
+    elif worker.exception() is not None:
+        done.set_exception(worker.exception())  # type: ignore[arg-type]
+    else:
+        done.set_result(worker.result())
 
 
 def _execute_here(job, run_id: str, instance: dg.DagsterInstance | None) -> None:
@@ -218,13 +249,16 @@ def _execute_here(job, run_id: str, instance: dg.DagsterInstance | None) -> None
 
 def _warm_worker(env: Mapping[str, str], cwd: str) -> int:
     """In a new run worker: the submitter's environment and folder, the code location imported
-    (what every run of it needs first)."""
+    and the instance opened once (what every run of it needs first: its storage's and run
+    launcher's imports, and the storage's schema check)."""
     import importlib
 
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
     importlib.import_module(MODULE)
+    with dg.DagsterInstance.get():
+        pass
     return os.getpid()
 
 
