@@ -67,6 +67,12 @@ def main() -> None:
     parser.add_argument("--scenario-seed", type=int, default=0, help="the demo's --seed")
     parser.add_argument("--seconds", type=float, default=30.0, help="the demo's --seconds")
     parser.add_argument("--cameras", type=int, default=3, help="the demo's --cameras")
+    parser.add_argument(
+        "--sampling",
+        choices=["both", "natural", "balanced"],
+        default="both",
+        help="which sampling rows to train (balanced: Lensline's, the loop's own)",
+    )
     args = parser.parse_args()
     os.environ["LENSLINE_HOME"] = args.home
     os.environ.pop("LENSLINE_STORAGE", None)
@@ -127,7 +133,10 @@ def main() -> None:
         )
         print(head + "\n" + "-" * len(head))
         means = {}
-        for sampling, balance in (("natural (baseline)", 0.0), ("condition-balanced", 1.0)):
+        samplings = [("natural (baseline)", 0.0), ("condition-balanced", 1.0)]
+        if args.sampling != "both":
+            samplings = samplings[:1] if args.sampling == "natural" else samplings[1:]
+        for sampling, balance in samplings:
             for name in sets:
                 accs, t0 = [], time.perf_counter()
                 for seed in range(args.seeds):
