@@ -32,19 +32,45 @@ baseline: a 5-fold small CNN (``training.crossval.cross_val_predict`` with ``tta
 ``training.model`` + ``training.train``, plain folds, one softmax per held-out image, the raw
 8x8 arrays upscaled) and ``cleanlab.filter.find_label_issues``. Precision / recall / F1 of the
 injected flips for both; each seed draws its own flips and is both methods' training seed.
-Reproduce (about 20 min on 2 busy cores)::
+Reproduce (about 17 min on 2 cores per 3 seeds; measured 2026-12-07 at 5ea3b7d, after 3876eaa's
+test-time views and ac8166f's fold side / 6 views / 5 frame folds)::
 
     python benchmarks/label_issues.py --video --epochs 10 --videos 4 --seeds 0,1,2
+    python benchmarks/label_issues.py --video --epochs 10 --videos 4 --seeds 3,4,5
 
-    mean over seeds [0, 1, 2]
-    method                                                   P     R    F1      s   F1 per seed
-    baseline: 5-fold CNN on raw arrays + cleanlab        0.906 0.881 0.893    124   0.908 0.861 0.910
-    Lensline graph, H.264, 1 video(s)                    0.926 0.872 0.898    147   0.920 0.866 0.908
-    Lensline graph, H.264, 4 video(s)                    0.936 0.893 0.914    111   0.924 0.885 0.932
+    P / R / F1 per seed, s = seconds per seed and method
+    seed   baseline (5-fold CNN + cleanlab)   Lensline graph, 1 video     Lensline graph, 4 videos
+    0      0.91  0.91  0.908    90            0.93  0.92  0.926   118     0.91  0.92  0.918   104
+    1      0.89  0.84  0.861    88            0.91  0.82  0.865   107     0.93  0.86  0.894   114
+    2      0.92  0.90  0.910    90            0.94  0.91  0.923   101     0.94  0.90  0.920   102
+    3      0.887 0.880 0.883    88            0.920 0.867 0.892    98     0.907 0.864 0.885   103
+    4      0.926 0.893 0.909    86            0.924 0.904 0.914   107     0.922 0.907 0.914   104
+    5      0.907 0.859 0.882    83            0.951 0.888 0.919    95     0.932 0.875 0.902    96
+    0-2    0.906 0.881 0.893    89            0.928 0.883 0.905   109     0.928 0.894 0.911   107
+    3-5    0.907 0.877 0.892    86            0.932 0.886 0.908   100     0.920 0.882 0.900   101
 
-Lensline's precision is higher on every seed (+0.01 to +0.04); F1 by +0.005 (1 video, within
-the noise: 1 and 4 videos are the same frames, labels and folds, only H.264 differs, and differ
-by up to 0.024 F1 on one seed) and +0.021 (4 videos). What Lensline adds to the plain CNN is
+(seeds 0-2 printed P / R to 2 decimals.) F1 minus the baseline, paired by seed: 1 video +0.012
++/- 0.004 (SE) over seeds 0-2 and +0.014 +/- 0.005 over all 6, positive on every seed (+0.004 to
++0.037); 4 videos +0.018 +/- 0.008 and +0.013 +/- 0.005. The baseline's seed-to-seed SD is 0.020
+(6 seeds). 1 video minus 4 videos: +0.001 +/- 0.006 (-0.029 to +0.017): level. Both use the
+same frames, labels and folds (frame folds, the same stratified split of the same row order), so
+only H.264 separates them, and that alone moves F1 by up to 0.03 on one seed. The baseline is
+deterministic (the same per-seed F1 as before those commits); the previous Lensline table read
+1 video 0.898, 4 videos 0.914 (147 / 111 s on busier cores).
+
+Test-time views, in-process on the same frames (one H.264 video decoded, JPEG q90), the same 5
+fold models per seed scored with 1 / 6 / 18 views, cleanlab defaults, seeds 0-2: F1 0.898 / 0.900
+/ 0.908 (1 -> 6 views: +0.003 / +0.002 / +0.001; 6 -> 18: +0.016 / +0.006 / +0.002), so the
+default views explain little of the graph's margin (the graph's and this in-process run of one
+seed differ by up to 0.017 F1). At 64 px the default 6 views (clean, mirror, four 1 px shifts)
+keep little of the gain that 18 views (2 px shifts and mirrored shifts too) buy here, at three
+times the scoring. cleanlab's
+``filter_by="prune_by_class"`` instead of the default ``prune_by_noise_rate`` on the same 6-view
+probabilities: +0.007 / +0.035 / +0.026 F1 with these symmetric flips, but -0.008 / -0.041 /
+-0.014 with 20 % class-conditional flips (raw arrays), so the default stays.
+
+Before 2026-12-07 this section read: Lensline's precision higher on every seed, F1 +0.005 (1
+video, within the noise) and +0.021 (4 videos). What Lensline adds to the plain CNN is
 test-time augmentation in ``cross_val_predict``: each held-out probability is the mean softmax
 over the clean image and the training augmentation's shifts and mirror
 (``training.crossval.tta_views``, 18 views at 64 px; 6 by default since issue 15.3,
@@ -386,13 +412,18 @@ def video_table(
             rows[name].append((*prf(flags, flipped), time.perf_counter() - t))
         for name in names:
             p, r, f, s = rows[name][-1]
-            print(f"  {name:<52}{p:>6.2f}{r:>6.2f}{f:>6.2f}{s:>7.0f}", flush=True)
+            print(f"  {name:<52}{p:>6.3f}{r:>6.3f}{f:>6.3f}{s:>7.0f}", flush=True)
     print(f"\nmean over seeds {seeds}")
     print(f"{'method':<52}{'P':>6}{'R':>6}{'F1':>6}{'s':>7}   F1 per seed")
     for name in names:
         p, r, f, s = np.mean(rows[name], axis=0)
         per = " ".join(f"{row[2]:.3f}" for row in rows[name])
         print(f"{name:<52}{p:>6.3f}{r:>6.3f}{f:>6.3f}{s:>7.0f}   {per}")
+    base = np.array([row[2] for row in rows[names[0]]])
+    for name in names[1:]:  # paired by seed: same flips, same training seed
+        diff = np.array([row[2] for row in rows[name]]) - base
+        se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+        print(f"F1 - baseline, {name}: {diff.mean():+.4f} +/- {se:.4f} (SE over seeds)")
 
 
 def main() -> None:
