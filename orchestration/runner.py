@@ -237,7 +237,7 @@ def _run_pending(
         queue.warm(len(todo))  # run workers start while the batches are planned and submitted
         job = defs.resolve_job_def("ingest_video")
         reason = "forced" if force else "new, changed or incomplete video"
-        if on_progress:
+        if on_progress and todo:  # nothing due: no "ingest 0/1" bar
             on_progress("ingest (queued)", 0, len(todo))
         batches = plan_batches(
             instance.get_dynamic_partitions(videos_partitions.name),
@@ -292,7 +292,7 @@ def _run_pending(
         ]
         if summary.stopped_reason:
             return summary
-        if on_progress:
+        if on_progress and todo:
             on_progress("ingest", len(todo), len(todo))
 
     downstream = sorted(

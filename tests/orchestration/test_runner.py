@@ -63,9 +63,15 @@ def test_crash_after_videos_commit_is_repaired_and_force_reingests(home, write_v
         assert len(names) == kept and "000999.jpg" not in names
         assert not [n for n in names if n.startswith(".")]
 
-        assert run_pending(defs, instance, select=INGEST).ingested == []  # now complete
-        forced = run_pending(defs, instance, select=INGEST, force=True)
+        progress: list[tuple[str, int, int]] = []
+        done = run_pending(defs, instance, select=INGEST, on_progress=lambda *a: progress.append(a))
+        assert done.ingested == []  # now complete: no "ingest 0/1" bar either
+        assert not [p for p in progress if p[0].startswith("ingest")], progress
+        forced = run_pending(
+            defs, instance, select=INGEST, force=True, on_progress=lambda *a: progress.append(a)
+        )
         assert [o.video_id for o in forced.ingested] == ["cam1__a"]
+        assert ("ingest", 1, 1) in progress
     print(f"repair run: {repair_s:.2f}s")
 
 
