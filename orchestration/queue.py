@@ -24,7 +24,6 @@ import multiprocessing
 import os
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -141,7 +140,8 @@ class ProcessRunLauncher(RunLauncher, ConfigurableClass):
         self._inst_data = inst_data
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        # the one thread that touches the pool (warm-up, hand-overs): starting the fork server
+        # takes ~2 s, during which the admission loop goes on creating the next runs
         self._handoff: ThreadPoolExecutor | None = None
         self.futures: dict[str, Future] = {}
         super().__init__()
@@ -179,18 +179,16 @@ class ProcessRunLauncher(RunLauncher, ConfigurableClass):
                 return
             worker.add_done_callback(lambda f: _settle(done, f))
 
-        # from a thread: while the pool starts a worker (the fork server's start, ~2 s, holds
-        # the pool), the admission loop goes on creating the next runs
-        if self._handoff is None:
-            self._handoff = ThreadPoolExecutor(1, thread_name_prefix="lensline-launch")
-        self._handoff.submit(hand_over)
+        self._in_handoff(hand_over)
         self.futures[run_id] = done
 
-    def _ensure_pool(self) -> ProcessPoolExecutor:
-        with self._pool_lock:  # warm() may create it from its thread
-            return self._new_pool() if self._pool is None else self._pool
+    def _in_handoff(self, fn: Callable[[], None]) -> None:
+        if self._handoff is None:
+            self._handoff = ThreadPoolExecutor(1, thread_name_prefix="lensline-launch")
+        self._handoff.submit(fn)
 
-    def _new_pool(self) -> ProcessPoolExecutor:
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        """The run workers' pool (called in the hand-off thread only)."""
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(PRELOAD)
@@ -199,9 +197,9 @@ class ProcessRunLauncher(RunLauncher, ConfigurableClass):
         return self._pool
 
     def warm(self, n: int) -> None:
-        """Start ``n`` run workers and import the code location in each, in a thread, while
-        the caller goes on planning and submitting: the first runs then start at once (the fork
-        server's imports and a worker's take about 2 s)."""
+        """Start ``n`` run workers and import the code location in each, in the hand-off
+        thread, while the caller goes on planning and submitting: the first runs then start at
+        once (the fork server's imports and a worker's take about 2 s)."""
         env, cwd = dict(os.environ), os.getcwd()
 
         def start() -> None:
@@ -209,7 +207,7 @@ class ProcessRunLauncher(RunLauncher, ConfigurableClass):
             for _ in range(min(n, self._workers)):
                 pool.submit(_warm_worker, env, cwd)
 
-        threading.Thread(target=start, name="lensline-warm-workers", daemon=True).start()
+        self._in_handoff(start)
 
     def terminate(self, run_id: str) -> bool:
         return False  # the run ends with its worker; `dagster` marks it failed if it dies
