@@ -29,6 +29,8 @@ TRAIN_REVISION = 3  # 2: the preprocessing contract recorded in the checkpoint; 
 
 CONDITION_BALANCE = 1.0
 AVERAGE: Literal["none", "ema", "swa"] = "ema"  # benchmarks/seed_stability.py, docs/training.md
+ENSEMBLE_MEMBERS, ENSEMBLE_BELOW = 3, 800  # members=0 (auto): docs/training.md, "Ensembles"
+LIGHTING = 0.3  # lighting=None (auto) on cropped cameras: docs/training.md, "Lighting jitter"
 
 
 class TrainingConfig(dg.Config):
@@ -47,12 +49,32 @@ class TrainingConfig(dg.Config):
         "apart) per epoch: 0 natural shares, 1 equal shares, so a newly labelled condition is "
         "learned from its few dozen frames.",
     )
+    lighting: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=0.9,
+        description="Brightness and contrast jitter of the training crops: gain and contrast "
+        "each drawn from [1 - l, 1 + l], so a line's light changing (a dimmer lamp, a dirty "
+        f"lens) is not a new look to the model. None (auto): {LIGHTING} when every camera is "
+        "cropped (item or fixed), 0 when one trains on whole frames, where jitter of a small "
+        "item's frame slowed learning (training.train).",
+    )
     average: Literal["none", "ema", "swa"] = Field(
         default=AVERAGE,
         description="Weight averaging (torch swa_utils): ema, a moving average of the weights "
         "over the last ~2 epochs of steps; swa, the mean of the last quarter's epoch-end "
         "weights, BatchNorm recomputed; none, the best epoch's iterate. Averaging narrows the "
         "seed-to-seed spread of accuracy (docs/training.md).",
+    )
+    members: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description=f"Networks in the model: 1, or N > 1 trained from different seeds whose mean "
+        f"probability is the output (one checkpoint, one ONNX graph, N times the training and "
+        f"edge compute). 0 (auto): {ENSEMBLE_MEMBERS} when the train split has fewer than "
+        f"{ENSEMBLE_BELOW} frames, where one network's accuracy varies most from seed to seed, "
+        "else 1. A warm start keeps the champion's number.",
     )
     seed: int = Field(default=0, description="Same seed, same data -> identical weights.")
     sweep_trials: int = Field(
@@ -186,7 +208,7 @@ def trained_model(
     plan, warm, last_full_at = _plan_refresh(context, storage, config, spec, classes, dataset)
     context.log.info(f"refresh {plan.path}: {plan.reason}")
     rows, y_tr = split_rows(storage, "train", classes, version=dataset_version)
-    cfg, trials, replay = _train_config(storage, config, spec), config.sweep_trials, {}
+    cfg, trials, replay = _train_config(storage, config, spec, rows.height), config.sweep_trials, {}
     if warm is not None:  # warm start: every new training frame and a replay of past ones
         keep, cfg, replay = _warm_start(config, cfg, warm, rows.select(KEYS), y_tr, classes)
         rows, y_tr, trials = rows[keep], y_tr[keep], 0
@@ -222,14 +244,24 @@ def trained_model(
     )
 
 
-def _train_config(storage: LensStorage, config: TrainingConfig, spec):
+def _train_config(storage: LensStorage, config: TrainingConfig, spec, n_train: int):
     """The :class:`training.train.TrainConfig` of a run: the launchpad's knobs, the image size
-    of the preprocessing contract, and the checkpoint to fine-tune from fetched locally."""
+    of the preprocessing contract, the number of networks (``members``, auto resolved against
+    ``n_train`` frames of the train split), the lighting jitter (auto: on when every camera is
+    cropped) and the checkpoint to fine-tune from fetched locally."""
     from training.train import TrainConfig
 
     init = str(storage.fetch_local([config.init_checkpoint])[0]) if config.init_checkpoint else None
     knobs = config.model_dump(include=TRAIN_KNOBS)
-    return TrainConfig(**knobs, image_size=spec.image_size, init_checkpoint=init)
+    members = config.members or (ENSEMBLE_MEMBERS if n_train < ENSEMBLE_BELOW else 1)
+    light = config.lighting
+    if light is None:
+        crops = [spec.crop, *spec.cameras.values()]
+        light = 0.0 if any(c.policy == "full" for c in crops) else LIGHTING
+    return TrainConfig(
+        **knobs, image_size=spec.image_size, init_checkpoint=init, members=members,
+        brightness=light, contrast=light,
+    )  # fmt: skip
 
 
 def _plan_refresh(context, storage: LensStorage, config: TrainingConfig, spec, classes, dataset):
@@ -258,7 +290,7 @@ def _plan_refresh(context, storage: LensStorage, config: TrainingConfig, spec, c
         widths=config.sweep_width if config.sweep_trials else [config.width], past=past,
         dataset=dataset.select(*KEYS, "label", "split"), now=datetime.now(UTC),
         full_every_days=config.full_every_days,
-        new_conditions=_new_conditions(storage, dataset, past),
+        new_conditions=_new_conditions(storage, dataset, past), members=config.members,
     )  # fmt: skip
     if plan.path == "full":
         return plan, None, datetime.now(UTC).isoformat()
@@ -289,8 +321,9 @@ def _train_rows(dataset: pl.DataFrame) -> pl.DataFrame:
 
 
 def _warm_start(config: TrainingConfig, cfg, warm, keys, labels, classes):
-    """Rows of the train split a warm start trains on, its TrainConfig (the champion's width
-    and learning rate, fewer epochs, init from the champion) and what it replayed."""
+    """Rows of the train split a warm start trains on, its TrainConfig (the champion's width,
+    number of networks and learning rate, fewer epochs, init from the champion) and what it
+    replayed."""
     from training.incremental import replay_rows
 
     path, champion_config, past = warm
@@ -304,6 +337,7 @@ def _warm_start(config: TrainingConfig, cfg, warm, keys, labels, classes):
     cfg = replace(
         cfg, epochs=config.warm_epochs, width=champion_config["width"], init_checkpoint=path,
         lr=champion_config["lr"] * config.warm_lr_scale,
+        members=champion_config.get("members", 1),
     )  # fmt: skip
     replay = {
         "new_train_frames": int(is_new.sum()),

@@ -5,7 +5,8 @@ name below is first used (``from training import train_model`` imports ``trainin
 
 Modules
 -------
-model       ``build_model``, ``LenslineNet`` (depthwise-separable CNN, ONNX-friendly)
+model       ``build_model``, ``LenslineNet`` (depthwise-separable CNN, ONNX-friendly),
+            ``LenslineEnsemble`` (mean probability of several, one module)
 preprocess  ``PreprocessSpec``, ``Crop``: the one preprocessing contract (numpy + OpenCV only)
 data        ``ArrayLoader``, augmentation, torch normalisation (same bits as the contract)
 train       ``TrainConfig``, ``train_model``, ``plot_history``
@@ -21,7 +22,14 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "model": ["ModelConfig", "LenslineNet", "build_model", "count_parameters"],
+    "model": [
+        "ModelConfig",
+        "LenslineNet",
+        "LenslineEnsemble",
+        "build_model",
+        "build_network",
+        "count_parameters",
+    ],
     "preprocess": ["PreprocessSpec", "Crop", "PreprocessError", "locate_item"],
     "data": ["AugmentConfig", "ArrayLoader", "preprocess"],
     "train": ["TrainConfig", "TrainResult", "train_model", "plot_history"],

@@ -3,7 +3,8 @@
 A checkpoint is one ``.safetensors`` file: the state dict plus string metadata:
 
 - ``format``: ``"lensline.checkpoint/1"``
-- ``architecture``: JSON of :class:`training.model.ModelConfig` (rebuilds the network)
+- ``architecture``: JSON of :class:`training.model.ModelConfig` (rebuilds the network; with
+  ``members`` > 1 a :class:`training.model.LenslineEnsemble`, tensors ``members.<i>.*``)
 - ``classes``: JSON list of class names, index order (required from the caller)
 - ``preprocess``: JSON of the :class:`training.preprocess.PreprocessSpec` the model was
   trained with: the one preprocessing contract (crop per camera, size, colour order,
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 
 from edge_export.fsutil import atomic_write
-from training.model import LenslineNet, ModelConfig
+from training.model import LenslineEnsemble, LenslineNet, ModelConfig, build_network
 from training.preprocess import PreprocessError, PreprocessSpec
 
 __all__ = [
@@ -61,7 +62,7 @@ def _tensors_digest(state: dict[str, torch.Tensor]) -> str:
 
 
 def save_checkpoint(
-    model: LenslineNet,
+    model: LenslineNet | LenslineEnsemble,
     path: str | os.PathLike,
     *,
     metadata: dict[str, str],
@@ -72,7 +73,8 @@ def save_checkpoint(
     Parameters
     ----------
     model
-        A :class:`LenslineNet` (its ``config`` becomes the ``architecture`` entry).
+        A :class:`LenslineNet` or :class:`LenslineEnsemble` (its ``config`` becomes the
+        ``architecture`` entry).
     path
         Local destination; parent directories are created.
     metadata
@@ -114,7 +116,7 @@ def save_checkpoint(
 
 def load_checkpoint(
     path: str | os.PathLike, *, expected_sha256: str | None = None
-) -> tuple[LenslineNet, dict[str, str]]:
+) -> tuple[LenslineNet | LenslineEnsemble, dict[str, str]]:
     """Read, verify and rebuild a checkpoint written by :func:`save_checkpoint`.
 
     Returns
@@ -162,7 +164,7 @@ def load_checkpoint(
             f"'classes' metadata {meta.get('classes')!r} does not list {config.num_classes} names",
         )
     try:
-        model = LenslineNet(config)
+        model = build_network(config)
     except ValueError as e:
         raise CheckpointError(path, f"cannot build model from architecture ({e})") from e
 

@@ -263,6 +263,7 @@ def plan_training(
     now: datetime,
     full_every_days: float,
     new_conditions: Sequence[str] = (),
+    members: int = 0,
 ) -> Refresh:
     """Whether ``trained_model`` warm-starts from the champion or trains in full.
 
@@ -297,6 +298,8 @@ def plan_training(
         needs a full retrain: a warm start's few epochs at a lower rate adapt too little to it
         (drift scenario, camera 1 under gray gloves and dimmer light: 0.70 and 0.71 for two
         warm starts, 0.79 to 0.90 for five full retrains on the same labels).
+    members
+        Networks the config asks for (0: auto, any; a warm start keeps the champion's).
     """
 
     def full(reason: str) -> Refresh:
@@ -322,6 +325,8 @@ def plan_training(
         return full("the preprocessing differs from the champion's")
     if json.loads(champion_meta["config"]).get("width") not in widths:
         return full("the champion's width is not one this config trains")
+    if members and (had := json.loads(champion_meta["config"]).get("members", 1)) != members:
+        return full(f"the champion has {had} network(s); the config asks for {members}")
     if past is None:
         return full(f"the champion's dataset version {champion.dataset_version} is unreadable")
     held = past.join(dataset.filter(pl.col("split").is_in(["val", "test"])), on=KEYS, how="semi")

@@ -7,6 +7,11 @@ quantises to INT8 and builds as a TensorRT engine without custom layers. Input i
 normalised as in :mod:`training.data`; any S works (global pooling), ``image_size``
 is recorded so exporters know the intended shape.
 
+:class:`LenslineEnsemble` holds ``members`` such networks trained from different seeds and
+outputs the log of their mean softmax, so a softmax of its output is the ensemble's probability
+and every consumer of logits (evaluation, ONNX export, INT8, the edge runtime) takes it as it
+is: one module, one checkpoint, one ONNX graph (docs/training.md, "Ensembles").
+
 Layout for ``width=w`` at 64 px (spatial size after each stage)::
 
     stem   conv3x3/2   3 -> w      32x32
@@ -28,7 +33,14 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-__all__ = ["ModelConfig", "LenslineNet", "build_model", "count_parameters"]
+__all__ = [
+    "ModelConfig",
+    "LenslineNet",
+    "LenslineEnsemble",
+    "build_model",
+    "build_network",
+    "count_parameters",
+]
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,7 @@ class ModelConfig:
     dropout: float = 0.2
     activation: str = "relu6"  # "relu6" quantises best; "silu" is a little more accurate
     pool: str = "avgmax"  # "avg", "max", or both concatenated: a small defect anywhere shows in max
+    members: int = 1  # > 1: a LenslineEnsemble of that many networks of this architecture
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +100,8 @@ class LenslineNet(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        if config.members != 1:
+            raise ValueError(f"a LenslineNet is one network; members={config.members} is an ensemble")
         if config.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {config.num_classes}")
         if config.width < 4:
@@ -146,6 +161,52 @@ class LenslineNet(nn.Module):
             f"classes={c.num_classes}, width={c.width}, image_size={c.image_size}, "
             f"activation={c.activation}, params={_human(count_parameters(self))}"
         )
+
+
+class LenslineEnsemble(nn.Module):
+    """``members`` networks of one architecture; ``forward`` gives the log of their mean softmax
+    (N, K), which softmax and argmax read as logits; ``features`` their embeddings concatenated.
+
+    Members are independent networks (different seeds); their mean probability is steadier from
+    seed to seed than any one of them (docs/training.md).
+    """
+
+    def __init__(self, members: list[LenslineNet] | nn.ModuleList):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        first = members[0].config
+        if any(m.config != first for m in members):
+            raise ValueError("ensemble members must share one architecture (ModelConfig)")
+        self.members = nn.ModuleList(members)
+        self.config = ModelConfig(**{**first.to_dict(), "members": len(members)})
+
+    @property
+    def embedding_dim(self) -> int:
+        return sum(m.embedding_dim for m in self.members)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The members' embeddings side by side: (N, 3, S, S) -> (N, members * member dim)."""
+        return torch.cat([m.features(x) for m in self.members], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """log(mean over members of softmax(logits)): (N, 3, S, S) -> (N, num_classes)."""
+        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members])
+        return torch.log(probs.mean(0).clamp_min(1e-12))
+
+    def extra_repr(self) -> str:
+        return f"members={len(self.members)}, params={_human(count_parameters(self))}"
+
+
+def build_network(config: ModelConfig) -> LenslineNet | LenslineEnsemble:
+    """A freshly initialised network of ``config``: one :class:`LenslineNet`, or with
+    ``members`` > 1 a :class:`LenslineEnsemble` of that many (uses the global torch RNG)."""
+    if config.members < 1:
+        raise ValueError(f"members must be >= 1, got {config.members}")
+    if config.members == 1:
+        return LenslineNet(config)
+    one = ModelConfig(**{**config.to_dict(), "members": 1})
+    return LenslineEnsemble([LenslineNet(one) for _ in range(config.members)])
 
 
 def build_model(

@@ -115,7 +115,8 @@ def run_trials(
 
         def progress(row: dict, epochs: int = trial.epochs) -> None:
             if log:
-                log(f"epoch {row['epoch']}/{epochs}: " + ", ".join(
+                who = f"member {row['member']}/{row['members']} " if "member" in row else ""
+                log(f"{who}epoch {row['epoch']}/{epochs}: " + ", ".join(
                     f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)))  # fmt: skip
 
         res = train_model(

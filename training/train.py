@@ -17,6 +17,12 @@ for the average on the clean training images (``update_bn``). Validation, best-e
 and the returned model are then the averaged weights'; training losses stay the iterates'.
 The seed-to-seed spread of test accuracy with and without: ``benchmarks/seed_stability.py``
 (docs/training.md).
+
+Ensembles (``TrainConfig.members`` > 1): that many networks trained one after another, each
+exactly as a one-network run of seed ``seed * members + i``, returned as one
+:class:`training.model.LenslineEnsemble` (log of the mean softmax). A warm start from an ensemble
+starts member i from the parent's member i (a one-network parent starts every member). The
+history is the members' per-epoch mean; ``TrainResult.val_acc`` is the ensemble's own.
 """
 
 from __future__ import annotations
@@ -28,14 +34,14 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from training.data import ArrayLoader, AugmentConfig, balance_weights
-from training.model import LenslineNet, build_model
+from training.model import LenslineEnsemble, LenslineNet, build_model
 from training.preprocess import MEAN, STD
 
 __all__ = ["AVERAGES", "TrainConfig", "TrainResult", "train_model", "plot_history"]
@@ -61,8 +67,9 @@ class TrainConfig:
     label_smoothing: float = 0.05
     # augmentation (training batches only). Brightness/contrast jitter is off by default: on
     # whole 320x240 frames with a small item it stalled learning in our tests (the network
-    # leans on global colour first); with a crop around the item it is harmless, turn it on
-    # for robustness to lighting drift.
+    # leans on global colour first); with a crop around the item it is harmless and makes the
+    # model robust to lighting drift, and trained_model turns it on for cropped cameras
+    # (assets.models.LIGHTING; docs/training.md, "Lighting jitter").
     augment: bool = True
     hflip: bool = True
     brightness: float = 0.0
@@ -84,8 +91,11 @@ class TrainConfig:
     ema_epochs: float = 2.0  # ema: the average's time constant, in epochs of optimiser steps
     swa_start: float = 0.75  # swa: average each epoch's end weights from this share of epochs on
     swa_lr: float = 0.0  # swa: > 0 holds the lr at this x peak from swa_start on; 0 keeps cosine
+    members: int = 1  # > 1: an ensemble of that many networks (module docstring)
 
     def __post_init__(self) -> None:
+        if not 1 <= self.members <= 16:
+            raise ValueError(f"members must be 1..16 networks, got {self.members}")
         if self.average not in AVERAGES:
             raise ValueError(f"unknown average {self.average!r}; expected one of {AVERAGES}")
         if self.ema_epochs <= 0 or not 0 <= self.swa_start < 1 or self.swa_lr < 0:
@@ -119,13 +129,14 @@ class TrainResult:
     """What :func:`train_model` returns. ``model`` holds the best epoch's weights, in eval mode
     (with ``config.average``: the best epoch's averaged weights)."""
 
-    model: LenslineNet
+    model: LenslineNet | LenslineEnsemble
     history: list[dict]  # one row per epoch: epoch, loss, acc, val_loss, val_acc, lr, seconds
     wall_s: float  # whole call, setup and validation included
     images_per_s: float  # training images per second of the training passes only
     best_epoch: int  # 1-based; by val_acc (then val_loss), or the last epoch without validation
     classes: list[str] = field(default_factory=list)
     config: TrainConfig = field(default_factory=TrainConfig)
+    val_acc: float | None = None  # the returned model's validation accuracy (None: no val set)
 
     def checkpoint_metadata(self, **extra: str) -> dict[str, str]:
         """Metadata for :func:`training.checkpoint.save_checkpoint`: classes, config, best epoch."""
@@ -150,7 +161,8 @@ def train_model(
     mean: Sequence[float] = MEAN,
     std: Sequence[float] = STD,
 ) -> TrainResult:
-    """Train a :class:`LenslineNet` from scratch or from ``config.init_checkpoint``.
+    """Train a :class:`LenslineNet` (with ``config.members`` > 1 a :class:`LenslineEnsemble`)
+    from scratch or from ``config.init_checkpoint``.
 
     Parameters
     ----------
@@ -166,7 +178,8 @@ def train_model(
         Optional held-out set (M, S, S, 3) / (M,): scored every epoch, picks the best epoch,
         drives early stopping.
     progress
-        Called after every epoch with that epoch's history row (plus ``epochs``).
+        Called after every epoch with that epoch's history row (plus ``epochs``; for an
+        ensemble also ``member``, 1-based, and ``members``).
     groups
         Optional (N,) line condition of each training image (e.g. ``cam1``, ``cam1/drift``);
         with ``config.condition_balance`` > 0 each epoch draws N images with replacement,
@@ -179,15 +192,69 @@ def train_model(
     val = None if val_images is None or val_labels is None else (val_images, val_labels)
     if val is not None:
         _check_inputs(*val, classes, config, "val")
-    t_start = time.perf_counter()
-
     weights = None
     if groups is not None and config.condition_balance > 0:
         if len(groups) != len(labels):
             raise ValueError(f"{len(labels)} training images but {len(groups)} groups")
         weights = balance_weights(groups, config.condition_balance)
+    run = (images, labels, classes, val, progress, weights, mean, std)
+    if config.members == 1:
+        return _train_network(*run, config=config)
+    t_start, n = time.perf_counter(), config.members
+    parts = []
+    for i in range(n):
+        member = replace(config, members=1, seed=config.seed * n + i)
+        tell = None if progress is None else _member_progress(progress, i + 1, n)
+        parts.append(_train_network(*run[:4], tell, *run[5:], config=member, member=i))
+    model = LenslineEnsemble([p.model for p in parts]).eval()
+    val_acc = None
+    if val is not None:
+        with _reproducible(config.seed, config.num_threads):
+            val_acc = _score(model, *val, config.batch_size, mean, std)[1]
+    train_s = sum(len(p.history) * len(labels) / p.images_per_s for p in parts)
+    return TrainResult(
+        model=model,
+        history=_mean_history([p.history for p in parts]),
+        wall_s=time.perf_counter() - t_start,
+        images_per_s=sum(len(p.history) for p in parts) * len(labels) / train_s,
+        best_epoch=parts[0].best_epoch,
+        classes=list(classes),
+        config=copy.deepcopy(config),
+        val_acc=val_acc,
+    )
+
+
+def _member_progress(progress: Callable[[dict], None], member: int, members: int):
+    return lambda row: progress({**row, "member": member, "members": members})
+
+
+def _mean_history(histories: list[list[dict]]) -> list[dict]:
+    """Per epoch (as far as every member went) the members' mean of each number."""
+    rows = []
+    for same_epoch in zip(*histories, strict=False):
+        row = {k: float(np.mean([r[k] for r in same_epoch])) for k in same_epoch[0]}
+        rows.append({**row, "epoch": same_epoch[0]["epoch"]})
+    return rows
+
+
+def _train_network(
+    images: np.ndarray,
+    labels: np.ndarray,
+    classes: list[str],
+    val: tuple[np.ndarray, np.ndarray] | None,
+    progress: Callable[[dict], None] | None,
+    weights: np.ndarray | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    config: TrainConfig,
+    member: int = 0,
+) -> TrainResult:
+    """One network of :func:`train_model` (checked inputs; ``member`` picks the parent's
+    member on a warm start from an ensemble)."""
+    t_start = time.perf_counter()
     with _reproducible(config.seed, config.num_threads):
-        model = _init_model(classes, config)
+        model = _init_model(classes, config, member=member)
         loader = ArrayLoader(
             images, labels, batch_size=config.batch_size, shuffle=True,
             augment=config.augment_config(), seed=config.seed, weights=weights, mean=mean, std=std,
@@ -277,6 +344,7 @@ def train_model(
         best_epoch=best_epoch,
         classes=list(classes),
         config=copy.deepcopy(config),
+        val_acc=history[best_epoch - 1].get("val_acc") if history else None,
     )
 
 
@@ -309,8 +377,9 @@ def _reproducible(seed: int, num_threads: int) -> Iterator[None]:
             td.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
 
 
-def _init_model(classes: list[str], config: TrainConfig) -> LenslineNet:
-    """Fresh model, or backbone (and head rows of classes both know) from ``init_checkpoint``."""
+def _init_model(classes: list[str], config: TrainConfig, *, member: int = 0) -> LenslineNet:
+    """Fresh model, or backbone (and head rows of classes both know) from ``init_checkpoint``
+    (an ensemble's member ``member``, modulo its size)."""
     model = build_model(
         len(classes), width=config.width, image_size=config.image_size,
         dropout=config.dropout, activation=config.activation, pool=config.pool,
@@ -320,6 +389,8 @@ def _init_model(classes: list[str], config: TrainConfig) -> LenslineNet:
     from training.checkpoint import load_checkpoint
 
     parent, meta = load_checkpoint(config.init_checkpoint)
+    if isinstance(parent, LenslineEnsemble):
+        parent = parent.members[member % len(parent.members)]
     if (parent.config.width, parent.config.activation) != (config.width, config.activation):
         raise ValueError(
             f"init_checkpoint {config.init_checkpoint} has width={parent.config.width}, "

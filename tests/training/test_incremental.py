@@ -120,6 +120,9 @@ def test_training_plan_falls_back_to_full():
     assert plan(refresh="full").reason == "refresh=full in the config"
     drifted = plan(new_conditions=["cam1/drift"])  # a camera's new look: retrain in full
     assert drifted.path == "full" and "cam1/drift" in drifted.reason
+    # the number of networks: auto (0) or the champion's keeps the warm start, another is full
+    assert plan(members=0).path == plan(members=1).path == "incremental"
+    assert plan(members=3).reason == "the champion has 1 network(s); the config asks for 3"
 
 
 def test_replay_keeps_every_new_row_and_a_share_of_each_class():
