@@ -7,6 +7,9 @@ Reproduce (repo root, about 12 minutes on 2 cores after the scenario's 5)::
     lensline demo --cameras 3 --videos-per-camera 2 --seconds 30 --scenario drift
     python benchmarks/drift_loop.py --home $LENSLINE_HOME --seeds 5
 
+``--sampling balanced --members 1 --lighting 0 0.3 --seeds 3`` compares trained_model's
+lighting jitter off and on (docs/training.md, "Lighting jitter"; about 5 minutes a home).
+
 It reads the scenario's lake (the last model the loop trained, its dataset version, the drift
 queue) and retrains, for each seed, with the loop model's own training config and
 preprocessing:
@@ -73,6 +76,16 @@ def main() -> None:
         default="both",
         help="which sampling rows to train (balanced: Lensline's, the loop's own)",
     )
+    parser.add_argument(
+        "--lighting",
+        type=float,
+        nargs="+",
+        help="train each set once per brightness/contrast jitter given (trained_model's "
+        "lighting; default: the loop model's own)",
+    )
+    parser.add_argument(
+        "--members", type=int, help="networks per model (default: the loop model's own)"
+    )
     args = parser.parse_args()
     os.environ["LENSLINE_HOME"] = args.home
     os.environ.pop("LENSLINE_STORAGE", None)
@@ -127,7 +140,7 @@ def main() -> None:
             + "\n"
         )
         head = (
-            f"{'sampling':<20}{'training set':<14}"
+            f"{'sampling':<26}{'training set':<14}"
             + "".join(f"{c:>16}" for c in cams)
             + f"{'s/run':>7}"
         )
@@ -136,13 +149,19 @@ def main() -> None:
         samplings = [("natural (baseline)", 0.0), ("condition-balanced", 1.0)]
         if args.sampling != "both":
             samplings = samplings[:1] if args.sampling == "natural" else samplings[1:]
-        for sampling, balance in samplings:
+        fixed = {"members": args.members} if args.members else {}
+        rows = [(s, b, {}) for s, b in samplings]
+        if args.lighting:
+            rows = [(f"{s} l={v:g}", b, {"brightness": v, "contrast": v})
+                    for s, b in samplings for v in args.lighting]  # fmt: skip
+        for sampling, balance, light in rows:
             for name in sets:
                 accs, t0 = [], time.perf_counter()
                 for seed in range(args.seeds):
                     acc = gathered.train(
-                        name, seed=seed, videos=videos, truth=truth, condition_balance=balance
-                    )
+                        name, seed=seed, videos=videos, truth=truth, condition_balance=balance,
+                        **light, **fixed,
+                    )  # fmt: skip
                     accs.append([acc[c][0] for c in cams])
                 a = np.asarray(accs)
                 means[sampling, name] = a.mean(0)
@@ -150,11 +169,11 @@ def main() -> None:
                     f"{m:>9.3f} ± {s:.3f}" for m, s in zip(a.mean(0), a.std(0), strict=True)
                 )
                 print(
-                    f"{sampling:<20}{name:<14}{cells}{(time.perf_counter() - t0) / args.seeds:>7.0f}",
+                    f"{sampling:<26}{name:<14}{cells}{(time.perf_counter() - t0) / args.seeds:>7.0f}",
                     flush=True,
                 )
             gap = means[sampling, "loop"] - means[sampling, "all labels"]
-            print(f"{'':<20}{'gap':<14}" + "".join(f"{g:>+16.3f}" for g in gap))
+            print(f"{'':<26}{'gap':<14}" + "".join(f"{g:>+16.3f}" for g in gap), flush=True)
     print(
         "\naccuracy on never-landed videos under each camera's shifted conditions "
         f"({', '.join(cams)}); mean ± sd over seeds; gap = loop - all labels from the start"

@@ -101,7 +101,9 @@ class LenslineNet(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         if config.members != 1:
-            raise ValueError(f"a LenslineNet is one network; members={config.members} is an ensemble")
+            raise ValueError(
+                f"a LenslineNet is one network; members={config.members} is an ensemble"
+            )
         if config.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {config.num_classes}")
         if config.width < 4:

@@ -43,7 +43,9 @@ def test_members_are_the_one_network_runs_of_their_seeds_and_the_output_their_me
         assert ens.model.features(xt).shape == (5, 3 * singles[0].model.embedding_dim)
     # progress says which member; the history is the members' mean; val_acc the ensemble's own
     assert [(r["member"], r["epoch"]) for r in rows] == [(m, e) for m in (1, 2, 3) for e in (1, 2)]
-    assert ens.history[-1]["loss"] == pytest.approx(np.mean([s.history[-1]["loss"] for s in singles]))
+    assert ens.history[-1]["loss"] == pytest.approx(
+        np.mean([s.history[-1]["loss"] for s in singles])
+    )
     pred = torch.softmax(ens.model(torch.from_numpy(_norm(x[:16]))), 1).argmax(1).numpy()
     assert ens.val_acc == pytest.approx(float((pred == y[:16]).mean()))
     assert singles[0].val_acc == singles[0].history[singles[0].best_epoch - 1]["val_acc"]
