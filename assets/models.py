@@ -376,7 +376,8 @@ def _reference(metadata) -> dict:
     ins={"trained_model": dg.AssetIn(input_manager_key="lake_io")},
     group_name="training",
     kinds={"pytorch"},
-    code_version=code_version("evaluate", 2, PromotionConfig().model_dump()),  # 2: its power
+    # 2: its power; 3: a tie goes to a challenger that trained on a new line condition
+    code_version=code_version("evaluate", 3, PromotionConfig().model_dump()),
     check_specs=[
         dg.AssetCheckSpec(
             "promotion_gate",
@@ -406,7 +407,7 @@ def model_evaluation(
         slices=line_conditions(storage, keys), registry=storage.registry(), checkpoint=ref,
         train_config=ckpt["config"], load=lambda uri, sha: _load(storage, uri, sha),
         images_for=lambda own: split_images(storage, "test", classes, own, version=dataset_version)[0],
-        **config.model_dump(),
+        trained_on=json.loads(ckpt.get("train_conditions", "{}")), **config.model_dump(),
     )  # fmt: skip
     if result.promoted:  # the predictions table always holds the champion's predictions
         storage.write_table(

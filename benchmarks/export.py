@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     c = load(home)
     m = c["model"].config
     print(
-        f"champion {c['record'].model_version}: LenslineNet width {m.width}, "
+        f"champion {c['record'].model_version}: LenslineNet width {m.width}"
+        f"{f' x {m.members} (ensemble)' if m.members > 1 else ''}, "
         f"{c['spec'].image_size} px, {len(c['classes'])} classes; "
         f"{len(c['calibration'])} calibration (train) frames, {len(c['x'])} test frames"
     )

@@ -62,6 +62,7 @@ class TrainingRun:
         from training.checkpoint import save_checkpoint
 
         meta = self.result.checkpoint_metadata(**versions)
+        meta["train_conditions"] = json.dumps(self.conditions, sort_keys=True)
         return save_checkpoint(self.result.model, path, metadata=meta, preprocess=preprocess)
 
     def summary(self) -> dict[str, Any]:
@@ -252,6 +253,7 @@ def evaluate_challenger(
     power: float = 0.8,
     unprotected: str = "report",
     ensemble_top_k: int = 3,
+    trained_on: Mapping[str, int] | None = None,
 ) -> ChallengerEvaluation:
     """Score a trained model on the test split, register it, and promote or archive it.
 
@@ -293,6 +295,10 @@ def evaluate_challenger(
         What the gate does with a condition too small to protect its accuracy.
     ensemble_top_k : int
         Also score the mean of the top-k registered models (:func:`ensemble_accuracy`).
+    trained_on : mapping, optional
+        The challenger's training images per line condition (its checkpoint's
+        ``train_conditions``): the gate's tie goes to a challenger that trained on a condition
+        the champion never did (:func:`training.promotion.decide_promotion_paired`).
 
     Returns
     -------
@@ -318,13 +324,14 @@ def evaluate_challenger(
     if champion is not None and champion.model_version == version:
         decision = PromotionDecision(True, ["this model is already the champion"])
     else:
-        champ_pred = None
+        champ_pred, new_looks = None, []
         if champion is not None:
-            champ_pred = _predict(champion, classes, spec, images, load, images_for)
+            champ_pred, champ_meta = _predict(champion, classes, spec, images, load, images_for)
+            new_looks = _new_conditions(trained_on, champ_meta)
         decision = decide_promotion_paired(
             labels, champ_pred, probs.argmax(1), slices=slices, classes=classes,
             margin=margin, recall_tolerance=recall_tolerance, alpha=alpha, power=power,
-            unprotected=unprotected,
+            unprotected=unprotected, new_conditions=new_looks,
         )  # fmt: skip
         if decision.promote:
             registry.promote(version, reason="; ".join(decision.reasons))
@@ -345,9 +352,19 @@ def evaluate_challenger(
     )
 
 
-def _predict(record, classes, spec, images, load: Loader, images_for: Images) -> np.ndarray:
-    """int (N,) class indices (in ``classes`` order) a registered model predicts for the test
-    split; ``images`` are reused when the model's preprocessing is ``spec``."""
+def _new_conditions(trained_on: Mapping[str, int] | None, champion_meta: Mapping[str, str]):
+    """Line conditions the challenger trained on and the champion did not (its checkpoint's
+    ``train_conditions``); none when either is unknown (checkpoints from before they were
+    recorded)."""
+    if not trained_on or "train_conditions" not in champion_meta:
+        return []
+    return sorted(set(trained_on) - set(json.loads(champion_meta["train_conditions"])))
+
+
+def _predict(record, classes, spec, images, load: Loader, images_for: Images):
+    """(int (N,) class indices (in ``classes`` order) a registered model predicts for the test
+    split, its checkpoint metadata); ``images`` are reused when the model's preprocessing is
+    ``spec``."""
     from training.checkpoint import checkpoint_spec
     from training.evaluate import in_class_order, predict_proba
 
@@ -356,7 +373,7 @@ def _predict(record, classes, spec, images, load: Loader, images_for: Images) ->
     probs = predict_proba(
         model, images if own == spec else images_for(own), mean=own.mean, std=own.std
     )
-    return in_class_order(probs, json.loads(meta["classes"]), classes).argmax(1)
+    return in_class_order(probs, json.loads(meta["classes"]), classes).argmax(1), meta
 
 
 def ensemble_accuracy(

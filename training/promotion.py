@@ -259,6 +259,7 @@ def decide_promotion_paired(
     alpha: float = 0.05,
     power: float = 0.8,
     unprotected: str = "report",
+    new_conditions: Sequence[str] = (),
 ) -> PromotionDecision:
     """Promotion on per-frame predictions of both models on the same test frames.
 
@@ -286,6 +287,13 @@ def decide_promotion_paired(
       drop beyond the tolerance could pass unseen. ``unprotected="report"`` names it in the
       reasons ("unprotected: cam1/drift: 28 frames, could miss a drop of 37.5 points");
       ``"block"`` also refuses promotion until the condition has enough test frames.
+
+    * **a tie goes to the line's current look**: with ``margin`` 0, a challenger that ties the
+      champion exactly and trained on a line condition the champion never trained on
+      (``new_conditions``: a camera's drifted look, just labelled), which the test split holds
+      and where it is no worse, is promoted. A few test frames of a new look rarely tell two
+      models apart (5 in the drift scenario); the one that has seen the look is the better
+      bet, and the regression tests and ``unprotected`` still apply.
 
     ``champion_pred`` ``None``: no champion yet, the challenger is promoted (nothing to
     protect, whatever ``unprotected`` says).
@@ -315,13 +323,25 @@ def decide_promotion_paired(
     new = float(np.mean([p.challenger for p in slice_parts])) if slice_parts else 0.0
     gain = new - old
     beats = gain > 0 and gain >= margin - 1e-12
+    fresh = [p.name for p in slice_parts if p.name in set(new_conditions)]
+    tie_to_new_look = (
+        not beats and abs(gain) <= 1e-12 and margin <= 1e-12 and bool(fresh)
+        and all(p.challenger >= p.champion for p in slice_parts if p.name in fresh)
+    )  # fmt: skip
     overall = compare_slices(y, champion_pred, challenger_pred, np.zeros(len(y), int))
     p_gain = overall[0].p_better if overall else 1.0
+    verdict = "beats" if beats else "ties" if tie_to_new_look else "does not beat"
     reasons = [
         f"slice-balanced accuracy {new:.4f} vs champion {old:.4f} over {len(slice_parts)} "
-        f"slice(s): {'beats' if beats else 'does not beat'} it by the margin {margin:.4f} "
+        f"slice(s): {verdict} it by the margin {margin:.4f} "
         f"(gain {gain:+.4f}; paired McNemar p={p_gain:.3g} on {len(y)} frames)"
     ]
+    if tie_to_new_look:
+        beats = True
+        reasons.append(
+            f"a tie goes to the challenger: it trained on {', '.join(fresh)}, which the "
+            "champion never trained on, and is no worse there"
+        )
     for p in slice_parts:
         if p.challenger != p.champion:
             reasons.append(

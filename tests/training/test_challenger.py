@@ -1,11 +1,14 @@
 """training.challenger: a challenger trained, scored, judged against the champion on the same test
 split, recorded in a real registry, and ensembled (tiny seeded models, CPU)."""
 
+import json
+
 import numpy as np
 import polars as pl
 import pytest
 
 from training.challenger import (
+    _new_conditions,
     ensemble_accuracy,
     evaluate_challenger,
     split_fingerprint,
@@ -75,6 +78,12 @@ def test_train_challenger_records_conditions_counts_and_a_checkpoint(tmp_path):
     assert run.curves_png().startswith(b"\x89PNG")
     _, meta = _load(ref["checkpoint_uri"], ref["checkpoint_sha256"])
     assert meta["dataset_version"] == "4" and meta["code_version"] == "c1"
+    # what the gate's tie-break compares: the conditions each model trained on
+    assert json.loads(meta["train_conditions"]) == {"cam1": 40, "cam1/drift": 8}
+    old_look = {"train_conditions": json.dumps({"cam1": 40})}
+    assert _new_conditions(run.conditions, old_look) == ["cam1/drift"]
+    assert _new_conditions(run.conditions, meta) == []
+    assert _new_conditions(run.conditions, {}) == []  # a champion from before: unknown
 
 
 def test_a_sweep_keeps_the_best_trial(tmp_path):

@@ -64,6 +64,37 @@ def test_equal_models_are_not_promoted_and_no_champion_promotes():
     assert decide_promotion_paired(y, None, pred, slices=slices, classes=CLASSES).promote
 
 
+def test_a_tie_goes_to_a_challenger_that_trained_on_the_new_look_and_no_further():
+    rng = np.random.default_rng(4)
+    y, slices = _line(rng)
+    pred = y.copy()
+    pred[:30] = (y[:30] + 1) % 3  # both miss the same 30 reference frames: an exact tie
+
+    def gate(chal, **kw):
+        return decide_promotion_paired(y, pred, chal, slices=slices, classes=CLASSES, **kw)
+
+    tie = gate(pred.copy(), new_conditions=["cam1/drift", "cam9/drift"])
+    assert tie.promote and tie.reasons[0].startswith("slice-balanced accuracy")
+    assert "ties it" in tie.reasons[0]
+    assert tie.reasons[1] == (
+        "a tie goes to the challenger: it trained on cam1/drift, which the champion never "
+        "trained on, and is no worse there"
+    )
+    assert not gate(pred.copy()).promote  # nothing new: a tie stays a tie
+    assert not gate(pred.copy(), new_conditions=["cam9/drift"]).promote  # not in the test split
+    assert not gate(pred.copy(), new_conditions=["cam1/drift"], margin=0.01).promote
+    # a tie made of a gain on the old look and a loss on the new one is not the new look's
+    drift, ref = np.flatnonzero(slices == "cam1/drift"), np.flatnonzero(slices == "cam1")
+    traded = pred.copy()
+    traded[drift[:1]] = (y[drift[:1]] + 1) % 3  # -1/20 on the new look: -0.025 balanced
+    traded[ref[:21]] = y[ref[:21]]  # +21/420 on the old one: +0.025 balanced
+    assert not gate(traded, new_conditions=["cam1/drift"]).promote
+    # the regression tests still apply to a tie
+    worse = pred.copy()
+    worse[drift[:4]] = (y[drift[:4]] + 1) % 3
+    assert not gate(worse, new_conditions=["cam1/drift"]).promote
+
+
 def test_margin_is_on_the_slice_balanced_accuracy():
     rng = np.random.default_rng(3)
     y, slices = _line(rng)
