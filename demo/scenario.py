@@ -314,12 +314,15 @@ def run_drift_scenario(
     code = max(code, run())
     new_version = registry.champion().model_version  # type: ignore[union-attr]
     promoted = new_version != old_version
-    tl.add(
-        f"champion {'promoted: ' + new_version if promoted else 'kept: ' + old_version}",
-        "the challenger beat the champion on the new test split"
-        if promoted
-        else "the challenger did not beat the champion",
-    )
+    why = "the challenger did not beat the champion"
+    if promoted:  # the gate's reasons: it beats the champion, or ties it and has seen the new look
+        events = registry.events().filter(
+            (pl.col("model_version") == new_version) & (pl.col("event") == "promote")
+        )
+        tied = events.height and "ties it" in events.sort("seq")["reason"][-1]
+        how = "tied the champion and has seen the new look" if tied else "beat the champion"
+        why = f"the challenger {how} on the new test split"
+    tl.add(f"champion {'promoted: ' + new_version if promoted else 'kept: ' + old_version}", why)
     bundles = storage.read_table("edge_bundles")
     mine = bundles.filter(pl.col("model_version") == new_version) if bundles is not None else None
     if mine is not None and mine.height:

@@ -330,11 +330,13 @@ def decide_promotion_paired(
     )  # fmt: skip
     overall = compare_slices(y, champion_pred, challenger_pred, np.zeros(len(y), int))
     p_gain = overall[0].p_better if overall else 1.0
-    verdict = "beats" if beats else "ties" if tie_to_new_look else "does not beat"
+    verdict = (
+        "ties it" if tie_to_new_look
+        else f"{'beats' if beats else 'does not beat'} it by the margin {margin:.4f}"
+    )  # fmt: skip
     reasons = [
         f"slice-balanced accuracy {new:.4f} vs champion {old:.4f} over {len(slice_parts)} "
-        f"slice(s): {verdict} it by the margin {margin:.4f} "
-        f"(gain {gain:+.4f}; paired McNemar p={p_gain:.3g} on {len(y)} frames)"
+        f"slice(s): {verdict} (gain {gain:+.4f}; paired McNemar p={p_gain:.3g} on {len(y)} frames)"
     ]
     if tie_to_new_look:
         beats = True
