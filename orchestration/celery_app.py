@@ -36,7 +36,7 @@ def preload() -> None:
         import dagster_postgres  # noqa: F401
 
     from orchestration.definitions import defs
-    from orchestration.queue import PRELOAD
+    from orchestration.launcher import PRELOAD
 
     for module in [*PRELOAD, *STEP_IMPORTS]:
         importlib.import_module(module)

@@ -177,7 +177,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         instance.get_runs(limit=1)
     bindir = Path(sys.executable).parent
     dagster = shutil.which("dagster", path=str(bindir)) or shutil.which("dagster") or "dagster"
-    from orchestration.queue import LOCATION, MODULE, REPO_ROOT
+    from orchestration.launcher import LOCATION, MODULE, REPO_ROOT
 
     # a temp cwd: nothing is written into the user's folder, and no stray .env there is read;
     # the workspace names the code location as workspace.yaml does, so a run `lensline run`

@@ -33,7 +33,8 @@ from lake.landing import LandingProblems, discover_videos, label_files, stale_vi
 from lake.partitions import videos_partitions
 from lake.storage import LensStorage, lensline_home
 from orchestration.batches import opens_as_video, plan_batches
-from orchestration.queue import WORKER_PID_TAG, QueueClient
+from orchestration.launcher import WORKER_PID_TAG
+from orchestration.queue import QueueClient
 from orchestration.run_report import (
     RunSummary,
     VideoOutcome,

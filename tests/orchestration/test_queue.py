@@ -17,7 +17,8 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
 from lake import pools
 from lake.storage import LensStorage
-from orchestration.queue import QueueClient, _Workspace, daemon_alive, run_workers
+from orchestration.launcher import run_workers
+from orchestration.queue import QueueClient, _Workspace, daemon_alive
 from orchestration.runner import INSTANCE_YAML, QUIET
 from tests.orchestration.test_runner import lensline_exe
 

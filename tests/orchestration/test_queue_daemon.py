@@ -15,7 +15,8 @@ import dagster as dg
 import pytest
 
 from lake.storage import LensStorage
-from orchestration.queue import LOCATION, MODULE, REPO_ROOT, daemon_alive
+from orchestration.launcher import LOCATION, MODULE, REPO_ROOT
+from orchestration.queue import daemon_alive
 from orchestration.runner import INSTANCE_YAML, RUNNER_TRIGGER
 from tests.orchestration.test_runner import lensline_exe
 
