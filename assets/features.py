@@ -5,7 +5,9 @@ and, on a full build, the K fold models as checkpoints at
 ``artifacts/fold_models/f-<sha256[:12]>.safetensors`` (content-addressed, each written
 atomically) before the table. A crash between the two leaves unreferenced checkpoints and the
 previous table and metadata, which the next run rebuilds or extends as before
-(:mod:`training.incremental`).
+(:mod:`training.incremental`). A full build first deletes every fold checkpoint the last
+materialisation does not reference (earlier builds', a crashed run's), so at most two builds'
+are ever stored: the one the incremental path extends and the one being made.
 """
 
 import json
@@ -124,6 +126,9 @@ def frame_embeddings(
         assert previous is not None and stored is not None
         table, state = _extend(storage, config, spec, vote, new, classes, previous, stored)
     else:
+        pruned = prune_fold_models(storage, previous)
+        if pruned:
+            context.log.info(f"deleted {pruned} fold checkpoint(s) no materialisation references")
         table, state = _rebuild(context, storage, config, spec, side, vote, classes, y)
     version = storage.write_table(table, "frame_embeddings", skip_unchanged=True)
     state = replace(state, settings=settings, rows=rows_digest(vote), table_version=version)
@@ -204,6 +209,16 @@ def _extend(
     added = embedding_table(rows, classes, probs, emb, folds)
     table = pl.concat([stored.select(added.columns), added], how="vertical_relaxed")
     return table.sort(KEYS), previous
+
+
+def prune_fold_models(storage: LensStorage, keep) -> int:
+    """Delete the fold checkpoints under ``artifacts/fold_models/`` that ``keep`` (the last
+    materialisation's :class:`training.incremental.FoldState`, or None) does not reference;
+    the number deleted."""
+    kept = {m["uri"] for m in keep.models} if keep is not None else set()
+    stale = [f.uri for f in storage.list_files(*FOLD_MODELS) if f.uri not in kept]
+    storage.delete(stale)
+    return len(stale)
 
 
 def _store_fold_model(storage: LensStorage, model, classes: list[str], spec) -> dict[str, str]:
