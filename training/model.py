@@ -28,6 +28,7 @@ Layout for ``width=w`` at 64 px (spatial size after each stage)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -173,27 +174,32 @@ class LenslineEnsemble(nn.Module):
     seed to seed than any one of them (docs/training.md).
     """
 
-    def __init__(self, members: list[LenslineNet] | nn.ModuleList):
+    def __init__(self, members: Sequence[LenslineNet]):
         super().__init__()
-        if len(members) < 2:
-            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
-        first = members[0].config
-        if any(m.config != first for m in members):
+        nets = list(members)
+        if len(nets) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(nets)}")
+        first = nets[0].config
+        if any(m.config != first for m in nets):
             raise ValueError("ensemble members must share one architecture (ModelConfig)")
-        self.members = nn.ModuleList(members)
-        self.config = ModelConfig(**{**first.to_dict(), "members": len(members)})
+        self.members = nn.ModuleList(nets)
+        self.config = ModelConfig(**{**first.to_dict(), "members": len(nets)})
+
+    def networks(self) -> list[LenslineNet]:
+        """The members, typed."""
+        return [m for m in self.members if isinstance(m, LenslineNet)]
 
     @property
     def embedding_dim(self) -> int:
-        return sum(m.embedding_dim for m in self.members)
+        return sum(m.embedding_dim for m in self.networks())
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The members' embeddings side by side: (N, 3, S, S) -> (N, members * member dim)."""
-        return torch.cat([m.features(x) for m in self.members], dim=1)
+        return torch.cat([m.features(x) for m in self.networks()], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """log(mean over members of softmax(logits)): (N, 3, S, S) -> (N, num_classes)."""
-        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members])
+        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.networks()])
         return torch.log(probs.mean(0).clamp_min(1e-12))
 
     def extra_repr(self) -> str:

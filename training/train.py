@@ -206,7 +206,7 @@ def train_model(
         member = replace(config, members=1, seed=config.seed * n + i)
         tell = None if progress is None else _member_progress(progress, i + 1, n)
         parts.append(_train_network(*run[:4], tell, *run[5:], config=member, member=i))
-    model = LenslineEnsemble([p.model for p in parts]).eval()
+    model = LenslineEnsemble([p.model for p in parts if isinstance(p.model, LenslineNet)]).eval()
     val_acc = None
     if val is not None:
         with _reproducible(config.seed, config.num_threads):
@@ -388,9 +388,9 @@ def _init_model(classes: list[str], config: TrainConfig, *, member: int = 0) -> 
         return model
     from training.checkpoint import load_checkpoint
 
-    parent, meta = load_checkpoint(config.init_checkpoint)
-    if isinstance(parent, LenslineEnsemble):
-        parent = parent.members[member % len(parent.members)]
+    loaded, meta = load_checkpoint(config.init_checkpoint)
+    nets = loaded.networks() if isinstance(loaded, LenslineEnsemble) else [loaded]
+    parent = nets[member % len(nets)]
     if (parent.config.width, parent.config.activation) != (config.width, config.activation):
         raise ValueError(
             f"init_checkpoint {config.init_checkpoint} has width={parent.config.width}, "
@@ -479,7 +479,7 @@ def _update_bn(
 
 @torch.no_grad()
 def _score(
-    model: LenslineNet,
+    model: LenslineNet | LenslineEnsemble,
     images: np.ndarray,
     labels: np.ndarray,
     batch_size: int,
