@@ -30,7 +30,7 @@ TRAIN_REVISION = 3  # 2: the preprocessing contract recorded in the checkpoint; 
 CONDITION_BALANCE = 1.0
 AVERAGE: Literal["none", "ema", "swa"] = "ema"  # benchmarks/seed_stability.py, docs/training.md
 ENSEMBLE_MEMBERS, ENSEMBLE_BELOW = 3, 800  # members=0 (auto): docs/training.md, "Ensembles"
-LIGHTING = 0.3  # lighting=None (auto) on cropped cameras: docs/training.md, "Lighting jitter"
+LIGHTING, LIGHTING_FROM = 0.3, 200  # lighting=None (auto): docs/training.md, "Lighting jitter"
 
 
 class TrainingConfig(dg.Config):
@@ -56,8 +56,9 @@ class TrainingConfig(dg.Config):
         description="Brightness and contrast jitter of the training crops: gain and contrast "
         "each drawn from [1 - l, 1 + l], so a line's light changing (a dimmer lamp, a dirty "
         f"lens) is not a new look to the model. None (auto): {LIGHTING} when every camera is "
-        "cropped (item or fixed), 0 when one trains on whole frames, where jitter of a small "
-        "item's frame slowed learning (training.train).",
+        f"cropped (item or fixed) and the train split has {LIGHTING_FROM}+ frames; else 0: on "
+        "whole frames with a small item, or in the few steps of a tiny split, the jitter keeps "
+        "the model from learning.",
     )
     average: Literal["none", "ema", "swa"] = Field(
         default=AVERAGE,
@@ -248,7 +249,7 @@ def _train_config(storage: LensStorage, config: TrainingConfig, spec, n_train: i
     """The :class:`training.train.TrainConfig` of a run: the launchpad's knobs, the image size
     of the preprocessing contract, the number of networks (``members``, auto resolved against
     ``n_train`` frames of the train split), the lighting jitter (auto: on when every camera is
-    cropped) and the checkpoint to fine-tune from fetched locally."""
+    cropped and the split is not tiny) and the checkpoint to fine-tune from fetched locally."""
     from training.train import TrainConfig
 
     init = str(storage.fetch_local([config.init_checkpoint])[0]) if config.init_checkpoint else None
@@ -256,8 +257,8 @@ def _train_config(storage: LensStorage, config: TrainingConfig, spec, n_train: i
     members = config.members or (ENSEMBLE_MEMBERS if n_train < ENSEMBLE_BELOW else 1)
     light = config.lighting
     if light is None:
-        crops = [spec.crop, *spec.cameras.values()]
-        light = 0.0 if any(c.policy == "full" for c in crops) else LIGHTING
+        whole = any(c.policy == "full" for c in [spec.crop, *spec.cameras.values()])
+        light = 0.0 if whole or n_train < LIGHTING_FROM else LIGHTING
     return TrainConfig(
         **knobs, image_size=spec.image_size, init_checkpoint=init, members=members,
         brightness=light, contrast=light,

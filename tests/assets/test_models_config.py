@@ -3,11 +3,18 @@
 import pytest
 from pydantic import ValidationError
 
-from assets.models import ENSEMBLE_BELOW, ENSEMBLE_MEMBERS, LIGHTING, TrainingConfig, _train_config
+from assets.models import (
+    ENSEMBLE_BELOW,
+    ENSEMBLE_MEMBERS,
+    LIGHTING,
+    LIGHTING_FROM,
+    TrainingConfig,
+    _train_config,
+)
 from training.preprocess import Crop, PreprocessSpec
 
 
-def _cfg(n_train=100, spec=None, **knobs):
+def _cfg(n_train=500, spec=None, **knobs):
     return _train_config(None, TrainingConfig(**knobs), spec or PreprocessSpec(), n_train)
 
 
@@ -28,5 +35,8 @@ def test_auto_lighting_jitters_cropped_cameras_and_leaves_whole_frames_alone():
     assert _cfg(spec=whole).brightness == 0.0
     assert _cfg(spec=whole, lighting=0.2).contrast == 0.2  # asked for: as asked
     assert _cfg(lighting=0.0).brightness == 0.0
+    # a tiny split: the few steps it trains are not enough to learn through the jitter
+    assert _cfg(LIGHTING_FROM - 1).brightness == 0.0
+    assert _cfg(LIGHTING_FROM - 1, lighting=0.3).brightness == 0.3
     with pytest.raises(ValidationError):
         TrainingConfig(lighting=1.5)
