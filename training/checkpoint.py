@@ -108,7 +108,7 @@ def save_checkpoint(
         "preprocess": preprocess.to_json(),
         "tensors_sha256": _tensors_digest(state),
     }
-    blob = save(state, metadata=meta)
+    blob = _canonical(save(state, metadata=meta))
     with atomic_write(path) as f:
         f.write(blob)
     return hashlib.sha256(blob).hexdigest()
@@ -204,6 +204,21 @@ def load_checkpoint(
 def checkpoint_spec(meta: dict[str, str]) -> PreprocessSpec:
     """The preprocessing contract recorded in a checkpoint's metadata (from :func:`load_checkpoint`)."""
     return PreprocessSpec.from_json(meta["preprocess"])
+
+
+def _canonical(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted.
+
+    safetensors writes the header from a Rust hash map, in an order that changes from one save
+    to the next, so the same weights and metadata gave a different file, sha256 and model
+    version every time. Offsets are relative to the data after the header, which is unchanged;
+    the header is padded with spaces to 8 bytes, as safetensors pads it.
+    """
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.dumps(json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":"))
+    raw = header.encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + blob[8 + n :]
 
 
 def _read_metadata(path: str | os.PathLike, blob: bytes) -> dict[str, str]:

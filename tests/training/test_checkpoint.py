@@ -47,6 +47,27 @@ def test_round_trip_rebuilds_the_same_model(saved):
     assert not list(path.parent.glob("*.tmp"))  # atomic write leaves no temp file
 
 
+def test_the_same_model_and_metadata_always_give_the_same_file(saved, tmp_path):
+    # safetensors orders its header from a hash map: unsorted, every save differed, and so did
+    # the model version (the file's sha256) of identical weights
+    model, path, sha = saved
+    meta = {
+        "config": '{"lr": 0.01}',
+        "classes": json.dumps(CLASSES),
+        **{f"k{i}": "v" for i in range(8)},
+    }
+    shas = {
+        save_checkpoint(model, tmp_path / f"again{i}.safetensors", metadata=meta,
+                        preprocess=PreprocessSpec(image_size=16))
+        for i in range(5)
+    }  # fmt: skip
+    assert len(shas) == 1
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    assert n % 8 == 0 and list(json.loads(blob[8 : 8 + n])) == sorted(json.loads(blob[8 : 8 + n]))
+    load_checkpoint(tmp_path / "again0.safetensors", expected_sha256=shas.pop())
+
+
 def test_sha_mismatch_is_refused(saved):
     _, path, sha = saved
     with pytest.raises(CheckpointError, match="sha256 mismatch") as err:
