@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import cast
 
 import numpy as np
 import torch
@@ -197,16 +199,23 @@ def train_model(
         if len(groups) != len(labels):
             raise ValueError(f"{len(labels)} training images but {len(groups)} groups")
         weights = balance_weights(groups, config.condition_balance)
-    run = (images, labels, classes, val, progress, weights, mean, std)
+    fit = functools.partial(
+        _train_network, images=images, labels=labels, classes=classes, val=val,
+        weights=weights, mean=mean, std=std,
+        parent=_parent(config),  # a warm start's checkpoint, read once for every member
+    )  # fmt: skip
     if config.members == 1:
-        return _train_network(*run, config=config)
+        return fit(progress=progress, config=config)
     t_start, n = time.perf_counter(), config.members
-    parts = []
-    for i in range(n):
-        member = replace(config, members=1, seed=config.seed * n + i)
-        tell = None if progress is None else _member_progress(progress, i + 1, n)
-        parts.append(_train_network(*run[:4], tell, *run[5:], config=member, member=i))
-    model = LenslineEnsemble([p.model for p in parts if isinstance(p.model, LenslineNet)]).eval()
+    parts = [
+        fit(
+            config=replace(config, members=1, seed=config.seed * n + i),
+            member=i,
+            progress=None if progress is None else _member_progress(progress, i + 1, n),
+        )  # fmt: skip
+        for i in range(n)
+    ]
+    model = LenslineEnsemble([cast(LenslineNet, p.model) for p in parts]).eval()  # one each
     val_acc = None
     if val is not None:
         with _reproducible(config.seed, config.num_threads):
@@ -237,7 +246,17 @@ def _mean_history(histories: list[list[dict]]) -> list[dict]:
     return rows
 
 
+def _parent(config: TrainConfig):
+    """``(model, metadata)`` of ``config.init_checkpoint``, or None."""
+    if config.init_checkpoint is None:
+        return None
+    from training.checkpoint import load_checkpoint
+
+    return load_checkpoint(config.init_checkpoint)
+
+
 def _train_network(
+    *,
     images: np.ndarray,
     labels: np.ndarray,
     classes: list[str],
@@ -246,15 +265,15 @@ def _train_network(
     weights: np.ndarray | None,
     mean: Sequence[float],
     std: Sequence[float],
-    *,
     config: TrainConfig,
+    parent=None,
     member: int = 0,
 ) -> TrainResult:
-    """One network of :func:`train_model` (checked inputs; ``member`` picks the parent's
-    member on a warm start from an ensemble)."""
+    """One network of :func:`train_model` (checked inputs; ``parent`` is the warm start's
+    loaded checkpoint, ``member`` picks its member when it is an ensemble)."""
     t_start = time.perf_counter()
     with _reproducible(config.seed, config.num_threads):
-        model = _init_model(classes, config, member=member)
+        model = _init_model(classes, config, member=member, parent=parent)
         loader = ArrayLoader(
             images, labels, batch_size=config.batch_size, shuffle=True,
             augment=config.augment_config(), seed=config.seed, weights=weights, mean=mean, std=std,
@@ -377,18 +396,19 @@ def _reproducible(seed: int, num_threads: int) -> Iterator[None]:
             td.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
 
 
-def _init_model(classes: list[str], config: TrainConfig, *, member: int = 0) -> LenslineNet:
+def _init_model(
+    classes: list[str], config: TrainConfig, *, member: int = 0, parent=None
+) -> LenslineNet:
     """Fresh model, or backbone (and head rows of classes both know) from ``init_checkpoint``
-    (an ensemble's member ``member``, modulo its size)."""
+    (an ensemble's member ``member``, modulo its size; ``parent``: that checkpoint already
+    loaded)."""
     model = build_model(
         len(classes), width=config.width, image_size=config.image_size,
         dropout=config.dropout, activation=config.activation, pool=config.pool,
     )  # fmt: skip
     if config.init_checkpoint is None:
         return model
-    from training.checkpoint import load_checkpoint
-
-    loaded, meta = load_checkpoint(config.init_checkpoint)
+    loaded, meta = parent or _parent(config)
     nets = loaded.networks() if isinstance(loaded, LenslineEnsemble) else [loaded]
     parent = nets[member % len(nets)]
     if (parent.config.width, parent.config.activation) != (config.width, config.activation):
