@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lake.storage import LensStorage, StoredFile
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -81,3 +85,16 @@ def opens_as_video(path: str) -> bool:
             return bool(container.streams.video)
     except (av.FFmpegError, OSError, UnicodeDecodeError):
         return False
+
+
+def will_not_open(storage: LensStorage, videos: Mapping[str, StoredFile]) -> set[str]:
+    """Due videos that are empty or (on a local lake) do not open as a video: each gets a run of
+    its own, where its rejection is recorded with its checks, instead of failing a batch."""
+    if len(videos) < 2:
+        return set()
+    empty = {vid for vid, f in videos.items() if f.size == 0}
+    if storage.is_s3:  # opening would download the file twice; a bad one fails its batch
+        return empty
+    return empty | {
+        vid for vid, f in videos.items() if vid not in empty and not opens_as_video(f.uri)
+    }

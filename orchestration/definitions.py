@@ -25,6 +25,7 @@ from orchestration.sensors import (
     capture_reports_sensor,
     fiftyone_review_sensor,
     fleet_sensor,
+    ingest_batch_retry_sensor,
     new_labels_sensor,
     new_video_sensor,
     retrain_schedule,
@@ -71,6 +72,7 @@ def build_defs(**export_targets) -> dg.Definitions:
         executor=lensline_executor,  # LENSLINE_EXECUTOR: in_process | multiprocess | celery
         sensors=[
             new_video_sensor,
+            ingest_batch_retry_sensor,
             new_labels_sensor,
             fiftyone_review_sensor,
             shadow_sensor,

@@ -32,7 +32,7 @@ from edge_export.fsutil import process_alive
 from lake.landing import LandingProblems, discover_videos, label_files, stale_videos
 from lake.partitions import videos_partitions
 from lake.storage import LensStorage, lensline_home
-from orchestration.batches import opens_as_video, plan_batches
+from orchestration.batches import plan_batches, will_not_open
 from orchestration.launcher import WORKER_PID_TAG
 from orchestration.queue import QueueClient
 from orchestration.run_report import (
@@ -246,7 +246,7 @@ def _run_pending(
             {vid: videos[vid].size for vid in todo},
             workers=queue.workers,
             max_per_run=INGEST_BATCH.max_partitions_per_run or 1,
-            alone=_will_not_open(storage, {vid: videos[vid] for vid in todo}),
+            alone=will_not_open(storage, {vid: videos[vid] for vid in todo}),
         )
         runs: dict[str, list[str]] = {}
         outcomes: dict[str, VideoOutcome] = {}
@@ -473,19 +473,6 @@ def _latest_settled(instance: dg.DagsterInstance, stage: str) -> set[str]:
     )
     tags = runs[0].tags if runs else {}
     return {tags[k] for k in ("lensline/inputs", "lensline/inputs_after") if k in tags}
-
-
-def _will_not_open(storage: LensStorage, videos: dict) -> set[str]:
-    """Due videos that are empty or (on a local lake) do not open as a video: each gets a run of
-    its own, where its rejection is recorded with its checks, instead of failing a batch."""
-    if len(videos) < 2:
-        return set()
-    empty = {vid for vid, f in videos.items() if f.size == 0}
-    if storage.is_s3:  # opening would download the file twice; a bad one fails its batch
-        return empty
-    return empty | {
-        vid for vid, f in videos.items() if vid not in empty and not opens_as_video(f.uri)
-    }
 
 
 def _for_ops(run_config: dict | None, keys: list[dg.AssetKey]) -> dict:

@@ -2,17 +2,30 @@
 
 import hashlib
 import json
+from collections.abc import Sequence
 
 import dagster as dg
 
+from assets.ingest import BATCH as INGEST_BATCH
 from lake.landing import LandingProblems, discover_videos, label_files, stale_videos
 from lake.partitions import videos_partitions
 from lake.resources import FiftyOneResource
 from lake.storage import LensStorage
+from orchestration.batches import RANGE_END_TAG, RANGE_START_TAG, plan_batches, will_not_open
 from orchestration.jobs import ingest_job
+from orchestration.launcher import run_workers
+
+BATCH_TAG = "lensline/batch"  # a sensor's batch of videos: retried one per run if it fails
 
 
-def plan_video_runs(storage: LensStorage, cursor: str | None, known: set[str]):
+def plan_video_runs(
+    storage: LensStorage,
+    cursor: str | None,
+    known: set[str],
+    *,
+    order: Sequence[str] = (),
+    workers: int = 1,
+):
     """New partitions, run requests and the next cursor for the videos in the landing zone.
 
     The cursor maps ``video_id -> "size:mtime"``; a file whose size or mtime changed is
@@ -20,37 +33,78 @@ def plan_video_runs(storage: LensStorage, cursor: str | None, known: set[str]):
     the lake (e.g. its frames never committed). Also returns the files left out
     (``LandingProblems``: another file already maps to their video id, or they link outside the
     landing zone).
+
+    Several due videos (a backlog: an outage, a box that uploads a day at once) are ingested in
+    batches, as ``lensline run`` does (``orchestration.batches``): one run per partition range of
+    consecutive videos in ``order`` (the registered partitions; new ones follow in name order),
+    at least ``workers`` runs when there are that many videos, at most 8 videos a run, a file that
+    is empty or will not open in a run of its own. A batch run that fails is retried one video
+    per run by ``ingest_batch_retry_sensor``, since this cursor already counts its videos seen.
     """
     seen: dict[str, str] = json.loads(cursor) if cursor else {}
     problems = LandingProblems()
     videos = discover_videos(storage, problems=problems)
     new_keys = sorted(set(videos) - known)
     stale = set(stale_videos(storage, videos))  # never ingested, or changed since
-    requests = []
+    due: dict[str, tuple[str, str]] = {}  # video_id -> (reason, stamp)
     for video_id, f in sorted(videos.items()):
         stamp = f"{f.size}:{f.mtime:.0f}"
         if video_id not in stale or (seen.get(video_id) == stamp and video_id in known):
             seen[video_id] = stamp
             continue
-        reason = "changed" if video_id in known else "new"
-        requests.append(
-            dg.RunRequest(
-                run_key=f"{video_id}:{stamp}",
-                partition_key=video_id,
-                tags={"lensline/reason": f"{reason} video", "lensline/source": f.key},
-            )
-        )
+        due[video_id] = ("changed" if video_id in known else "new", stamp)
         seen[video_id] = stamp
+    partitions = [*order, *(k for k in new_keys if k not in set(order))]
+    batches = (
+        plan_batches(
+            partitions,
+            list(due),
+            {vid: videos[vid].size for vid in due},
+            workers=max(1, workers),
+            max_per_run=INGEST_BATCH.max_partitions_per_run or 1,
+            alone=will_not_open(storage, {vid: videos[vid] for vid in due}),
+        )
+        if len(due) > 1 and set(due) <= set(partitions)
+        else [[vid] for vid in due]
+    )
+    requests = [_ingest_request(batch, due, videos) for batch in batches]
     return new_keys, requests, json.dumps(seen, sort_keys=True), problems
+
+
+def _ingest_request(batch: list[str], due: dict, videos: dict) -> dg.RunRequest:
+    """One video's run (its partition), or a batch's: a partition range, tagged ``lensline/batch``
+    so that ``ingest_batch_retry_sensor`` retries it one video per run if it fails."""
+    if len(batch) == 1:
+        [video_id] = batch
+        reason, stamp = due[video_id]
+        return dg.RunRequest(
+            run_key=f"{video_id}:{stamp}",
+            partition_key=video_id,
+            tags={"lensline/reason": f"{reason} video", "lensline/source": videos[video_id].key},
+        )
+    stamps = "\n".join(f"{vid}:{due[vid][1]}" for vid in batch)
+    reasons = sorted({due[vid][0] for vid in batch})
+    return dg.RunRequest(
+        run_key=f"batch:{hashlib.sha256(stamps.encode()).hexdigest()[:16]}",
+        tags={
+            RANGE_START_TAG: batch[0],
+            RANGE_END_TAG: batch[-1],
+            BATCH_TAG: str(len(batch)),
+            "lensline/reason": f"{' and '.join(reasons)} videos ({len(batch)}, one batch)",
+        },
+    )
 
 
 @dg.sensor(
     job=ingest_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING
 )
 def new_video_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
-    """Register each new landing/videos/<camera>/<file> as a partition and ingest it."""
-    known = set(context.instance.get_dynamic_partitions(videos_partitions.name))
-    new_keys, requests, cursor, problems = plan_video_runs(storage, context.cursor, known)
+    """Register each new landing/videos/<camera>/<file> as a partition and ingest it (a backlog
+    in batches of consecutive videos)."""
+    order = context.instance.get_dynamic_partitions(videos_partitions.name)
+    new_keys, requests, cursor, problems = plan_video_runs(
+        storage, context.cursor, set(order), order=order, workers=run_workers()
+    )
     for message in problems.messages():
         context.log.warning(message)
     if not requests and not new_keys:
@@ -66,6 +120,41 @@ def new_video_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
         else [],
         cursor=cursor,
     )
+
+
+def retry_requests(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[dg.RunRequest]:
+    """One run request per video of a failed batch run (``lensline/batch``): the rejected video's
+    run records why with its checks, the others' ingest as they would have alone. Nothing for a
+    run of one video, or a batch that ``lensline run`` started (it retries its own)."""
+    start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
+    if not start or not end or BATCH_TAG not in run.tags:
+        return []
+    order = instance.get_dynamic_partitions(videos_partitions.name)
+    if start not in order or end not in order:
+        return []  # a partition was deleted since: nothing to retry by range
+    batch = order[order.index(start) : order.index(end) + 1]
+    return [
+        dg.RunRequest(
+            run_key=f"retry:{run.run_id}:{video_id}",
+            partition_key=video_id,
+            tags={"lensline/reason": f"retry of failed batch run {run.run_id[:8]}"},
+        )
+        for video_id in batch
+    ]
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[ingest_job],
+    request_job=ingest_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A failed batch of new videos (new_video_sensor) is retried one video per run.",
+)
+def ingest_batch_retry_sensor(context: dg.RunFailureSensorContext):
+    """Retry each video of a failed ingestion batch in a run of its own."""
+    requests = retry_requests(context.instance, context.dagster_run)
+    if not requests:
+        return dg.SkipReason(f"run {context.dagster_run.run_id[:8]} is not a sensor's batch")
+    return requests
 
 
 def pending_reviews(fiftyone: FiftyOneResource) -> int:
