@@ -183,17 +183,43 @@ def _execute_here(job, run_id: str, instance: dg.DagsterInstance | None) -> None
 
 def _warm_worker(env: Mapping[str, str], cwd: str) -> int:
     """In a new run worker: the submitter's environment and folder, the code location imported
-    and the instance opened once (what every run of it needs first: its storage's and run
-    launcher's imports, and the storage's schema check)."""
+    and the instance opened (what every run of it needs first: its storage's and run launcher's
+    imports, and the storage's schema check), kept for the worker's runs."""
     import importlib
 
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
     importlib.import_module(MODULE)
-    with dg.DagsterInstance.get():
-        pass
+    _worker_instance()
     return os.getpid()
+
+
+def keep_connections(instance: dg.DagsterInstance) -> dg.DagsterInstance:
+    """Keep ``instance``'s database connections open between queries, as ``dagster-webserver``
+    does (``optimize_for_webserver``: one pooled connection per storage, more while threads
+    need them; no statement timeout, since a run's own queries go through it). dagster-postgres
+    otherwise opens a connection per query (7.5 ms each here: TCP and SCRAM), and a run's
+    events, its queue admission and the status polls are each a query: ~0.5 s of a one-video
+    run on Celery (``benchmarks/scale.py``). Nothing changes on SQLite. For processes that live
+    across runs: ``lensline run`` and its run workers."""
+    instance.optimize_for_webserver(
+        statement_timeout=0, pool_recycle=POOL_RECYCLE_S, max_overflow=8
+    )
+    return instance
+
+
+POOL_RECYCLE_S = 3600  # a pooled connection older than this is replaced before use
+# this run worker's instance, opened once and kept for its runs (its pooled connections with it)
+_WORKER_INSTANCE: dict[str, dg.DagsterInstance] = {}
+
+
+def _worker_instance() -> dg.DagsterInstance:
+    """The instance of ``DAGSTER_HOME``, opened once per run worker (and per home)."""
+    home = os.environ.get("DAGSTER_HOME", "")
+    if home not in _WORKER_INSTANCE:
+        _WORKER_INSTANCE[home] = keep_connections(dg.DagsterInstance.get())
+    return _WORKER_INSTANCE[home]
 
 
 def _execute_in_worker(run_id: str, env: Mapping[str, str], cwd: str) -> str:
@@ -205,13 +231,13 @@ def _execute_in_worker(run_id: str, env: Mapping[str, str], cwd: str) -> str:
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
-    with dg.DagsterInstance.get() as instance:
-        run = instance.get_run_by_id(run_id)
-        if run is None:
-            return "missing"
-        instance.add_run_tags(run_id, {WORKER_PID_TAG: str(os.getpid())})
-        job = recon_job_from_origin(run.job_code_origin)  # type: ignore[arg-type]
-        _execute_here(job, run_id, instance)
+    instance = _worker_instance()
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        return "missing"
+    instance.add_run_tags(run_id, {WORKER_PID_TAG: str(os.getpid())})
+    job = recon_job_from_origin(run.job_code_origin)  # type: ignore[arg-type]
+    _execute_here(job, run_id, instance)
     return "done"
 
 

@@ -44,6 +44,7 @@ from orchestration.launcher import (
     ProcessRunLauncher,
     _crash_message,
     _execute_here,
+    keep_connections,
     run_workers,
 )
 
@@ -138,6 +139,8 @@ class QueueClient:
         self._daemon_checked, self._daemon_up = 0.0, False
         if self._queued:
             ensure_pool_slots(self.instance)
+            for instance in {id(i): i for i in (self.instance, self._driver)}.values():
+                keep_connections(instance)  # lensline run lives across its runs
 
     def close(self) -> None:
         for run_id in self.submitted:
