@@ -19,8 +19,12 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.launcher import RunLauncher
-from dagster._serdes import ConfigurableClass
+
+from orchestration.dagster_internals import (
+    SQLITE_STORAGE_MODULE,
+    ConfigurableClass,
+    RunLauncher,
+)
 
 LOCATION = "lensline"  # the code location's name in workspace.yaml
 MODULE, ATTRIBUTE = "orchestration.definitions", "defs"
@@ -35,7 +39,7 @@ WORKER_PID_TAG = "lensline/worker_pid"
 # SQLite instance storage (SQLAlchemy, alembic) is imported when an instance is first opened:
 # 0.5 s per worker, 3.4 s when two workers started at once beside lensline run's planning
 PRELOAD = ["dagster", "av", "cv2", "polars", "deltalake", "pyarrow.dataset", "PIL.Image"]
-PRELOAD += ["scipy.stats", "dagster._core.storage.sqlite_storage"]
+PRELOAD += ["scipy.stats", SQLITE_STORAGE_MODULE]
 DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 # run id -> what executes it here (set by QueueClient.submit, read by ProcessRunLauncher; all
@@ -95,7 +99,7 @@ class ProcessRunLauncher(RunLauncher, ConfigurableClass):
         return cls(workers=config_value["workers"], inst_data=inst_data)
 
     def launch_run(self, context) -> None:
-        from dagster._core.definitions.reconstruct import ReconstructableJob
+        from orchestration.dagster_internals import ReconstructableJob
 
         run = context.dagster_run
         job = _JOBS.get(run.run_id)
@@ -168,7 +172,7 @@ def _settle(done: Future, worker: Future) -> None:
 
 
 def _execute_here(job, run_id: str, instance: dg.DagsterInstance | None) -> None:
-    from dagster._core.execution.api import execute_run
+    from orchestration.dagster_internals import execute_run
 
     assert instance is not None
     run = instance.get_run_by_id(run_id)
@@ -226,7 +230,7 @@ def _execute_in_worker(run_id: str, env: Mapping[str, str], cwd: str) -> str:
     """In a run worker (a fork of the fork server): take the submitting process's environment
     and folder, then execute ``run_id`` from its code origin on the instance of
     ``DAGSTER_HOME``, recording this worker's pid on the run."""
-    from dagster._utils.hosted_user_process import recon_job_from_origin
+    from orchestration.dagster_internals import recon_job_from_origin
 
     os.environ.clear()
     os.environ.update(env)

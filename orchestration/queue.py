@@ -63,23 +63,23 @@ def daemon_alive(instance: dg.DagsterInstance, *, within_s: float = DAEMON_FRESH
 
 def is_queued_instance(instance: dg.DagsterInstance) -> bool:
     """The instance has a run queue and storage other processes can see (not ephemeral)."""
-    from dagster._core.run_coordinator import QueuedRunCoordinator
-
-    return not instance.is_ephemeral and isinstance(instance.run_coordinator, QueuedRunCoordinator)
+    return not instance.is_ephemeral and isinstance(
+        instance.run_coordinator, dg.QueuedRunCoordinator
+    )
 
 
 def _origins(job_name: str):
     """(remote origin, python origin) of ``job_name`` in the ``lensline`` code location, as
     ``dagster dev``/the daemon load it from workspace.yaml: the UI can re-execute the run and a
     daemon's run launcher can find its code."""
-    from dagster._core.code_pointer import ModuleCodePointer
-    from dagster._core.definitions.reconstruct import ReconstructableRepository
-    from dagster._core.remote_origin import (
+    from orchestration.dagster_internals import (
+        LoadableTargetOrigin,
         ManagedGrpcPythonEnvCodeLocationOrigin,
+        ModuleCodePointer,
+        ReconstructableRepository,
         RemoteJobOrigin,
         RemoteRepositoryOrigin,
     )
-    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
     target = LoadableTargetOrigin(
         executable_path=sys.executable,
@@ -120,7 +120,7 @@ class QueueClient:
     submitted: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from dagster._serdes import ConfigurableClassData
+        from orchestration.dagster_internals import ConfigurableClassData
 
         ref = self.instance.get_ref() if not self.instance.is_ephemeral else None
         launcher = ConfigurableClassData(
@@ -181,10 +181,8 @@ class QueueClient:
     ) -> str:
         """Create the run of ``job_def`` (subset to ``asset_selection``, for one partition or
         an inclusive range of them) and queue it."""
-        from dagster._core.definitions.job_base import InMemoryJob
-        from dagster._core.execution.api import create_execution_plan
-
         from orchestration.batches import RANGE_END_TAG, RANGE_START_TAG
+        from orchestration.dagster_internals import InMemoryJob, create_execution_plan
 
         if not self._reconstructable:  # other definitions execute here, step after step
             job_def = job_def.with_executor_def(dg.in_process_executor)
@@ -290,9 +288,7 @@ class QueueClient:
 
     def _admit(self) -> None:
         """Dagster's queue daemon logic, one pass, unless a daemon of the instance does it."""
-        from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
-            QueuedRunCoordinatorDaemon,
-        )
+        from orchestration.dagster_internals import QueuedRunCoordinatorDaemon
 
         now = time.monotonic()
         if now - self._daemon_checked > 5.0:  # a daemon started or stopped meanwhile

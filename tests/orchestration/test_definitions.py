@@ -36,8 +36,6 @@ def test_workspace_yaml_points_at_definitions():
 
 
 def test_instance_yaml_queues_runs_by_the_lakes_pools(tmp_path, monkeypatch):
-    from dagster._core.instance.config import PoolGranularity
-
     from lake.pools import ensure_pool_slots
     from orchestration.runner import PREVIOUS_INSTANCE_YAMLS, prepare_instance_home
 
@@ -48,7 +46,7 @@ def test_instance_yaml_queues_runs_by_the_lakes_pools(tmp_path, monkeypatch):
     with dg.DagsterInstance.get() as instance:
         assert str(instance.root_directory) == str(path)
         config = instance.get_concurrency_config()
-        assert config.pool_config.pool_granularity == PoolGranularity.RUN
+        assert config.pool_config.pool_granularity.value == "run"
         assert config.pool_config.default_pool_limit == 1
         # no global writer tag: one run per video (partition) at a time
         assert config.run_queue_config.tag_concurrency_limits == [

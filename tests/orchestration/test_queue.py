@@ -9,14 +9,15 @@ import subprocess
 import dagster as dg
 import polars as pl
 import pytest
-from dagster._core.launcher import RunLauncher
-from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
-    QueuedRunCoordinatorDaemon,
-)
-from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
 from lake import pools
 from lake.storage import LensStorage
+from orchestration.dagster_internals import (
+    ConfigurableClass,
+    ConfigurableClassData,
+    QueuedRunCoordinatorDaemon,
+    RunLauncher,
+)
 from orchestration.launcher import run_workers
 from orchestration.queue import QueueClient, _Workspace, daemon_alive
 from orchestration.runner import INSTANCE_YAML, QUIET

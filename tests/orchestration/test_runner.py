@@ -29,8 +29,6 @@ def lensline_exe() -> str:
 
 def test_crash_after_videos_commit_is_repaired_and_force_reingests(home, write_video):
     """Issue 7.1: videos says ok, frames has no rows, orphan JPEGs and temp files, a run left STARTED."""
-    from dagster._core.storage.dagster_run import DagsterRun
-
     write_video(home / "landing/videos/cam1/a.mp4", 20)
     storage = LensStorage()
     with dg.DagsterInstance.get() as instance:
@@ -44,7 +42,7 @@ def test_crash_after_videos_commit_is_repaired_and_force_reingests(home, write_v
         frames_dir = home / "artifacts/frames/cam1__a"
         (frames_dir / "000999.jpg").write_bytes(b"orphan")
         (frames_dir / ".000002.jpg.k1ll3d").write_bytes(b"half a jpeg")
-        dead = DagsterRun(
+        dead = dg.DagsterRun(
             job_name="ingest_video",
             run_id="deadbeef-0000-0000-0000-000000000000",
             status=dg.DagsterRunStatus.STARTED,
