@@ -23,14 +23,20 @@ from lake import pools
 from lake.frames import KEYS, line_conditions, load_frame_images
 from lake.resources import PreprocessResource
 from lake.storage import LensStorage
+from training.policy import (
+    ENSEMBLE_BELOW,
+    ENSEMBLE_MEMBERS,
+    LIGHTING,
+    LIGHTING_FROM,
+    lighting_for,
+    members_for,
+)
 
 TRAIN_REVISION = 3  # 2: the preprocessing contract recorded in the checkpoint; 3: warm starts
 
 
 CONDITION_BALANCE = 1.0
 AVERAGE: Literal["none", "ema", "swa"] = "ema"  # benchmarks/seed_stability.py, docs/training.md
-ENSEMBLE_MEMBERS, ENSEMBLE_BELOW = 3, 800  # members=0 (auto): docs/training.md, "Ensembles"
-LIGHTING, LIGHTING_FROM = 0.3, 200  # lighting=None (auto): docs/training.md, "Lighting jitter"
 
 
 class TrainingConfig(dg.Config):
@@ -254,11 +260,9 @@ def _train_config(storage: LensStorage, config: TrainingConfig, spec, n_train: i
 
     init = str(storage.fetch_local([config.init_checkpoint])[0]) if config.init_checkpoint else None
     knobs = config.model_dump(include=TRAIN_KNOBS)
-    members = config.members or (ENSEMBLE_MEMBERS if n_train < ENSEMBLE_BELOW else 1)
-    light = config.lighting
-    if light is None:
-        whole = any(c.policy == "full" for c in [spec.crop, *spec.cameras.values()])
-        light = 0.0 if whole or n_train < LIGHTING_FROM else LIGHTING
+    members = members_for(config.members, n_train=n_train)
+    whole = any(c.policy == "full" for c in [spec.crop, *spec.cameras.values()])
+    light = lighting_for(config.lighting, n_train=n_train, whole_frames=whole)
     return TrainConfig(
         **knobs, image_size=spec.image_size, init_checkpoint=init, members=members,
         brightness=light, contrast=light,

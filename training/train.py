@@ -71,7 +71,7 @@ class TrainConfig:
     # whole 320x240 frames with a small item it stalled learning in our tests (the network
     # leans on global colour first); with a crop around the item it is harmless and makes the
     # model robust to lighting drift, and trained_model turns it on for cropped cameras
-    # (assets.models.LIGHTING; docs/training.md, "Lighting jitter").
+    # (training.policy.LIGHTING; docs/training.md, "Lighting jitter").
     augment: bool = True
     hflip: bool = True
     brightness: float = 0.0

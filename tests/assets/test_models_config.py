@@ -3,13 +3,14 @@
 import pytest
 from pydantic import ValidationError
 
-from assets.models import (
+from assets.models import TrainingConfig, _train_config
+from training.policy import (
     ENSEMBLE_BELOW,
     ENSEMBLE_MEMBERS,
     LIGHTING,
     LIGHTING_FROM,
-    TrainingConfig,
-    _train_config,
+    lighting_for,
+    members_for,
 )
 from training.preprocess import Crop, PreprocessSpec
 
@@ -40,3 +41,12 @@ def test_auto_lighting_jitters_cropped_cameras_and_leaves_whole_frames_alone():
     assert _cfg(LIGHTING_FROM - 1, lighting=0.3).brightness == 0.3
     with pytest.raises(ValidationError):
         TrainingConfig(lighting=1.5)
+
+
+def test_the_policy_functions_keep_what_is_asked_and_refuse_a_negative_count():
+    assert members_for(0, n_train=10) == ENSEMBLE_MEMBERS and members_for(2, n_train=10) == 2
+    with pytest.raises(ValueError, match="members=-1"):
+        members_for(-1, n_train=10)
+    assert lighting_for(None, n_train=LIGHTING_FROM, whole_frames=False) == LIGHTING
+    assert lighting_for(None, n_train=LIGHTING_FROM, whole_frames=True) == 0.0
+    assert lighting_for(0.1, n_train=1, whole_frames=True) == 0.1
