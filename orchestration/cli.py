@@ -48,13 +48,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from lake.storage import LensStorage, lensline_home
+    from orchestration.instance_home import prepare_instance_home
     from orchestration.lock import HomeLocked, home_lock
-    from orchestration.runner import (
-        SelectionError,
-        prepare_instance_home,
-        resolve_selection,
-        run_pending,
-    )
+    from orchestration.runner import SelectionError, resolve_selection, run_pending
 
     prepare_instance_home(lensline_home())
 
@@ -164,7 +160,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     import tempfile
 
     from lake.storage import lensline_home
-    from orchestration.runner import prepare_instance_home
+    from orchestration.instance_home import prepare_instance_home
 
     home = lensline_home()
     dagster_home = prepare_instance_home(home)

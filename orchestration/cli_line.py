@@ -104,7 +104,7 @@ def _report(storage) -> None:
     import dagster as dg
 
     from assets.line_config import observation_events
-    from orchestration.runner import prepare_instance_home
+    from orchestration.instance_home import prepare_instance_home
 
     prepare_instance_home()
     with dg.DagsterInstance.get() as instance:

@@ -6,7 +6,7 @@ code location executes in one of ``LENSLINE_RUN_WORKERS`` warm run-worker proces
 fork server that imported the heavy libraries once (:data:`PRELOAD`); a run of other definitions
 (a test's smaller graph), or one waited for alone, executes in the calling process. Worker
 processes die with ``lensline run``; the next one marks their runs failed
-(``orchestration.runner.fail_dead_runs``). Split from ``orchestration.queue`` (the client) so
+(``orchestration.instance_home.fail_dead_runs``). Split from ``orchestration.queue`` (the client) so
 each stays readable: this module starts and feeds processes, that one talks to the queue.
 """
 

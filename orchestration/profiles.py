@@ -83,7 +83,7 @@ LENSLINE_CELERY_BACKEND=redis://REDIS_HOST:6379/1
 
 def instance_yaml(profile: str) -> str:
     """The ``dagster.yaml`` text of ``profile`` (``embedded`` or ``production``)."""
-    from orchestration.runner import INSTANCE_YAML
+    from orchestration.instance_home import INSTANCE_YAML
 
     if profile == "embedded":
         return INSTANCE_YAML

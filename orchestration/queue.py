@@ -48,6 +48,7 @@ from orchestration.launcher import (
     run_workers,
 )
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # runs' console: warnings up
 DAEMON_FRESH_S = 90.0  # a queue daemon heartbeat newer than this: the daemon dequeues
 
 

@@ -2,8 +2,8 @@
 the unpartitioned part of the graph. Every run goes through the Dagster instance, so it shows in
 the UI exactly like a sensor-launched run.
 
-(Over 400 lines: the one front-end that orders ingestion, label and graph stages and resumes
-killed runs; its parts share the instance and the summary.)
+The ingestion stage is ``orchestration.ingest_stage``; the instance a home gets and the runs a
+killed ``lensline run`` leaves are ``orchestration.instance_home``.
 
 The unpartitioned part runs in two stages: first ``labels`` (and ``label_reviews``) when the label
 files, reviews or videos changed since the latest settled labels run; then everything else when
@@ -22,81 +22,23 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import dagster as dg
-from botocore.exceptions import BotoCoreError
 
-from assets.ingest import BATCH as INGEST_BATCH
-from edge_export.fsutil import process_alive
-from lake.landing import LandingProblems, discover_videos, label_files, stale_videos
+from lake.landing import LandingProblems, discover_videos, label_files
 from lake.partitions import videos_partitions
-from lake.storage import LensStorage, lensline_home
-from orchestration.batches import plan_batches, will_not_open
-from orchestration.launcher import WORKER_PID_TAG
-from orchestration.queue import QueueClient
+from lake.storage import LensStorage
+from orchestration.ingest_stage import ingest_pending
+from orchestration.instance_home import RUNNER_TRIGGER, fail_dead_runs
+from orchestration.queue import QUIET, QueueClient
 from orchestration.run_report import (
     RunSummary,
-    VideoOutcome,
     collect,
     label_rejections,
-    video_outcome,
 )
 
-# the instance Lensline creates: no telemetry, run monitoring, and the run queue admitting runs by
-# the lake's concurrency pools (lake.pools: one graph writer, ingestion of several videos at once)
-# and one run per video at a time (a sensor's and lensline run's runs of one new video)
-INSTANCE_YAML = """telemetry:
-  enabled: false
-run_monitoring:
-  enabled: true
-run_queue: {}
-concurrency:
-  runs:
-    max_concurrent_runs: 10
-    tag_concurrency_limits:
-      - key: "dagster/partition"
-        value:
-          applyLimitPerUniqueValue: true
-        limit: 1
-  pools:
-    granularity: run
-    default_limit: 1
-"""
-# what earlier Lensline versions wrote (one global lake-writer tag): replaced by INSTANCE_YAML
-PREVIOUS_INSTANCE_YAMLS = (
-    """telemetry:
-  enabled: false
-run_monitoring:
-  enabled: true
-run_queue:
-  tag_concurrency_limits:
-    - key: "lensline/lake"
-      value: "writer"
-      limit: 1
-""",
-)
 INGEST_KEYS = {dg.AssetKey("raw_video"), dg.AssetKey("frames")}
 LABEL_KEYS = {dg.AssetKey("label_reviews"), dg.AssetKey("labels")}
-RUNNER_TRIGGER = "lensline run"
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-def prepare_instance_home(home: Path | None = None) -> Path:
-    """Point ``DAGSTER_HOME`` at ``<LENSLINE_HOME>/dagster`` (SQLite) unless already set."""
-    if os.environ.get("DAGSTER_HOME"):
-        path = Path(os.environ["DAGSTER_HOME"])
-    else:
-        path = (home or lensline_home()) / "dagster"
-        os.environ["DAGSTER_HOME"] = str(path)
-    path.mkdir(parents=True, exist_ok=True)
-    yaml = path / "dagster.yaml"
-    if not yaml.exists() or yaml.read_text() in PREVIOUS_INSTANCE_YAMLS:
-        from edge_export.fsutil import atomic_write
-
-        with atomic_write(yaml, "w") as f:  # Lensline's own earlier default: upgraded in place
-            f.write(INSTANCE_YAML)
-    return path
 
 
 class SelectionError(ValueError):
@@ -123,47 +65,6 @@ def resolve_selection(defs: dg.Definitions, select: str | None) -> set[dg.AssetK
         f"--select {select!r}: {reason}. Asset keys: {names}. Groups: {groups} "
         "(e.g. 'key:labels+', 'group:ingest')"
     )
-
-
-def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Mark runs of ``lensline run`` left QUEUED, STARTING or STARTED by a killed process as
-    failed (queued ones as canceled: the next run plans its own).
-
-    Call it holding the home's writer lock: no other ``lensline run`` of this home is alive then,
-    so such a run is dead unless its recorded client (``lensline/pid`` on this host) or the run
-    worker executing it (``lensline/worker_pid``) still runs. Runs launched by ``dagster dev`` are
-    left to Dagster's run monitoring (enabled in the instance Lensline creates). Returns the ids
-    of the runs marked.
-    """
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(
-            statuses=[
-                dg.DagsterRunStatus.QUEUED,
-                dg.DagsterRunStatus.STARTED,
-                dg.DagsterRunStatus.STARTING,
-            ],
-            tags={"lensline/trigger": RUNNER_TRIGGER},
-        )
-    )
-    failed = []
-    for run in runs:
-        pid, host = run.tags.get("lensline/pid"), run.tags.get("lensline/host")
-        worker = run.tags.get(WORKER_PID_TAG)
-        here = host == socket.gethostname()
-        if here and any(p and process_alive(int(p)) for p in (pid, worker)):
-            continue  # its client, or the run worker executing it, still runs
-        why = (
-            f"the lensline run process (pid {pid or 'unknown'} on {host or 'unknown'}) died "
-            "before the run finished"
-        )
-        if run.status == dg.DagsterRunStatus.QUEUED:
-            instance.report_run_canceled(run, message=f"{why}; canceled by the next lensline run")
-        else:
-            instance.report_run_failed(
-                run, message=f"{why}; marked failed by the next lensline run"
-            )
-        failed.append(run.run_id)
-    return failed
 
 
 def run_pending(
@@ -227,74 +128,12 @@ def _run_pending(
         instance.add_dynamic_partitions(videos_partitions.name, summary.registered)
 
     if selected & INGEST_KEYS:
-        todo = (
-            sorted(videos)
-            if force
-            else sorted(
-                {*stale_videos(storage, videos), *unrecorded_videos(instance, storage, videos)}
-            )
-        )
-        summary.up_to_date = len(videos) - len(todo)
-        queue.warm(len(todo))  # run workers start while the batches are planned and submitted
-        job = defs.resolve_job_def("ingest_video")
-        reason = "forced" if force else "new, changed or incomplete video"
-        if on_progress and todo:  # nothing due: no "ingest 0/1" bar
-            on_progress("ingest (queued)", 0, len(todo))
-        batches = plan_batches(
-            instance.get_dynamic_partitions(videos_partitions.name),
-            todo,
-            {vid: videos[vid].size for vid in todo},
-            workers=queue.workers,
-            max_per_run=INGEST_BATCH.max_partitions_per_run or 1,
-            alone=will_not_open(storage, {vid: videos[vid] for vid in todo}),
-        )
-        runs: dict[str, list[str]] = {}
-        outcomes: dict[str, VideoOutcome] = {}
-        retry: list[str] = []
-
-        def submit(batch: list[str]) -> str:
-            run_id = queue.submit(
-                job,
-                partition_key=batch[0] if len(batch) == 1 else None,
-                partition_range=(batch[0], batch[-1]) if len(batch) > 1 else None,
-                run_config=QUIET,
-                tags={**run_tags, "lensline/reason": reason},
-            )
-            runs[run_id] = batch
-            return run_id
-
-        def ingested(run: dg.DagsterRun) -> None:
-            batch = runs[run.run_id]
-            failed = len(batch) > 1 and run.status != dg.DagsterRunStatus.SUCCESS
-            if failed and not summary.stopped_reason:  # e.g. a rejected video: one run each
-                retry.extend(batch)
-                return
-            for vid in batch:
-                try:
-                    outcomes[vid] = video_outcome(storage, vid)
-                except (OSError, BotoCoreError) as exc:  # the store is unreachable: stop
-                    outcomes[vid] = VideoOutcome(vid, "failed", storage_unreachable(storage, exc))
-                    summary.stopped_reason = summary.stopped_reason or outcomes[vid].error
-                    queue.cancel_queued()
-            if on_progress:
-                on_progress("ingest", len(outcomes), len(todo))
-
-        for batch in batches:
-            submit(batch)
-            if len(batches) > 1:  # start executing while the rest are being submitted
-                queue.pump()
-        queue.wait(list(runs), on_done=ingested)
-        if retry and not summary.stopped_reason:
-            queue.wait([submit([vid]) for vid in sorted(retry)], on_done=ingested)
-        summary.ingested = [
-            outcomes.get(vid)
-            or VideoOutcome(vid, "failed", "not run: " + str(summary.stopped_reason))
-            for vid in todo
-        ]
+        ingest_pending(
+            queue, storage, instance, summary, videos, job=defs.resolve_job_def("ingest_video"),
+            run_tags=run_tags, force=force, on_progress=on_progress,
+        )  # fmt: skip
         if summary.stopped_reason:
             return summary
-        if on_progress and todo:
-            on_progress("ingest", len(todo), len(todo))
 
     downstream = sorted(
         (
@@ -414,34 +253,6 @@ def _run_pending(
     if on_progress:
         on_progress("done", 1, 1)
     return summary
-
-
-def unrecorded_videos(instance: dg.DagsterInstance, storage: LensStorage, videos: dict) -> set[str]:
-    """Videos the lake holds but Dagster has no materialisation of (``raw_video``, and ``frames``
-    and ``drift_report`` for an ``ok`` video): a process killed after the lake commits and
-    before Dagster stored the events, or before the run's drift step. The automation would treat such a partition as missing and hold back everything
-    downstream of ``frames``, so the video is ingested again (same bytes, same data version)."""
-    table = storage.read_table("videos", columns=["video_id", "status"])
-    if table is None:
-        return set()
-    status = dict(table.iter_rows())
-    raw = instance.get_materialized_partitions(dg.AssetKey("raw_video"))
-    frames = instance.get_materialized_partitions(dg.AssetKey("frames"))
-    drift = instance.get_materialized_partitions(dg.AssetKey("drift_report"))
-    return {
-        vid
-        for vid in videos
-        if vid in status
-        and (vid not in raw or (status[vid] == "ok" and (vid not in frames or vid not in drift)))
-    }
-
-
-def storage_unreachable(storage: LensStorage, exc: BaseException) -> str:
-    """One line naming the store, its endpoint and the error (after the bounded retries)."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    where = storage.resolved_root() + (f" at {endpoint}" if endpoint else "")
-    detail = " ".join(str(exc).split())
-    return f"storage {where} unreachable (gave up after the configured retries): {detail[:400]}"
 
 
 def _unfinished_graph_keys(instance: dg.DagsterInstance) -> set[dg.AssetKey]:

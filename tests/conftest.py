@@ -38,7 +38,7 @@ def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("DAGSTER_HOME", str(h / "dagster"))
     monkeypatch.delenv("LENSLINE_STORAGE", raising=False)
     (h / "dagster").mkdir()
-    from orchestration.runner import INSTANCE_YAML  # the instance `lensline run` creates
+    from orchestration.instance_home import INSTANCE_YAML  # the instance `lensline run` creates
 
     (h / "dagster" / "dagster.yaml").write_text(INSTANCE_YAML)
     return h

@@ -37,7 +37,7 @@ def test_workspace_yaml_points_at_definitions():
 
 def test_instance_yaml_queues_runs_by_the_lakes_pools(tmp_path, monkeypatch):
     from lake.pools import ensure_pool_slots
-    from orchestration.runner import PREVIOUS_INSTANCE_YAMLS, prepare_instance_home
+    from orchestration.instance_home import PREVIOUS_INSTANCE_YAMLS, prepare_instance_home
 
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     (tmp_path / "dagster").mkdir()

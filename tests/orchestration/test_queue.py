@@ -18,9 +18,9 @@ from orchestration.dagster_internals import (
     QueuedRunCoordinatorDaemon,
     RunLauncher,
 )
+from orchestration.instance_home import INSTANCE_YAML
 from orchestration.launcher import run_workers
-from orchestration.queue import QueueClient, _Workspace, daemon_alive
-from orchestration.runner import INSTANCE_YAML, QUIET
+from orchestration.queue import QUIET, QueueClient, _Workspace, daemon_alive
 from tests.orchestration.test_runner import lensline_exe
 
 LAUNCHED: list[str] = []

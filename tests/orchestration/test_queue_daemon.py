@@ -15,9 +15,9 @@ import dagster as dg
 import pytest
 
 from lake.storage import LensStorage
+from orchestration.instance_home import INSTANCE_YAML, RUNNER_TRIGGER
 from orchestration.launcher import LOCATION, MODULE, REPO_ROOT
 from orchestration.queue import daemon_alive
-from orchestration.runner import INSTANCE_YAML, RUNNER_TRIGGER
 from tests.orchestration.test_runner import lensline_exe
 
 

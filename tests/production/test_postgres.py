@@ -15,7 +15,8 @@ import yaml
 
 from lake.storage import LensStorage
 from orchestration.definitions import defs
-from orchestration.runner import INSTANCE_YAML, run_pending
+from orchestration.instance_home import INSTANCE_YAML
+from orchestration.runner import run_pending
 
 INGEST = "group:ingest"
 

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from orchestration.cli import main
+from orchestration.instance_home import INSTANCE_YAML
 from orchestration.profiles import ENV_EXAMPLE, instance_yaml
-from orchestration.runner import INSTANCE_YAML
 
 
 def test_embedded_is_the_runner_default(home):

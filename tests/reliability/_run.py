@@ -16,8 +16,9 @@ import sys
 
 def main() -> int:
     from lake.storage import LensStorage, lensline_home
+    from orchestration.instance_home import prepare_instance_home
     from orchestration.lock import home_lock
-    from orchestration.runner import prepare_instance_home, run_pending
+    from orchestration.runner import run_pending
 
     prepare_instance_home(lensline_home())
     import dagster as dg
