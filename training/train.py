@@ -30,12 +30,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import hashlib
 import io
 import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import cast
 
 import numpy as np
@@ -86,7 +88,8 @@ class TrainConfig:
     # sampling: with groups (line conditions) given to train_model, each condition's share of an
     # epoch is count ** (1 - condition_balance): 0 = natural shares, 1 = equal shares
     condition_balance: float = 0.0
-    init_checkpoint: str | None = None  # local safetensors path to fine-tune from
+    init_checkpoint: str | None = None  # local safetensors path to fine-tune from (recorded as
+    # sha256:<hex> of that file in the checkpoint's metadata: TrainResult.checkpoint_metadata)
     # weight averaging (module docstring): "none", "ema" or "swa". "none" here keeps every caller
     # that does not ask (fold models, benchmarks) as it was; trained_model's default is "ema"
     average: str = "none"
@@ -141,10 +144,18 @@ class TrainResult:
     val_acc: float | None = None  # the returned model's validation accuracy (None: no val set)
 
     def checkpoint_metadata(self, **extra: str) -> dict[str, str]:
-        """Metadata for :func:`training.checkpoint.save_checkpoint`: classes, config, best epoch."""
+        """Metadata for :func:`training.checkpoint.save_checkpoint`: classes, config, best epoch.
+
+        A fine-tuned model records its parent as ``sha256:<hex>`` of the checkpoint it started
+        from, not the local path it was read from (a temp file on S3, another folder in another
+        home): the same training gives the same file, so the same model version, anywhere."""
+        config = self.config
+        if config.init_checkpoint and not config.init_checkpoint.startswith("sha256:"):
+            digest = hashlib.sha256(Path(config.init_checkpoint).read_bytes()).hexdigest()
+            config = replace(config, init_checkpoint=f"sha256:{digest}")
         return {
             "classes": json.dumps(self.classes),
-            "config": self.config.to_json(),
+            "config": config.to_json(),
             "best_epoch": str(self.best_epoch),
             **extra,
         }

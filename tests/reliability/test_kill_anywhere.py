@@ -18,10 +18,11 @@ needed): nothing is STARTED in Dagster, no frames row lacks its ``ok`` video, no
 frame file remains, and every table equals the undisturbed run's.
 
 Compared: all rows on all columns except timestamps (``*_at``, ``source_mtime``), run ids,
-``wall_s``, and the model's weight file digest with what is named after it (``model_version``,
-``checkpoint_uri``, ``checkpoint_sha256``, ``parent_version``): training is bit-deterministic
-in metrics and predictions across processes, but the safetensors file two processes write
-differs, so the version id (its digest) differs too. ``sweep_trials`` logs every training
+``wall_s`` and ``checkpoint_uri`` (a path in the home). Model versions are compared: training is
+bit-deterministic across processes, a checkpoint's header is written in one order
+(``training.checkpoint``) and a fine-tune names its parent by digest, not by path
+(``TrainResult.checkpoint_metadata``), so a killed and rerun training registers the very model
+version the undisturbed run does. ``sweep_trials`` logs every training
 attempt, so a training killed and run again logs its (identical) trial twice: compared as a
 set of distinct rows. Uses ``tests/reliability/_run.py`` (what
 ``lensline run`` does, with a small run config the CLI cannot pass).
@@ -62,10 +63,7 @@ IGNORE = {
     "source_mtime",
     "run_id",
     "wall_s",
-    "model_version",
-    "checkpoint_uri",
-    "checkpoint_sha256",
-    "parent_version",
+    "checkpoint_uri",  # the home's own path
 }
 ORDER = ["ingestion", "label import", "label checking", "curation", "registry"]
 # append-only logs of attempts (assets/models.py appends every sweep trial it trains): a

@@ -1,5 +1,6 @@
 """train_model: determinism, learning a trivially separable task, transfer learning, bookkeeping."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -115,6 +116,23 @@ def test_transfer_learning_keeps_backbone_and_matching_head_rows(tmp_path):
     assert torch.equal(
         child.model.head.weight[1:], loaded.head.weight
     )  # dark, bright rows carried over
+    # the child's checkpoint names its parent by content, not by where it was read from: the
+    # same fine-tune from a copy elsewhere (another home, an S3 temp file) is the same file
+    moved = tmp_path / "elsewhere" / "copy.safetensors"
+    moved.parent.mkdir()
+    moved.write_bytes(path.read_bytes())
+    twin = train_model(
+        x, (y + 1) % 3, classes=["new", "dark", "bright"],
+        config=TrainConfig(epochs=1, lr=0.0, init_checkpoint=str(moved), **TINY),
+    )  # fmt: skip
+    recorded = json.loads(child.checkpoint_metadata()["config"])["init_checkpoint"]
+    assert recorded == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    shas = [
+        save_checkpoint(r.model, tmp_path / f"child{i}.safetensors",
+                        metadata=r.checkpoint_metadata(), preprocess=spec)
+        for i, r in enumerate((child, twin))
+    ]  # fmt: skip
+    assert shas[0] == shas[1]
     with pytest.raises(ValueError, match="width"):
         train_model(
             x,
