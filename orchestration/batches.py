@@ -98,3 +98,31 @@ def will_not_open(storage: LensStorage, videos: Mapping[str, StoredFile]) -> set
     return empty | {
         vid for vid, f in videos.items() if vid not in empty and not opens_as_video(f.uri)
     }
+
+
+IN_FLIGHT = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED")
+
+
+def in_flight(instance, order: Sequence[str], *, job_name: str = "ingest_video") -> dict[str, str]:
+    """``video_id -> run id`` for every video an unfinished run of ``job_name`` holds: its
+    partition (``dagster/partition``) or a partition range, expanded in ``order``. Dagster's
+    one-run-per-``dagster/partition`` limit does not see ranges, so planners leave these videos
+    to the run that holds them instead of ingesting them twice."""
+    import dagster as dg
+
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            job_name=job_name, statuses=[dg.DagsterRunStatus[s] for s in IN_FLIGHT]
+        )
+    )
+    position = {key: i for i, key in enumerate(order)}
+    held: dict[str, str] = {}
+    for run in runs:
+        if (key := run.tags.get("dagster/partition")) is not None:
+            held[key] = run.run_id
+            continue
+        start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
+        if start in position and end in position:
+            for key in order[position[start] : position[end] + 1]:
+                held[key] = run.run_id
+    return held

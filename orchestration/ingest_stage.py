@@ -20,7 +20,7 @@ from assets.ingest import BATCH as INGEST_BATCH
 from lake.landing import stale_videos
 from lake.partitions import videos_partitions
 from lake.storage import LensStorage
-from orchestration.batches import plan_batches, will_not_open
+from orchestration.batches import RANGE_START_TAG, in_flight, plan_batches, will_not_open
 from orchestration.queue import QUIET, QueueClient
 from orchestration.run_report import RunSummary, VideoOutcome, video_outcome
 
@@ -46,19 +46,26 @@ def ingest_pending(
         else sorted({*stale_videos(storage, videos), *unrecorded_videos(instance, storage, videos)})
     )
     summary.up_to_date = len(videos) - len(todo)
-    queue.warm(len(todo))  # run workers start while the batches are planned and submitted
+    order = instance.get_dynamic_partitions(videos_partitions.name)
+    # due videos another client's unfinished run holds (a sensor's batch): waited for, not
+    # ingested twice; if that run fails, they are ingested here one per run
+    held = {vid: run_id for vid, run_id in in_flight(instance, order).items() if vid in todo}
+    mine = [vid for vid in todo if vid not in held]
+    queue.warm(len(mine))  # run workers start while the batches are planned and submitted
     reason = "forced" if force else "new, changed or incomplete video"
     if on_progress and todo:  # nothing due: no "ingest 0/1" bar
         on_progress("ingest (queued)", 0, len(todo))
     batches = plan_batches(
-        instance.get_dynamic_partitions(videos_partitions.name),
-        todo,
-        {vid: videos[vid].size for vid in todo},
+        order,
+        mine,
+        {vid: videos[vid].size for vid in mine},
         workers=queue.workers,
         max_per_run=INGEST_BATCH.max_partitions_per_run or 1,
-        alone=will_not_open(storage, {vid: videos[vid] for vid in todo}),
+        alone=will_not_open(storage, {vid: videos[vid] for vid in mine}),
     )
     runs: dict[str, list[str]] = {}
+    for vid, run_id in held.items():
+        runs.setdefault(run_id, []).append(vid)
     outcomes: dict[str, VideoOutcome] = {}
     retry: list[str] = []
 
@@ -75,7 +82,8 @@ def ingest_pending(
 
     def ingested(run: dg.DagsterRun) -> None:
         batch = runs[run.run_id]
-        failed = len(batch) > 1 and run.status != dg.DagsterRunStatus.SUCCESS
+        # a range fails whole for one rejected video: its videos get a run each
+        failed = RANGE_START_TAG in run.tags and run.status != dg.DagsterRunStatus.SUCCESS
         if failed and not summary.stopped_reason:  # e.g. a rejected video: one run each
             retry.extend(batch)
             return

@@ -2,7 +2,7 @@
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
@@ -11,7 +11,13 @@ from lake.landing import LandingProblems, discover_videos, label_files, stale_vi
 from lake.partitions import videos_partitions
 from lake.resources import FiftyOneResource
 from lake.storage import LensStorage
-from orchestration.batches import RANGE_END_TAG, RANGE_START_TAG, plan_batches, will_not_open
+from orchestration.batches import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    in_flight,
+    plan_batches,
+    will_not_open,
+)
 from orchestration.jobs import ingest_job
 from orchestration.launcher import run_workers
 
@@ -25,6 +31,7 @@ def plan_video_runs(
     *,
     order: Sequence[str] = (),
     workers: int = 1,
+    held: Mapping[str, str] | None = None,
 ):
     """New partitions, run requests and the next cursor for the videos in the landing zone.
 
@@ -40,6 +47,8 @@ def plan_video_runs(
     at least ``workers`` runs when there are that many videos, at most 8 videos a run, a file that
     is empty or will not open in a run of its own. A batch run that fails is retried one video
     per run by ``ingest_batch_retry_sensor``, since this cursor already counts its videos seen.
+    A video that an unfinished run already holds (``held``: ``video_id -> run id``, e.g. a
+    ``lensline run`` batch) is left to it and not counted seen: the next tick looks again.
     """
     seen: dict[str, str] = json.loads(cursor) if cursor else {}
     problems = LandingProblems()
@@ -52,6 +61,8 @@ def plan_video_runs(
         if video_id not in stale or (seen.get(video_id) == stamp and video_id in known):
             seen[video_id] = stamp
             continue
+        if held and video_id in held:
+            continue  # its run ends first; a later tick sees whether it landed
         due[video_id] = ("changed" if video_id in known else "new", stamp)
         seen[video_id] = stamp
     partitions = [*order, *(k for k in new_keys if k not in set(order))]
@@ -103,8 +114,9 @@ def new_video_sensor(context: dg.SensorEvaluationContext, storage: LensStorage):
     in batches of consecutive videos)."""
     order = context.instance.get_dynamic_partitions(videos_partitions.name)
     new_keys, requests, cursor, problems = plan_video_runs(
-        storage, context.cursor, set(order), order=order, workers=run_workers()
-    )
+        storage, context.cursor, set(order), order=order, workers=run_workers(),
+        held=in_flight(context.instance, order),
+    )  # fmt: skip
     for message in problems.messages():
         context.log.warning(message)
     if not requests and not new_keys:

@@ -34,6 +34,11 @@ def test_a_running_daemon_launches_lensline_runs_runs(home, write_video, tmp_pat
     )
     with dg.DagsterInstance.get() as instance:  # its SQLite schema, before two processes race
         instance.get_runs(limit=1)
+    # new_video_sensor would ingest the videos first, and lensline run leaves what another
+    # client's run holds to it (orchestration.batches.in_flight): this test is about lensline
+    # run's own runs, so the sensor is stopped the way an operator would
+    stop = [str(Path(sys.executable).parent / "dagster"), "sensor", "stop", "new_video_sensor"]
+    subprocess.run([*stop, "-w", str(workspace)], cwd=tmp_path, check=True, capture_output=True)
     exe = str(Path(sys.executable).parent / "dagster-daemon")
     log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115 (closed below)
     daemon = subprocess.Popen(

@@ -4,6 +4,8 @@ run requests executed as real runs of the ingest_video job."""
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import numpy as np
 
@@ -149,3 +151,38 @@ def test_a_batch_run_records_every_video_of_its_range(home, write_video, monkeyp
         }
         assert isinstance(_sensor(instance, cursor=result.cursor), dg.SkipReason)
         assert isinstance(_sensor(instance), dg.SkipReason)  # a fresh cursor: the lake has both
+
+
+def test_videos_an_unfinished_run_holds_are_left_to_it(home, write_video, monkeypatch):
+    """Dagster's one-run-per-partition limit does not see ranges: a sensor tick and lensline run
+    each leave the videos of another client's unfinished batch to it."""
+    from orchestration.batches import in_flight
+    from orchestration.queue import QueueClient
+    from orchestration.runner import run_pending
+
+    monkeypatch.setenv("LENSLINE_RUN_WORKERS", "1")
+    for name in ("a", "b", "c"):
+        write_video(home / f"landing/videos/cam1/{name}.mp4", 6)
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("videos", ["cam1__a", "cam1__b", "cam1__c"])
+        job = defs.resolve_job_def("ingest_video")
+        with QueueClient(defs, instance) as other:  # a sensor's batch, queued, not yet run
+            held = other.submit(job, partition_range=("cam1__a", "cam1__b"), tags={BATCH_TAG: "2"})
+        order = instance.get_dynamic_partitions("videos")
+        assert in_flight(instance, order) == {"cam1__a": held, "cam1__b": held}
+        _, requests, cursor, _ = plan_video_runs(
+            LensStorage(), None, set(order), order=order, held=in_flight(instance, order)
+        )
+        assert [r.partition_key for r in requests] == ["cam1__c"]
+        assert set(json.loads(cursor)) == {"cam1__c"}  # the held ones are looked at again
+
+        summary = run_pending(defs, instance, select="key:raw_video")
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name="ingest_video"))
+        assert len(runs) == 2  # the held batch (executed, not duplicated) and cam1__c's run
+        assert instance.get_run_by_id(held).status == dg.DagsterRunStatus.SUCCESS
+        assert {o.video_id: o.status for o in summary.ingested} == {
+            "cam1__a": "ok",
+            "cam1__b": "ok",
+            "cam1__c": "ok",
+        }
+        assert in_flight(instance, order) == {}
