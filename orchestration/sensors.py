@@ -65,7 +65,8 @@ def plan_video_runs(
             continue  # its run ends first; a later tick sees whether it landed
         due[video_id] = ("changed" if video_id in known else "new", stamp)
         seen[video_id] = stamp
-    partitions = [*order, *(k for k in new_keys if k not in set(order))]
+    registered = set(order)
+    partitions = [*order, *(k for k in new_keys if k not in registered)]
     batches = (
         plan_batches(
             partitions,
