@@ -274,7 +274,8 @@ def measure(profile: str, home: Path, workers: int) -> dict:
     os.environ["LENSLINE_RUN_WORKERS"] = str(max(workers, 1) * (2 if profile == "celery" else 1))
     write_profile(home / "dagster", "production" if profile == "celery" else "embedded")
     from orchestration.definitions import defs
-    from orchestration.runner import QUIET, run_pending
+    from orchestration.queue import QUIET
+    from orchestration.runner import run_pending
 
     with dg.DagsterInstance.get() as instance:
         ready = 0.0

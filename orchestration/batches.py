@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+# a sensor's batch: its video ids (JSON), so ingest_batch_retry_sensor retries exactly those
+BATCH_TAG = "lensline/batch"
 
 
 def plan_batches(
@@ -100,7 +102,7 @@ def will_not_open(storage: LensStorage, videos: Mapping[str, StoredFile]) -> set
     }
 
 
-IN_FLIGHT = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED")
+IN_FLIGHT = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 
 
 def in_flight(instance, order: Sequence[str], *, job_name: str = "ingest_video") -> dict[str, str]:

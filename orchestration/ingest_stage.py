@@ -20,8 +20,15 @@ from assets.ingest import BATCH as INGEST_BATCH
 from lake.landing import stale_videos
 from lake.partitions import videos_partitions
 from lake.storage import LensStorage
-from orchestration.batches import RANGE_START_TAG, in_flight, plan_batches, will_not_open
-from orchestration.queue import QUIET, QueueClient
+from orchestration.batches import (
+    BATCH_TAG,
+    RANGE_START_TAG,
+    in_flight,
+    plan_batches,
+    will_not_open,
+)
+from orchestration.instance_home import worker_alive
+from orchestration.queue import QUIET, QueueClient, daemon_alive, is_queued_instance
 from orchestration.run_report import RunSummary, VideoOutcome, video_outcome
 
 
@@ -49,7 +56,7 @@ def ingest_pending(
     order = instance.get_dynamic_partitions(videos_partitions.name)
     # due videos another client's unfinished run holds (a sensor's batch): waited for, not
     # ingested twice; if that run fails, they are ingested here one per run
-    held = {vid: run_id for vid, run_id in in_flight(instance, order).items() if vid in todo}
+    held = _held(instance, order, set(todo))
     mine = [vid for vid in todo if vid not in held]
     queue.warm(len(mine))  # run workers start while the batches are planned and submitted
     reason = "forced" if force else "new, changed or incomplete video"
@@ -80,10 +87,14 @@ def ingest_pending(
         runs[run_id] = batch
         return run_id
 
+    daemon_up = daemon_alive(instance)
+
     def ingested(run: dg.DagsterRun) -> None:
         batch = runs[run.run_id]
-        # a range fails whole for one rejected video: its videos get a run each
+        # a range fails whole for one rejected video: its videos get a run each (a sensor's
+        # batch under a live daemon: ingest_batch_retry_sensor does that)
         failed = RANGE_START_TAG in run.tags and run.status != dg.DagsterRunStatus.SUCCESS
+        failed = failed and not (BATCH_TAG in run.tags and daemon_up)
         if failed and not summary.stopped_reason:  # e.g. a rejected video: one run each
             retry.extend(batch)
             return
@@ -112,6 +123,32 @@ def ingest_pending(
         return
     if on_progress and todo:
         on_progress("ingest", len(todo), len(todo))
+
+
+def _held(instance: dg.DagsterInstance, order: list[str], due: set[str]) -> dict[str, str]:
+    """Due videos an unfinished run of another client holds and that will end: queued (this
+    client drives the queue when no daemon does), or running under a live daemon (its run
+    monitoring fails a run whose worker died) or in a live run worker of this host. A run
+    left STARTED by a process gone, with no daemon to notice, holds nothing: waiting for it
+    would never end, so its videos are ingested here. None on an instance without a queue."""
+    if not is_queued_instance(instance):
+        return {}
+    daemon_up = daemon_alive(instance)
+    runs = {}
+    held = {}
+    for vid, run_id in in_flight(instance, order).items():
+        if vid not in due:
+            continue
+        if run_id not in runs:
+            runs[run_id] = instance.get_run_by_id(run_id)
+        run = runs[run_id]
+        if run is not None and (
+            run.status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED)
+            or daemon_up
+            or worker_alive(run)
+        ):
+            held[vid] = run_id
+    return held
 
 
 def unrecorded_videos(instance: dg.DagsterInstance, storage: LensStorage, videos: dict) -> set[str]:

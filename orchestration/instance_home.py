@@ -18,7 +18,7 @@ import dagster as dg
 
 from edge_export.fsutil import process_alive
 from lake.storage import lensline_home
-from orchestration.launcher import WORKER_PID_TAG
+from orchestration.launcher import WORKER_HOST_TAG, WORKER_PID_TAG
 
 RUNNER_TRIGGER = "lensline run"  # the lensline/trigger tag of lensline run's runs
 
@@ -74,9 +74,18 @@ def prepare_instance_home(home: Path | None = None) -> Path:
     return path
 
 
+def worker_alive(run: dg.DagsterRun) -> bool:
+    """A run worker of ``lensline run`` on this host is executing ``run`` (its recorded pid
+    runs)."""
+    pid, host = run.tags.get(WORKER_PID_TAG), run.tags.get(WORKER_HOST_TAG)
+    return bool(pid) and host == socket.gethostname() and process_alive(int(pid))  # type: ignore[arg-type]
+
+
 def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     """Mark runs of ``lensline run`` left QUEUED, STARTING or STARTED by a killed process as
-    failed (queued ones as canceled: the next run plans its own).
+    failed (queued ones as canceled: the next run plans its own), and other clients' runs (a
+    sensor's, queued while no daemon ran) that a dead run worker of ``lensline run`` was
+    executing.
 
     Call it holding the home's writer lock: no other ``lensline run`` of this home is alive then,
     so such a run is dead unless its recorded client (``lensline/pid`` on this host) or the run
@@ -90,12 +99,23 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
                 dg.DagsterRunStatus.QUEUED,
                 dg.DagsterRunStatus.STARTED,
                 dg.DagsterRunStatus.STARTING,
-            ],
-            tags={"lensline/trigger": RUNNER_TRIGGER},
+            ]
         )
     )
     failed = []
     for run in runs:
+        if run.tags.get("lensline/trigger") != RUNNER_TRIGGER:
+            # another client's run: ours to judge only if our run worker took it and died
+            worker, host = run.tags.get(WORKER_PID_TAG), run.tags.get(WORKER_HOST_TAG)
+            if not worker or host != socket.gethostname() or worker_alive(run):
+                continue
+            instance.report_run_failed(
+                run,
+                message=f"the lensline run worker executing it (pid {worker}) died before the "
+                "run finished; marked failed by the next lensline run",
+            )
+            failed.append(run.run_id)
+            continue
         pid, host = run.tags.get("lensline/pid"), run.tags.get("lensline/host")
         worker = run.tags.get(WORKER_PID_TAG)
         here = host == socket.gethostname()

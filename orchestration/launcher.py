@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
+import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +34,7 @@ REPOSITORY = "__repository__"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKERS_ENV = "LENSLINE_RUN_WORKERS"
 WORKER_PID_TAG = "lensline/worker_pid"
+WORKER_HOST_TAG = "lensline/worker_host"
 # imported once by the fork server, so each run's fork starts warm: third-party libraries whose
 # import reads no Lensline setting (Lensline's own modules read the environment: each fork
 # imports them after taking the submitter's environment). scipy.stats is the drift step's
@@ -207,13 +210,16 @@ def keep_connections(instance: dg.DagsterInstance) -> dg.DagsterInstance:
     events, its queue admission and the status polls are each a query: ~0.5 s of a one-video
     run on Celery (``benchmarks/scale.py``). Nothing changes on SQLite. For processes that live
     across runs: ``lensline run`` and its run workers."""
-    instance.optimize_for_webserver(
-        statement_timeout=0, pool_recycle=POOL_RECYCLE_S, max_overflow=8
-    )
+    if instance not in _POOLED:  # once per instance: a second call would replace its pools
+        instance.optimize_for_webserver(
+            statement_timeout=0, pool_recycle=POOL_RECYCLE_S, max_overflow=8
+        )
+        _POOLED.add(instance)
     return instance
 
 
 POOL_RECYCLE_S = 3600  # a pooled connection older than this is replaced before use
+_POOLED: weakref.WeakSet[dg.DagsterInstance] = weakref.WeakSet()
 # this run worker's instance, opened once and kept for its runs (its pooled connections with it)
 _WORKER_INSTANCE: dict[str, dg.DagsterInstance] = {}
 
@@ -239,7 +245,9 @@ def _execute_in_worker(run_id: str, env: Mapping[str, str], cwd: str) -> str:
     run = instance.get_run_by_id(run_id)
     if run is None:
         return "missing"
-    instance.add_run_tags(run_id, {WORKER_PID_TAG: str(os.getpid())})
+    instance.add_run_tags(
+        run_id, {WORKER_PID_TAG: str(os.getpid()), WORKER_HOST_TAG: socket.gethostname()}
+    )
     job = recon_job_from_origin(run.job_code_origin)  # type: ignore[arg-type]
     _execute_here(job, run_id, instance)
     return "done"

@@ -12,6 +12,7 @@ from lake.partitions import videos_partitions
 from lake.resources import FiftyOneResource
 from lake.storage import LensStorage
 from orchestration.batches import (
+    BATCH_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
     in_flight,
@@ -20,8 +21,6 @@ from orchestration.batches import (
 )
 from orchestration.jobs import ingest_job
 from orchestration.launcher import run_workers
-
-BATCH_TAG = "lensline/batch"  # a sensor's batch of videos: retried one per run if it fails
 
 
 def plan_video_runs(
@@ -101,7 +100,7 @@ def _ingest_request(batch: list[str], due: dict, videos: dict) -> dg.RunRequest:
         tags={
             RANGE_START_TAG: batch[0],
             RANGE_END_TAG: batch[-1],
-            BATCH_TAG: str(len(batch)),
+            BATCH_TAG: json.dumps(batch),  # at most 8 ids: what the retry sensor retries
             "lensline/reason": f"{' and '.join(reasons)} videos ({len(batch)}, one batch)",
         },
     )
@@ -139,13 +138,12 @@ def retry_requests(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[dg.
     """One run request per video of a failed batch run (``lensline/batch``): the rejected video's
     run records why with its checks, the others' ingest as they would have alone. Nothing for a
     run of one video, or a batch that ``lensline run`` started (it retries its own)."""
-    start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
-    if not start or not end or BATCH_TAG not in run.tags:
+    if BATCH_TAG not in run.tags or RANGE_START_TAG not in run.tags:
         return []
-    order = instance.get_dynamic_partitions(videos_partitions.name)
-    if start not in order or end not in order:
-        return []  # a partition was deleted since: nothing to retry by range
-    batch = order[order.index(start) : order.index(end) + 1]
+    registered = set(instance.get_dynamic_partitions(videos_partitions.name))
+    # the batch's own list: a partition deleted since (even an end of the range) is skipped,
+    # the others are still retried
+    batch = [vid for vid in json.loads(run.tags[BATCH_TAG]) if vid in registered]
     return [
         dg.RunRequest(
             run_key=f"retry:{run.run_id}:{video_id}",

@@ -10,10 +10,9 @@ import dagster as dg
 import numpy as np
 
 from lake.storage import LensStorage
-from orchestration.batches import RANGE_END_TAG, RANGE_START_TAG
+from orchestration.batches import BATCH_TAG, RANGE_END_TAG, RANGE_START_TAG
 from orchestration.definitions import defs
 from orchestration.sensors import (
-    BATCH_TAG,
     ingest_batch_retry_sensor,
     new_video_sensor,
     plan_video_runs,
@@ -62,7 +61,8 @@ def test_a_backlog_is_one_batch_and_a_failed_batch_is_retried_one_video_per_run(
             "cam1__a",
             "cam1__d",
         )
-        assert request.tags[BATCH_TAG] == "3" and request.run_key.startswith("batch:")
+        assert json.loads(request.tags[BATCH_TAG]) == ["cam1__a", "cam1__c", "cam1__d"]
+        assert request.run_key.startswith("batch:")
         [add] = result.dynamic_partitions_requests
         instance.add_dynamic_partitions("videos", add.partition_keys)
 
@@ -83,6 +83,10 @@ def test_a_backlog_is_one_batch_and_a_failed_batch_is_retried_one_video_per_run(
         retries = ingest_batch_retry_sensor(context)
         assert [r.partition_key for r in retries] == ["cam1__a", "cam1__c", "cam1__d"]
         assert len({r.run_key for r in retries}) == 3
+        instance.delete_dynamic_partition("videos", "cam1__d")  # an end of the range gone:
+        gone = ingest_batch_retry_sensor(context)  # the rest of the batch is still retried
+        assert [r.partition_key for r in gone] == ["cam1__a", "cam1__c"]
+        instance.add_dynamic_partitions("videos", ["cam1__d"])
         outcomes = {r.partition_key: _execute(instance, r).success for r in retries}
         assert outcomes == {"cam1__a": True, "cam1__c": False, "cam1__d": True}
         assert instance.get_materialized_partitions(dg.AssetKey("frames")) == {
@@ -117,10 +121,10 @@ def test_batches_follow_the_partitions_and_keep_bad_files_alone(home, write_vide
     spans = [
         (r.partition_key,)
         if r.partition_key
-        else (r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG], r.tags[BATCH_TAG])
+        else (r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG], len(json.loads(r.tags[BATCH_TAG])))
         for r in requests
     ]
-    assert spans == [("cam1__a", "cam1__b", "2"), ("cam1__c",), ("cam1__d", "cam1__f", "3")]
+    assert spans == [("cam1__a", "cam1__b", 2), ("cam1__c",), ("cam1__d", "cam1__f", 3)]
     # one due video, or one worker's worth: the run of one partition, as before
     _, one, _, _ = plan_video_runs(storage, None, set(), workers=8)
     assert all(r.partition_key for r in one) and len(one) == 6
@@ -186,3 +190,48 @@ def test_videos_an_unfinished_run_holds_are_left_to_it(home, write_video, monkey
             "cam1__c": "ok",
         }
         assert in_flight(instance, order) == {}
+
+
+def test_a_foreign_run_nobody_executes_holds_nothing(home, write_video, monkeypatch):
+    """A sensor's batch left STARTED by a dead run worker of lensline run is marked failed; one
+    left STARTED with no daemon and no worker holds nothing: lensline run ingests its videos
+    instead of waiting for ever."""
+    import socket
+
+    from orchestration.runner import run_pending
+
+    monkeypatch.setenv("LENSLINE_RUN_WORKERS", "1")
+    for name in ("a", "b"):
+        write_video(home / f"landing/videos/cam1/{name}.mp4", 6)
+    batch = {
+        RANGE_START_TAG: "cam1__a",
+        RANGE_END_TAG: "cam1__b",
+        BATCH_TAG: json.dumps(["cam1__a", "cam1__b"]),
+    }
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("videos", ["cam1__a", "cam1__b"])
+        worker_died = dg.DagsterRun(
+            job_name="ingest_video",
+            run_id="deadbeef-0000-0000-0000-00000000000a",
+            status=dg.DagsterRunStatus.STARTED,
+            tags={
+                **batch,
+                "lensline/worker_pid": "999999999",
+                "lensline/worker_host": socket.gethostname(),
+            },
+        )
+        orphan = dg.DagsterRun(
+            job_name="ingest_video",
+            run_id="deadbeef-0000-0000-0000-00000000000b",
+            status=dg.DagsterRunStatus.STARTED,
+            tags=batch,
+        )
+        instance.add_run(worker_died)
+        instance.add_run(orphan)
+        summary = run_pending(defs, instance, select="key:raw_video")
+        assert summary.recovered_runs == [worker_died.run_id]  # the orphan is not ours to fail
+        assert instance.get_run_by_id(worker_died.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert {o.video_id: o.status for o in summary.ingested} == {
+            "cam1__a": "ok",
+            "cam1__b": "ok",
+        }
