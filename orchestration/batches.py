@@ -12,8 +12,8 @@ run of its own (its checks and metadata exactly as before).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lake.storage import LensStorage, StoredFile
@@ -105,11 +105,18 @@ def will_not_open(storage: LensStorage, videos: Mapping[str, StoredFile]) -> set
 IN_FLIGHT = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 
 
-def in_flight(instance, order: Sequence[str], *, job_name: str = "ingest_video") -> dict[str, str]:
+def in_flight(
+    instance,
+    order: Sequence[str],
+    *,
+    job_name: str = "ingest_video",
+    counts: Callable[[Any], bool] | None = None,
+) -> dict[str, str]:
     """``video_id -> run id`` for every video an unfinished run of ``job_name`` holds: its
-    partition (``dagster/partition``) or a partition range, expanded in ``order``. Dagster's
-    one-run-per-``dagster/partition`` limit does not see ranges, so planners leave these videos
-    to the run that holds them instead of ingesting them twice."""
+    partition (``dagster/partition``) or a partition range, expanded in ``order``; only runs
+    ``counts(run)`` accepts, when given. Dagster's one-run-per-``dagster/partition`` limit does
+    not see ranges, so planners leave these videos to the run that holds them instead of
+    ingesting them twice."""
     import dagster as dg
 
     runs = instance.get_runs(
@@ -120,6 +127,8 @@ def in_flight(instance, order: Sequence[str], *, job_name: str = "ingest_video")
     position = {key: i for i, key in enumerate(order)}
     held: dict[str, str] = {}
     for run in runs:
+        if counts is not None and not counts(run):
+            continue
         if (key := run.tags.get("dagster/partition")) is not None:
             held[key] = run.run_id
             continue

@@ -56,7 +56,8 @@ def ingest_pending(
     order = instance.get_dynamic_partitions(videos_partitions.name)
     # due videos another client's unfinished run holds (a sensor's batch): waited for, not
     # ingested twice; if that run fails, they are ingested here one per run
-    held = _held(instance, order, set(todo))
+    daemon_up = daemon_alive(instance)
+    held = _held(instance, order, set(todo), daemon_up=daemon_up)
     mine = [vid for vid in todo if vid not in held]
     queue.warm(len(mine))  # run workers start while the batches are planned and submitted
     reason = "forced" if force else "new, changed or incomplete video"
@@ -86,8 +87,6 @@ def ingest_pending(
         )
         runs[run_id] = batch
         return run_id
-
-    daemon_up = daemon_alive(instance)
 
     def ingested(run: dg.DagsterRun) -> None:
         batch = runs[run.run_id]
@@ -125,7 +124,9 @@ def ingest_pending(
         on_progress("ingest", len(todo), len(todo))
 
 
-def _held(instance: dg.DagsterInstance, order: list[str], due: set[str]) -> dict[str, str]:
+def _held(
+    instance: dg.DagsterInstance, order: list[str], due: set[str], *, daemon_up: bool
+) -> dict[str, str]:
     """Due videos an unfinished run of another client holds and that will end: queued (this
     client drives the queue when no daemon does), or running under a live daemon (its run
     monitoring fails a run whose worker died) or in a live run worker of this host. A run
@@ -133,22 +134,13 @@ def _held(instance: dg.DagsterInstance, order: list[str], due: set[str]) -> dict
     would never end, so its videos are ingested here. None on an instance without a queue."""
     if not is_queued_instance(instance):
         return {}
-    daemon_up = daemon_alive(instance)
-    runs = {}
-    held = {}
-    for vid, run_id in in_flight(instance, order).items():
-        if vid not in due:
-            continue
-        if run_id not in runs:
-            runs[run_id] = instance.get_run_by_id(run_id)
-        run = runs[run_id]
-        if run is not None and (
-            run.status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED)
-            or daemon_up
-            or worker_alive(run)
-        ):
-            held[vid] = run_id
-    return held
+
+    def will_end(run: dg.DagsterRun) -> bool:
+        waiting = run.status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED)
+        return waiting or daemon_up or worker_alive(run)
+
+    held = in_flight(instance, order, counts=will_end)
+    return {vid: run_id for vid, run_id in held.items() if vid in due}
 
 
 def unrecorded_videos(instance: dg.DagsterInstance, storage: LensStorage, videos: dict) -> set[str]:

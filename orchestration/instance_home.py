@@ -106,13 +106,12 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     for run in runs:
         if run.tags.get("lensline/trigger") != RUNNER_TRIGGER:
             # another client's run: ours to judge only if our run worker took it and died
-            worker, host = run.tags.get(WORKER_PID_TAG), run.tags.get(WORKER_HOST_TAG)
-            if not worker or host != socket.gethostname() or worker_alive(run):
+            if run.tags.get(WORKER_HOST_TAG) != socket.gethostname() or worker_alive(run):
                 continue
             instance.report_run_failed(
                 run,
-                message=f"the lensline run worker executing it (pid {worker}) died before the "
-                "run finished; marked failed by the next lensline run",
+                message=f"the lensline run worker executing it (pid {run.tags.get(WORKER_PID_TAG)}) "
+                "died before the run finished; marked failed by the next lensline run",
             )
             failed.append(run.run_id)
             continue

@@ -110,6 +110,17 @@ def _write_video(
     return path
 
 
+def corrupt_in_the_middle(path: Path, n: int = 90) -> Path:
+    """A video (``n`` frames) whose header opens but whose frames are noise: it fails
+    mid-decode, not at open (the index, ``moov``, is kept)."""
+    _write_video(path, n)
+    data = bytearray(path.read_bytes())
+    start, end = data.find(b"mdat") + 400, data.find(b"moov") - 400  # frames, not the index
+    data[start:end] = np.random.default_rng(0).integers(0, 256, end - start, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
 @pytest.fixture(scope="module")
 def fo_home(tmp_path_factory):
     """A temp home whose mongod this module starts and stops by PID.

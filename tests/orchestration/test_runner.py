@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import polars as pl
 import pytest
 
@@ -19,6 +18,7 @@ from lake.storage import LensStorage
 from orchestration.batches import plan_batches
 from orchestration.definitions import defs
 from orchestration.runner import run_pending
+from tests.conftest import corrupt_in_the_middle
 
 INGEST = "group:ingest"
 
@@ -209,12 +209,7 @@ def test_a_rejected_video_in_a_batch_is_retried_one_video_per_run(home, write_vi
     monkeypatch.setenv("LENSLINE_RUN_WORKERS", "1")
     write_video(home / "landing/videos/cam1/a.mp4", 10)
     (home / "landing/videos/cam1/b.mp4").write_bytes(b"")
-    corrupt = home / "landing/videos/cam1/c.mp4"
-    write_video(corrupt, 90)
-    data = bytearray(corrupt.read_bytes())
-    start, end = data.find(b"mdat") + 400, data.find(b"moov") - 400  # frames, not the index
-    data[start:end] = np.random.default_rng(0).integers(0, 256, end - start, np.uint8).tobytes()
-    corrupt.write_bytes(bytes(data))
+    corrupt_in_the_middle(home / "landing/videos/cam1/c.mp4")
     write_video(home / "landing/videos/cam1/d.mp4", 10)
     with dg.DagsterInstance.get() as instance:
         summary = run_pending(defs, instance, select=INGEST)

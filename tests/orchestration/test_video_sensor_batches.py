@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import dagster as dg
-import numpy as np
 
 from lake.storage import LensStorage
 from orchestration.batches import BATCH_TAG, RANGE_END_TAG, RANGE_START_TAG
@@ -17,6 +16,7 @@ from orchestration.sensors import (
     new_video_sensor,
     plan_video_runs,
 )
+from tests.conftest import corrupt_in_the_middle
 
 
 def _sensor(instance, cursor=None):
@@ -37,21 +37,12 @@ def _execute(instance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     )
 
 
-def _corrupt_in_the_middle(path, write_video) -> None:
-    """A video whose header opens but whose frames are noise: it fails mid-decode."""
-    write_video(path, 90)
-    data = bytearray(path.read_bytes())
-    start, end = data.find(b"mdat") + 400, data.find(b"moov") - 400
-    data[start:end] = np.random.default_rng(0).integers(0, 256, end - start, np.uint8).tobytes()
-    path.write_bytes(bytes(data))
-
-
 def test_a_backlog_is_one_batch_and_a_failed_batch_is_retried_one_video_per_run(
     home, write_video, monkeypatch
 ):
     monkeypatch.setenv("LENSLINE_RUN_WORKERS", "1")
     write_video(home / "landing/videos/cam1/a.mp4", 10)
-    _corrupt_in_the_middle(home / "landing/videos/cam1/c.mp4", write_video)
+    corrupt_in_the_middle(home / "landing/videos/cam1/c.mp4")
     write_video(home / "landing/videos/cam1/d.mp4", 10)
     with dg.DagsterInstance.get() as instance:
         result = _sensor(instance)
