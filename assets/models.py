@@ -410,9 +410,9 @@ def model_evaluation(
     result = evaluate_challenger(
         model, x_te, y_te, classes=classes, spec=spec, test_set=split_fingerprint(keys),
         slices=line_conditions(storage, keys), registry=storage.registry(), checkpoint=ref,
-        train_config=ckpt["config"], load=lambda uri, sha: _load(storage, uri, sha),
+        meta=ckpt, load=lambda uri, sha: _load(storage, uri, sha),
         images_for=lambda own: split_images(storage, "test", classes, own, version=dataset_version)[0],
-        trained_on=json.loads(ckpt.get("train_conditions", "{}")), **config.model_dump(),
+        **config.model_dump(),
     )  # fmt: skip
     if result.promoted:  # the predictions table always holds the champion's predictions
         storage.write_table(

@@ -244,7 +244,7 @@ def evaluate_challenger(
     slices: np.ndarray,
     registry: Any,
     checkpoint: Mapping[str, str],
-    train_config: str,
+    meta: Mapping[str, str],
     load: Loader,
     images_for: Images,
     margin: float = 0.0,
@@ -253,7 +253,6 @@ def evaluate_challenger(
     power: float = 0.8,
     unprotected: str = "report",
     ensemble_top_k: int = 3,
-    trained_on: Mapping[str, int] | None = None,
 ) -> ChallengerEvaluation:
     """Score a trained model on the test split, register it, and promote or archive it.
 
@@ -282,8 +281,11 @@ def evaluate_challenger(
     checkpoint : mapping
         ``checkpoint_uri``, ``checkpoint_sha256``, ``dataset_version``, ``label_version``,
         ``code_version`` of the challenger's checkpoint.
-    train_config : str
-        Its training config as JSON (from the checkpoint).
+    meta : mapping
+        The challenger checkpoint's metadata: its training config (``config``) and, when
+        recorded, its training images per line condition (``train_conditions``: the gate's tie
+        goes to a challenger that trained on a condition the champion never did,
+        :func:`training.promotion.decide_promotion_paired`).
     load : callable
         ``load(uri, sha256) -> (model, checkpoint metadata)``: a registered model, verified.
     images_for : callable
@@ -295,10 +297,6 @@ def evaluate_challenger(
         What the gate does with a condition too small to protect its accuracy.
     ensemble_top_k : int
         Also score the mean of the top-k registered models (:func:`ensemble_accuracy`).
-    trained_on : mapping, optional
-        The challenger's training images per line condition (its checkpoint's
-        ``train_conditions``): the gate's tie goes to a challenger that trained on a condition
-        the champion never did (:func:`training.promotion.decide_promotion_paired`).
 
     Returns
     -------
@@ -315,7 +313,7 @@ def evaluate_challenger(
         checkpoint_uri=checkpoint["checkpoint_uri"],
         checkpoint_sha256=checkpoint["checkpoint_sha256"],
         metrics=metrics,
-        config=train_config,
+        config=meta["config"],
         dataset_version=int(checkpoint["dataset_version"]),
         label_version=int(checkpoint["label_version"]),
         code_version=checkpoint["code_version"],
@@ -327,6 +325,7 @@ def evaluate_challenger(
         champ_pred, new_looks = None, []
         if champion is not None:
             champ_pred, champ_meta = _predict(champion, classes, spec, images, load, images_for)
+            trained_on = json.loads(meta.get("train_conditions", "{}"))
             new_looks = _new_conditions(trained_on, champ_meta)
         decision = decide_promotion_paired(
             labels, champ_pred, probs.argmax(1), slices=slices, classes=classes,
@@ -352,7 +351,7 @@ def evaluate_challenger(
     )
 
 
-def _new_conditions(trained_on: Mapping[str, int] | None, champion_meta: Mapping[str, str]):
+def _new_conditions(trained_on: Mapping[str, int], champion_meta: Mapping[str, str]):
     """Line conditions the challenger trained on and the champion did not (its checkpoint's
     ``train_conditions``); none when either is unknown (checkpoints from before they were
     recorded)."""

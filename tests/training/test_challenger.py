@@ -61,7 +61,7 @@ def _evaluate(ref, registry, **kw):
     return evaluate_challenger(
         model, x, y, classes=CLASSES, spec=SPEC, test_set=split_fingerprint(keys),
         slices=np.array(["cam1"] * 30 + ["cam1/drift"] * 10), registry=registry,
-        checkpoint=ref, train_config=meta["config"], load=_load,
+        checkpoint=ref, meta=meta, load=_load,
         images_for=lambda spec: pytest.fail("the champion shares the challenger's contract"),
         **kw,
     )  # fmt: skip
